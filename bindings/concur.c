@@ -1,0 +1,67 @@
+/* concur - luaopen_concur: the module, its runtime, and every primitive's file */
+#include "concur/error.h"
+#include "concur/proc.h"
+#include "concur/wait.h"
+#include "lconcur.h"
+
+#include <stdlib.h>
+
+void cc__lset_metrics_path(const char *path);
+void cc__linstall_sigint(lua_State *L);
+
+static cc_lhost host = {(size_t)256 << 20, 512, 1.0, NULL};
+static int hosted;
+
+void cc_lhost_configure(const cc_lhost *h) {
+  host = *h;
+  hosted = 1;
+}
+
+/* Under a stock lua5.4 the end of the main script is the state's close: a
+ * sentinel's __gc joins the children then. */
+static int sentinel_gc(lua_State *L) {
+  if (cc_proc_self_slot() == 0)
+    cc_lfinish(L);
+  return 0;
+}
+
+static void runtime(lua_State *L) {
+  if (cc_arena_ready())
+    return;
+  const char *env = getenv("CONCUR_ARENA_SIZE");
+  size_t size = host.arena_size;
+  if (env && atoll(env) > 0)
+    size = (size_t)atoll(env);
+  int r = cc_runtime_init(size, host.max_processes);
+  if (r)
+    luaL_error(L, "concur: cannot make the arena (%d bytes): %s", (int)size,
+               cc_strerror(r));
+  cc_runtime_subreaper();
+}
+
+int luaopen_concur(lua_State *L) {
+  runtime(L);
+  cc__lset_time_scale(host.time_scale);
+  cc__lset_metrics_path(host.metrics_path);
+  lua_newtable(L);
+  cc__open_error(L);
+  cc__open_lock(L);
+  cc__open_sem(L);
+  cc__open_event(L);
+  cc__open_cond(L);
+  cc__open_barrier(L);
+  cc__open_proc(L);
+  cc__open_runtime(L);
+  lua_pushliteral(L, "concur " CONCUR_VERSION_STRING);
+  lua_setfield(L, -2, "_VERSION");
+  cc__linstall_sigint(L);
+  if (!hosted) {
+    lua_newuserdatauv(L, 0, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, sentinel_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, "concur.sentinel");
+  }
+  return 1;
+}

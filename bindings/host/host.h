@@ -1,0 +1,32 @@
+/* host - the concur binary's pieces: CLI, run, YAML for Lua */
+#ifndef CONCUR_HOST_H
+#define CONCUR_HOST_H
+
+#include "concur/config.h"
+
+#include <lua.h>
+
+/* Documented exit codes of the binary. */
+enum {
+  EXIT_OK = 0,
+  EXIT_SCRIPT = 1,
+  EXIT_USAGE = 2,
+  EXIT_DEADLOCK = 3,
+  EXIT_TIMEOUT = 4,
+  EXIT_INTERRUPTED = 130
+};
+
+typedef struct run_opts {
+  const char *script;
+  const char **params; /* "k=v" strings */
+  int nparams;
+  const char *metrics;
+  cc_config cfg;
+} run_opts;
+
+/* concur run: supervises the run and returns the exit code. */
+int host_run(const run_opts *o);
+/* Opens "concur.yaml": load(path) -> the document as Lua values. */
+int host_open_yaml(lua_State *L);
+
+#endif

@@ -1,0 +1,154 @@
+/* lyaml - concur.yaml: YAML documents as Lua values, for the host's tools */
+#include "host.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <yaml.h>
+
+/* Plain scalars become numbers, booleans and nil as YAML 1.2's core schema
+ * says; quoted ones stay strings. Line numbers are kept in a side table so
+ * that callers can point at the place of a bad value. */
+static void push_scalar(lua_State *L, const yaml_event_t *ev) {
+  const char *s = (const char *)ev->data.scalar.value;
+  size_t n = ev->data.scalar.length;
+  if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+    if (!strcmp(s, "true") || !strcmp(s, "True")) {
+      lua_pushboolean(L, 1);
+      return;
+    }
+    if (!strcmp(s, "false") || !strcmp(s, "False")) {
+      lua_pushboolean(L, 0);
+      return;
+    }
+    if (!strcmp(s, "null") || !strcmp(s, "~") || n == 0) {
+      lua_pushnil(L);
+      return;
+    }
+    if (lua_stringtonumber(L, s))
+      return;
+  }
+  lua_pushlstring(L, s, n);
+}
+
+typedef struct reader {
+  yaml_parser_t p;
+  const char *path;
+} reader;
+
+static int parse_error(lua_State *L, reader *r) {
+  return luaL_error(L, "%s:%d:%d: malformed YAML: %s", r->path,
+                    (int)r->p.problem_mark.line + 1,
+                    (int)r->p.problem_mark.column + 1,
+                    r->p.problem ? r->p.problem : "?");
+}
+
+static void value(lua_State *L, reader *r, yaml_event_t *ev);
+
+/* Stores the line of the value just made at lines[key]. */
+static void node(lua_State *L, reader *r, int lines) {
+  yaml_event_t ev;
+  if (!yaml_parser_parse(&r->p, &ev))
+    parse_error(L, r);
+  (void)lines;
+  value(L, r, &ev);
+  yaml_event_delete(&ev);
+}
+
+static void value(lua_State *L, reader *r, yaml_event_t *ev) {
+  luaL_checkstack(L, 8, "YAML nested too deeply");
+  switch (ev->type) {
+  case YAML_SCALAR_EVENT:
+    push_scalar(L, ev);
+    return;
+  case YAML_SEQUENCE_START_EVENT: {
+    lua_newtable(L);
+    int i = 0;
+    for (;;) {
+      yaml_event_t e;
+      if (!yaml_parser_parse(&r->p, &e))
+        parse_error(L, r);
+      if (e.type == YAML_SEQUENCE_END_EVENT) {
+        yaml_event_delete(&e);
+        return;
+      }
+      value(L, r, &e);
+      yaml_event_delete(&e);
+      lua_rawseti(L, -2, ++i);
+    }
+  }
+  case YAML_MAPPING_START_EVENT: {
+    lua_newtable(L);
+    lua_newtable(L); /* lines of the keys */
+    for (;;) {
+      yaml_event_t k;
+      if (!yaml_parser_parse(&r->p, &k))
+        parse_error(L, r);
+      if (k.type == YAML_MAPPING_END_EVENT) {
+        yaml_event_delete(&k);
+        lua_setfield(L, -2, "__lines");
+        return;
+      }
+      int line = (int)k.start_mark.line + 1;
+      value(L, r, &k);
+      yaml_event_delete(&k);
+      lua_pushvalue(L, -1);
+      lua_pushinteger(L, line);
+      lua_rawset(L, -4);
+      node(L, r, 0);
+      lua_rawset(L, -4);
+    }
+  }
+  case YAML_ALIAS_EVENT:
+    luaL_error(L, "%s:%d: YAML aliases are not supported here", r->path,
+               (int)ev->start_mark.line + 1);
+    return;
+  default:
+    lua_pushnil(L);
+    return;
+  }
+}
+
+/* load(path) -> value; mappings carry __lines = {key = line}. */
+static int l_load(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return luaL_error(L, "%s: cannot open: %s", path, strerror(errno));
+  reader r = {.path = path};
+  yaml_parser_initialize(&r.p);
+  yaml_parser_set_input_file(&r.p, f);
+  lua_pushnil(L);
+  for (;;) {
+    yaml_event_t ev;
+    if (!yaml_parser_parse(&r.p, &ev)) {
+      fclose(f);
+      lua_pushfstring(L, "%s:%d:%d: malformed YAML: %s", path,
+                      (int)r.p.problem_mark.line + 1,
+                      (int)r.p.problem_mark.column + 1,
+                      r.p.problem ? r.p.problem : "?");
+      yaml_parser_delete(&r.p);
+      return lua_error(L);
+    }
+    yaml_event_type_t t = ev.type;
+    if (t == YAML_SCALAR_EVENT || t == YAML_SEQUENCE_START_EVENT ||
+        t == YAML_MAPPING_START_EVENT) {
+      lua_pop(L, 1);
+      value(L, &r, &ev);
+    }
+    yaml_event_delete(&ev);
+    if (t == YAML_STREAM_END_EVENT || t == YAML_DOCUMENT_END_EVENT)
+      break;
+  }
+  yaml_parser_delete(&r.p);
+  fclose(f);
+  return 1;
+}
+
+int host_open_yaml(lua_State *L) {
+  lua_newtable(L);
+  lua_pushcfunction(L, l_load);
+  lua_setfield(L, -2, "load");
+  return 1;
+}

@@ -1,0 +1,137 @@
+/* main - the concur binary: command line, configuration, dispatch */
+#include "concur/config.h"
+#include "concur/error.h"
+#include "host.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: concur run SCRIPT [-p KEY=VALUE]... [--config FILE] [--time-scale X]\n"
+    "                         [--timeout S] [--metrics FILE]\n"
+    "       concur --help | --version\n";
+
+static const char help[] =
+    "concur - a concurrency sandbox: real processes, locks, queues, pools,\n"
+    "driven by Lua scenario scripts.\n\n"
+    "commands:\n"
+    "  run SCRIPT          run a Lua scenario script\n"
+    "options of run:\n"
+    "  -p KEY=VALUE        a parameter, in concur.params (numbers and booleans\n"
+    "                      are converted); may be repeated\n"
+    "  --config FILE       settings to use instead of config/concur.yaml\n"
+    "  --time-scale X      multiply every sleep and timeout by X (X > 0)\n"
+    "  --timeout S         end the run after S seconds (limits.run_timeout)\n"
+    "  --metrics FILE      append what concur.report records, as JSON lines\n"
+    "exit status: 0 ok, 1 script error, 2 usage or config error, 3 deadlock,\n"
+    "             4 timeout, 130 interrupted (Ctrl-C)\n";
+
+static int bad(const char *fmt, const char *arg) {
+  fprintf(stderr, "concur: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n%s", usage);
+  return EXIT_USAGE;
+}
+
+static int number_arg(const char *opt, const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (!*s || *end || errno || v < 0) {
+    fprintf(stderr, "concur: %s takes a number of seconds or a factor >= 0, not '%s'\n",
+            opt, s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static int cmd_run(int argc, char **argv) {
+  run_opts o;
+  memset(&o, 0, sizeof o);
+  cc_config_defaults(&o.cfg);
+  o.params = calloc((size_t)argc, sizeof *o.params);
+  const char *config = NULL;
+  double time_scale = -1, timeout = -1;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    int more = i + 1 < argc;
+    if (!strcmp(a, "-p")) {
+      if (!more || !strchr(argv[i + 1], '=') || argv[i + 1][0] == '=')
+        return bad("-p takes KEY=VALUE%s", "");
+      o.params[o.nparams++] = argv[++i];
+    } else if (!strncmp(a, "-p", 2) && strchr(a, '=')) {
+      o.params[o.nparams++] = a + 2;
+    } else if (!strcmp(a, "--config")) {
+      if (!more)
+        return bad("--config takes a file%s", "");
+      config = argv[++i];
+    } else if (!strcmp(a, "--time-scale")) {
+      if (!more)
+        return bad("--time-scale takes a factor%s", "");
+      if (number_arg(a, argv[++i], &time_scale) || time_scale == 0) {
+        if (time_scale == 0)
+          fprintf(stderr, "concur: --time-scale must be greater than 0\n");
+        return EXIT_USAGE;
+      }
+    } else if (!strcmp(a, "--timeout")) {
+      if (!more)
+        return bad("--timeout takes seconds%s", "");
+      if (number_arg(a, argv[++i], &timeout))
+        return EXIT_USAGE;
+    } else if (!strcmp(a, "--metrics")) {
+      if (!more)
+        return bad("--metrics takes a file%s", "");
+      o.metrics = argv[++i];
+    } else if (a[0] == '-' && a[1]) {
+      return bad("unknown option '%s'", a);
+    } else if (!o.script) {
+      o.script = a;
+    } else {
+      return bad("one script at a time (got '%s' too)", a);
+    }
+  }
+  if (!o.script)
+    return bad("run needs a script%s", "");
+  char err[512];
+  if (!config && access("config/concur.yaml", F_OK) == 0)
+    config = "config/concur.yaml";
+  if (config && cc_config_load(&o.cfg, config, err, sizeof err)) {
+    fprintf(stderr, "concur: %s\n", err);
+    return EXIT_USAGE;
+  }
+  if (time_scale > 0)
+    o.cfg.time_scale = time_scale;
+  if (timeout >= 0)
+    o.cfg.run_timeout = timeout;
+  if (access(o.script, R_OK) != 0) {
+    fprintf(stderr, "concur: cannot read the script '%s': %s\n", o.script,
+            strerror(errno));
+    return EXIT_USAGE;
+  }
+  int r = host_run(&o);
+  free(o.params);
+  return r;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2)
+    return bad("a command is needed%s", "");
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+      !strcmp(argv[1], "help")) {
+    fputs(usage, stdout);
+    fputs("\n", stdout);
+    fputs(help, stdout);
+    return EXIT_OK;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("concur %s\n", CONCUR_VERSION);
+    return EXIT_OK;
+  }
+  if (!strcmp(argv[1], "run"))
+    return cmd_run(argc - 2, argv + 2);
+  return bad("unknown command '%s' (try concur --help)", argv[1]);
+}

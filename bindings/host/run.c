@@ -1,0 +1,226 @@
+/* run - concur run: a supervisor that owns the run, and the Lua runner it forks */
+#include "concur/error.h"
+#include "concur/proc.h"
+#include "concur/wait.h"
+#include "host.h"
+#include "lconcur.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/*
+ * DESIGN. `concur run` is two processes. The supervisor makes the arena,
+ * becomes a child subreaper and forks the runner, which is the run's main
+ * process and runs the script in Lua. Orphans of the run are re-parented to
+ * the supervisor, which reaps them. Whatever the runner does (returns,
+ * raises, spins in C, is killed), the supervisor sees it end or the run's
+ * timeout pass, and then kills and reaps every process left below it: nothing
+ * of a run outlives it.
+ */
+
+/* A grace period for the runner to end by itself after Ctrl-C. */
+#define INTERRUPT_GRACE_NS 2000000000LL
+
+static int msgh(lua_State *L) {
+  if (lua_istable(L, 1) && luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return 1; /* a concur error object carries its own traceback */
+  }
+  const char *msg = lua_tostring(L, 1);
+  if (!msg)
+    msg = luaL_tolstring(L, 1, NULL);
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* A parameter's value: integers, floats and booleans are converted. */
+static void push_param(lua_State *L, const char *v) {
+  if (!strcmp(v, "true"))
+    lua_pushboolean(L, 1);
+  else if (!strcmp(v, "false"))
+    lua_pushboolean(L, 0);
+  else if (!lua_stringtonumber(L, v))
+    lua_pushstring(L, v);
+}
+
+static int error_kind_is(lua_State *L, int idx, const char *kind) {
+  if (!lua_istable(L, idx))
+    return 0;
+  lua_getfield(L, idx, "kind");
+  int is = lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), kind);
+  lua_pop(L, 1);
+  return is;
+}
+
+/* Reports a failed script the way lua.c does, with concur's prefix. */
+static void report_error(lua_State *L) {
+  fflush(stdout);
+  if (lua_istable(L, -1)) {
+    const char *s = luaL_tolstring(L, -1, NULL);
+    lua_getfield(L, -2, "traceback");
+    fprintf(stderr, "concur: %s\n%s\n", s, luaL_optstring(L, -1, ""));
+    lua_pop(L, 2);
+  } else {
+    fprintf(stderr, "concur: %s\n", luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 1);
+  }
+  fflush(stderr);
+}
+
+static int runner(const run_opts *o) {
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fprintf(stderr, "concur: not enough memory for Lua\n");
+    return EXIT_SCRIPT;
+  }
+  luaL_openlibs(L);
+  cc_lhost h = {o->cfg.arena_size, o->cfg.max_processes, o->cfg.time_scale,
+                o->metrics};
+  cc_lhost_configure(&h);
+  luaL_requiref(L, "concur", luaopen_concur, 0);
+  lua_getfield(L, -1, "params");
+  for (int i = 0; i < o->nparams; i++) {
+    const char *eq = strchr(o->params[i], '=');
+    lua_pushlstring(L, o->params[i], (size_t)(eq - o->params[i]));
+    push_param(L, eq + 1);
+    lua_settable(L, -3);
+  }
+  lua_pop(L, 2);
+  luaL_requiref(L, "concur.yaml", host_open_yaml, 0);
+  lua_pop(L, 1);
+  cc__lhosted_os_exit(L);
+  lua_createtable(L, 1, 0);
+  lua_pushstring(L, o->script);
+  lua_rawseti(L, -2, 0);
+  lua_setglobal(L, "arg");
+
+  int code = EXIT_OK;
+  lua_pushcfunction(L, msgh);
+  int status = luaL_loadfile(L, o->script);
+  if (status == LUA_OK)
+    status = lua_pcall(L, 0, 0, -2);
+  if (status != LUA_OK) {
+    if (error_kind_is(L, -1, "SystemExit")) {
+      lua_getfield(L, -1, "code");
+      code = (int)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    } else if (error_kind_is(L, -1, "Interrupted")) {
+      fprintf(stderr, "concur: interrupted\n");
+      code = EXIT_INTERRUPTED;
+    } else {
+      report_error(L);
+      code = EXIT_SCRIPT;
+    }
+    lua_pop(L, 1);
+  }
+  /* CPython's rule at the end of the main script, error or not: terminate
+   * the daemon children, join the others. */
+  if (code != EXIT_INTERRUPTED && cc_lfinish(L) == CC_EINTR) {
+    fprintf(stderr, "concur: interrupted while joining the children\n");
+    code = EXIT_INTERRUPTED;
+  }
+  lua_close(L);
+  fflush(NULL);
+  return code;
+}
+
+/* Kills every process below the supervisor and reaps them all. */
+static void kill_all(void) {
+  for (int round = 0; round < 1000; round++) {
+    cc_proc_kill_tree(getpid(), SIGKILL);
+    int st, pid;
+    while ((pid = cc_proc_reap_any(&st)) > 0)
+      ;
+    if (pid == CC_ESYS)
+      return; /* no children left */
+    cc_sleep_until(cc_now() + 1000000);
+  }
+}
+
+int host_run(const run_opts *o) {
+  /* A syntax error is reported before anything runs. */
+  lua_State *C = luaL_newstate();
+  if (luaL_loadfile(C, o->script) != LUA_OK) {
+    fprintf(stderr, "concur: %s\n", lua_tostring(C, -1));
+    lua_close(C);
+    return EXIT_SCRIPT;
+  }
+  lua_close(C);
+
+  int r = cc_runtime_init(o->cfg.arena_size, o->cfg.max_processes);
+  if (r) {
+    fprintf(stderr, "concur: cannot make an arena of %zu bytes: %s\n",
+            o->cfg.arena_size, cc_strerror(r));
+    return EXIT_USAGE;
+  }
+  cc_runtime_subreaper();
+  sigset_t set, old;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  sigprocmask(SIG_BLOCK, &set, &old);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    fprintf(stderr, "concur: cannot fork: %s\n", strerror(errno));
+    return EXIT_USAGE;
+  }
+  if (pid == 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    cc_runtime_become_main();
+    exit(runner(o));
+  }
+
+  int64_t deadline = o->cfg.run_timeout > 0 ? cc_deadline(o->cfg.run_timeout)
+                                            : CC_FOREVER;
+  int code = -1, interrupted = 0;
+  while (code < 0) {
+    int s = cc_wait_signal(&set, deadline);
+    if (s == CC_ETIMEDOUT && interrupted) {
+      code = EXIT_INTERRUPTED;
+      break;
+    }
+    if (s == CC_ETIMEDOUT) {
+      fflush(stdout);
+      fprintf(stderr, "concur: the run timed out after %g s "
+              "(limits.run_timeout or --timeout); every process of it was killed\n",
+              o->cfg.run_timeout);
+      code = EXIT_TIMEOUT;
+      break;
+    }
+    if (s == SIGINT && !interrupted) {
+      interrupted = 1;
+      int64_t grace = cc_now() + INTERRUPT_GRACE_NS;
+      if (grace < deadline)
+        deadline = grace;
+      continue;
+    }
+    if (s == SIGTERM || s == SIGHUP) {
+      code = 128 + s;
+      break;
+    }
+    int st, p;
+    while ((p = cc_proc_reap_any(&st)) > 0) {
+      if (p != pid)
+        continue;
+      if (WIFEXITED(st)) {
+        code = WEXITSTATUS(st);
+      } else {
+        fprintf(stderr, "concur: the script's process died of signal %d (%s)\n",
+                WTERMSIG(st), strsignal(WTERMSIG(st)));
+        code = 128 + WTERMSIG(st);
+      }
+    }
+  }
+  kill_all();
+  return code;
+}

@@ -1,0 +1,90 @@
+/* lconcur - what the Lua bindings share: errors, deadlines, object wrappers */
+#ifndef CONCUR_LCONCUR_H
+#define CONCUR_LCONCUR_H
+
+#include "concur/arena.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdint.h>
+
+/* Raises a concur error object {kind=, message=, traceback=}. */
+int cc__lraise(lua_State *L, const char *kind, const char *fmt, ...);
+/* Raises the error object for a core code, with a message of its own or the
+ * code's message when fmt is NULL. */
+int cc__lraise_code(lua_State *L, int err, const char *fmt, ...);
+/* Pushes an error object (not raised). */
+void cc__lpush_error(lua_State *L, const char *kind, const char *msg);
+
+/* The deadline of an optional timeout argument in seconds (nil: none),
+ * scaled by time_scale. Negative timeouts are refused. */
+int64_t cc__ldeadline(lua_State *L, int idx);
+double cc__ltime_scale(void);
+void cc__lset_time_scale(double s);
+
+/* Pushes a wrapper of o and records one hold of it by this process; with
+ * adopt, o's creation reference becomes the hold. Raises ArenaFull. */
+void cc__lpush_obj(lua_State *L, cc_obj *o, int adopt);
+/* Raises ArenaFull when o is NULL (a constructor's allocation failed). */
+void *cc__lcheck_alloc(lua_State *L, void *o);
+/* The object of the wrapper at idx, of the named type (NULL tname: any
+ * concur object); raises for a wrong type and for a closed wrapper. */
+cc_obj *cc__lcheck_obj(lua_State *L, int idx, const char *tname);
+/* The object at idx if it is a concur object wrapper of type tname, or NULL. */
+cc_obj *cc__ltest_obj(lua_State *L, int idx, const char *tname);
+/* Makes the metatable "concur.<tname>" with methods, meta (__gc, __close and
+ * __tostring are added when missing) and __index = methods. */
+void cc__lnew_class(lua_State *L, const char *tname, const luaL_Reg *methods,
+                    const luaL_Reg *meta);
+/* __gc and __close of every object wrapper (idempotent). */
+int cc__lobj_close(lua_State *L);
+
+/* acquire/release/hold/with, shared by Lock, RLock, Semaphore, Condition. */
+typedef struct cc_acquirable {
+  int (*acquire)(cc_obj *o, int64_t deadline); /* 0, or CC_E* */
+  int (*release)(cc_obj *o);
+} cc_acquirable;
+/* Pushes a to-be-closed guard that releases o through a (acquire first). */
+int cc__lhold(lua_State *L, int idx, const cc_acquirable *a);
+/* obj:with(fn, ...): acquire, call, release whatever happens, return fn's
+ * results or raise its error. */
+int cc__lwith(lua_State *L, int idx, const cc_acquirable *a);
+
+/* Pushes the results of acquire for a core code: true, true and
+ * "owner_died", or false on a timeout; raises for anything else. */
+int cc__lpush_acquired(lua_State *L, int r);
+/* The deadline of (block, timeout) arguments starting at idx: 0 when block is
+ * false, else the timeout's. */
+int64_t cc__lblock_deadline(lua_State *L, int idx);
+
+/* Each primitive's file adds its constructors to the module at -1. */
+void cc__open_error(lua_State *L);
+void cc__open_lock(lua_State *L);
+void cc__open_sem(lua_State *L);
+void cc__open_event(lua_State *L);
+void cc__open_cond(lua_State *L);
+void cc__open_barrier(lua_State *L);
+void cc__open_proc(lua_State *L);
+void cc__open_runtime(lua_State *L);
+
+/* The host's settings passed to the module before luaopen_concur. */
+typedef struct cc_lhost {
+  size_t arena_size;
+  unsigned max_processes;
+  double time_scale;
+  const char *metrics_path; /* where concur.report appends; NULL: nowhere */
+} cc_lhost;
+/* Called by the host before luaopen_concur (and not by a stock lua5.4, where
+ * the defaults and the CONCUR_* environment apply). */
+void cc_lhost_configure(const cc_lhost *h);
+/* The end of the main script: terminate daemon children, join the others,
+ * reap adopted orphans. Returns 0 or CC_EINTR. */
+int cc_lfinish(lua_State *L);
+
+/* For the host: os.exit raises SystemExit in the main process and ends a
+ * child at once. */
+void cc__lhosted_os_exit(lua_State *L);
+
+int luaopen_concur(lua_State *L);
+
+#endif

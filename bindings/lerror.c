@@ -1,0 +1,93 @@
+/* lerror - concur error objects: {kind=, message=, traceback=} and concur.is */
+#include "concur/error.h"
+#include "concur/wait.h"
+#include "lconcur.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define ERROR_MT "concur.Error"
+
+void cc__lpush_error(lua_State *L, const char *kind, const char *msg) {
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  luaL_traceback(L, L, NULL, 1);
+  lua_setfield(L, -2, "traceback");
+  luaL_setmetatable(L, ERROR_MT);
+}
+
+static int vraise(lua_State *L, const char *kind, const char *fmt, va_list ap) {
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  cc__lpush_error(L, kind, msg);
+  return lua_error(L);
+}
+
+int cc__lraise(lua_State *L, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  return vraise(L, kind, fmt, ap);
+}
+
+int cc__lraise_code(lua_State *L, int err, const char *fmt, ...) {
+  if (err == CC_EINTR)
+    cc_interrupt_clear();
+  if (err == CC_EARENAFULL && !fmt)
+    return cc__lraise(L, "ArenaFull", "%s", cc_arena_full_message());
+  if (!fmt)
+    return cc__lraise(L, cc_errkind(err), "%s", cc_strerror(err));
+  va_list ap;
+  va_start(ap, fmt);
+  return vraise(L, cc_errkind(err), fmt, ap);
+}
+
+static int error_tostring(lua_State *L) {
+  lua_getfield(L, 1, "kind");
+  lua_getfield(L, 1, "message");
+  lua_pushfstring(L, "concur.%s: %s", luaL_optstring(L, -2, "Error"),
+                  luaL_optstring(L, -1, ""));
+  return 1;
+}
+
+/* concur.is(err, kind): err is a concur error of that kind. */
+static int l_is(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 2);
+  if (!lua_getmetatable(L, 1)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  luaL_getmetatable(L, ERROR_MT);
+  int ours = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (!ours) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_getfield(L, 1, "kind");
+  const char *k = lua_tostring(L, -1);
+  lua_pushboolean(L, k && strcmp(k, kind) == 0);
+  return 1;
+}
+
+/* concur.error(kind, message): raises a concur error from Lua. */
+static int l_error(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  const char *msg = luaL_optstring(L, 2, "");
+  return cc__lraise(L, kind, "%s", msg);
+}
+
+void cc__open_error(lua_State *L) {
+  if (luaL_newmetatable(L, ERROR_MT)) {
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_is);
+  lua_setfield(L, -2, "is");
+  lua_pushcfunction(L, l_error);
+  lua_setfield(L, -2, "error");
+}

@@ -1,0 +1,148 @@
+/* llock - Lua binding of Lock and RLock */
+#include "concur/error.h"
+#include "concur/lock.h"
+#include "concur/proctab.h"
+#include "concur/wait.h"
+#include "lconcur.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+static cc_lock *check_lock(lua_State *L, int idx) {
+  cc_obj *o = cc__ltest_obj(L, idx, "Lock");
+  if (!o)
+    o = cc__ltest_obj(L, idx, "RLock");
+  if (!o)
+    o = cc__lcheck_obj(L, idx, "Lock");
+  return (cc_lock *)o;
+}
+
+/* The one-line warning of DESIGN: who died holding it, who has it now. */
+static void warn_owner_died(cc_lock *l) {
+  int dead = cc_lock_dead_owner(l);
+  cc_procent *d = cc_proctab_find(dead);
+  cc_procent *me = cc_proc_self();
+  fprintf(stderr,
+          "concur: warning: OwnerDied: %s %u: its holder %s (pid %d) died "
+          "holding it; %s (pid %d) has it now\n",
+          cc_obj_typename(&l->hdr), (unsigned)l->hdr.id,
+          d ? d->name : "a process", dead, me ? me->name : "this process",
+          (int)getpid());
+  fflush(stderr);
+}
+
+static int acquire(cc_obj *o, int64_t deadline) {
+  int r = cc_lock_acquire((cc_lock *)o, deadline);
+  if (r == CC_EOWNERDEAD)
+    warn_owner_died((cc_lock *)o);
+  return r;
+}
+
+static int release(cc_obj *o) {
+  int r = cc_lock_release((cc_lock *)o);
+  return r == CC_ENOTOWNER ? CC_EVALUE : r;
+}
+
+static const cc_acquirable lock_ops = {acquire, release};
+
+static int l_lock(lua_State *L) {
+  cc__lpush_obj(L, &((cc_lock *)cc__lcheck_alloc(L, cc_lock_new(0)))->hdr, 1);
+  return 1;
+}
+
+static int l_rlock(lua_State *L) {
+  cc__lpush_obj(L, &((cc_lock *)cc__lcheck_alloc(L, cc_lock_new(1)))->hdr, 1);
+  return 1;
+}
+
+/* Pushes acquire's results: true, or true and "owner_died", or false. */
+int cc__lpush_acquired(lua_State *L, int r) {
+  if (r == 0 || r == CC_EOWNERDEAD) {
+    lua_pushboolean(L, 1);
+    if (r == CC_EOWNERDEAD) {
+      lua_pushliteral(L, "owner_died");
+      return 2;
+    }
+    return 1;
+  }
+  if (r == CC_ETIMEDOUT) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  return cc__lraise_code(L, r, NULL);
+}
+
+/* The deadline of acquire([block=true], [timeout]). */
+int64_t cc__lblock_deadline(lua_State *L, int idx) {
+  int block = lua_isnone(L, idx) || lua_isnil(L, idx) || lua_toboolean(L, idx);
+  if (!block)
+    return 0;
+  return cc__ldeadline(L, idx + 1);
+}
+
+static int lock_acquire(lua_State *L) {
+  cc_lock *l = check_lock(L, 1);
+  int64_t dl = cc__lblock_deadline(L, 2);
+  return cc__lpush_acquired(L, acquire(&l->hdr, dl));
+}
+
+static int lock_release(lua_State *L) {
+  cc_lock *l = check_lock(L, 1);
+  int r = cc_lock_release(l);
+  if (r == CC_EVALUE)
+    return cc__lraise(L, "ValueError", "release of an unlocked %s",
+                      cc_obj_typename(&l->hdr));
+  if (r == CC_ENOTOWNER)
+    return cc__lraise(L, "ValueError",
+                      "cannot release an RLock owned by another thread or process");
+  return 0;
+}
+
+static int lock_locked(lua_State *L) {
+  lua_pushboolean(L, cc_lock_locked(check_lock(L, 1)));
+  return 1;
+}
+
+static int lock_is_mine(lua_State *L) {
+  lua_pushboolean(L, cc_lock_is_mine(check_lock(L, 1)));
+  return 1;
+}
+
+static int lock_hold(lua_State *L) {
+  check_lock(L, 1);
+  return cc__lhold(L, 1, &lock_ops);
+}
+
+static int lock_with(lua_State *L) {
+  check_lock(L, 1);
+  return cc__lwith(L, 1, &lock_ops);
+}
+
+static int lock_tostring(lua_State *L) {
+  cc_lock *l = check_lock(L, 1);
+  uint32_t w = atomic_load(&l->word);
+  if (w & CC_LOCK_TID)
+    lua_pushfstring(L, "%s(id=%d, locked by pid %d)", cc_obj_typename(&l->hdr),
+                    (int)l->hdr.id, (int)atomic_load(&l->owner_pid));
+  else
+    lua_pushfstring(L, "%s(id=%d, unlocked)", cc_obj_typename(&l->hdr),
+                    (int)l->hdr.id);
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"acquire", lock_acquire}, {"release", lock_release},
+    {"locked", lock_locked},   {"is_mine", lock_is_mine},
+    {"hold", lock_hold},       {"with", lock_with},
+    {NULL, NULL}};
+
+static const luaL_Reg meta[] = {{"__tostring", lock_tostring}, {NULL, NULL}};
+
+void cc__open_lock(lua_State *L) {
+  cc__lnew_class(L, "Lock", methods, meta);
+  cc__lnew_class(L, "RLock", methods, meta);
+  lua_pushcfunction(L, l_lock);
+  lua_setfield(L, -2, "Lock");
+  lua_pushcfunction(L, l_rlock);
+  lua_setfield(L, -2, "RLock");
+}

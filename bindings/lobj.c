@@ -1,0 +1,225 @@
+/* lobj - Lua wrappers of arena objects, deadlines, and lock guards */
+#include "concur/error.h"
+#include "concur/proctab.h"
+#include "concur/wait.h"
+#include "lconcur.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct wrapper {
+  cc_obj *o;
+} wrapper;
+
+static double time_scale = 1.0;
+
+double cc__ltime_scale(void) { return time_scale; }
+void cc__lset_time_scale(double s) { time_scale = s; }
+
+int64_t cc__ldeadline(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx))
+    return CC_FOREVER;
+  double t = luaL_checknumber(L, idx);
+  luaL_argcheck(L, t >= 0 && !isnan(t), idx, "timeout must not be negative");
+  return cc_deadline(t * time_scale);
+}
+
+static void push_mt(lua_State *L, const cc_obj *o) {
+  lua_pushfstring(L, "concur.%s", cc_obj_typename(o));
+  if (luaL_getmetatable(L, lua_tostring(L, -1)) == LUA_TNIL)
+    luaL_error(L, "concur: no Lua type for arena objects of type %s",
+               cc_obj_typename(o));
+  lua_remove(L, -2);
+}
+
+void cc__lpush_obj(lua_State *L, cc_obj *o, int adopt) {
+  wrapper *w = lua_newuserdatauv(L, sizeof *w, 1);
+  w->o = NULL;
+  push_mt(L, o);
+  lua_setmetatable(L, -2);
+  int r = adopt ? cc_hold_adopt(o) : cc_hold(o);
+  if (r) {
+    if (adopt)
+      cc_obj_unref(o);
+    cc__lraise_code(L, r, NULL);
+  }
+  w->o = o;
+}
+
+void *cc__lcheck_alloc(lua_State *L, void *o) {
+  if (!o)
+    cc__lraise_code(L, CC_EARENAFULL, NULL);
+  return o;
+}
+
+cc_obj *cc__ltest_obj(lua_State *L, int idx, const char *tname) {
+  wrapper *w = lua_touserdata(L, idx);
+  if (!w || !lua_getmetatable(L, idx))
+    return NULL;
+  lua_getfield(L, -1, "__concur");
+  int ours = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  if (!ours || !w->o)
+    return NULL;
+  if (tname && strcmp(cc_obj_typename(w->o), tname) != 0)
+    return NULL;
+  return w->o;
+}
+
+cc_obj *cc__lcheck_obj(lua_State *L, int idx, const char *tname) {
+  wrapper *w = lua_touserdata(L, idx);
+  int ours = 0;
+  if (w && lua_getmetatable(L, idx)) {
+    lua_getfield(L, -1, "__concur");
+    ours = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+  }
+  if (!ours)
+    luaL_typeerror(L, idx, tname ? tname : "concur object");
+  if (!w->o)
+    luaL_error(L, "attempt to use a closed %s", tname ? tname : "object");
+  if (tname && strcmp(cc_obj_typename(w->o), tname) != 0)
+    luaL_typeerror(L, idx, tname);
+  return w->o;
+}
+
+int cc__lobj_close(lua_State *L) {
+  wrapper *w = lua_touserdata(L, 1);
+  if (w && w->o) {
+    cc_obj *o = w->o;
+    w->o = NULL;
+    cc_unhold(o);
+  }
+  return 0;
+}
+
+static int obj_tostring(lua_State *L) {
+  wrapper *w = lua_touserdata(L, 1);
+  if (!w->o) {
+    lua_pushstring(L, "closed concur object");
+    return 1;
+  }
+  lua_pushfstring(L, "%s(id=%d)", cc_obj_typename(w->o), (int)w->o->id);
+  return 1;
+}
+
+static int obj_eq(lua_State *L) {
+  wrapper *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
+  lua_pushboolean(L, a && b && a->o && a->o == b->o);
+  return 1;
+}
+
+void cc__lnew_class(lua_State *L, const char *tname, const luaL_Reg *methods,
+                    const luaL_Reg *meta) {
+  lua_pushfstring(L, "concur.%s", tname);
+  luaL_newmetatable(L, lua_tostring(L, -1));
+  lua_remove(L, -2);
+  luaL_setfuncs(L, meta, 0);
+  static const struct {
+    const char *name;
+    lua_CFunction fn;
+  } defaults[] = {{"__gc", cc__lobj_close},
+                  {"__close", cc__lobj_close},
+                  {"__tostring", obj_tostring},
+                  {"__eq", obj_eq}};
+  for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++) {
+    if (lua_getfield(L, -1, defaults[i].name) == LUA_TNIL) {
+      lua_pushcfunction(L, defaults[i].fn);
+      lua_setfield(L, -3, defaults[i].name);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "__concur");
+  if (lua_getfield(L, -1, "__index") == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+  }
+  lua_pop(L, 2);
+}
+
+/* Guards: a to-be-closed value that releases what hold() acquired. */
+typedef struct guard {
+  cc_obj *o;
+  const cc_acquirable *a;
+} guard;
+
+static int guard_close(lua_State *L) {
+  guard *g = luaL_checkudata(L, 1, "concur.Guard");
+  if (g->o) {
+    cc_obj *o = g->o;
+    g->o = NULL;
+    int r = g->a->release(o);
+    if (r && !lua_isnoneornil(L, 2))
+      return 0; /* closing on an error: the first error is the one to see */
+    if (r)
+      return cc__lraise_code(L, r, NULL);
+  }
+  return 0;
+}
+
+static int guard_tostring(lua_State *L) {
+  guard *g = luaL_checkudata(L, 1, "concur.Guard");
+  lua_pushstring(L, g->o ? "Guard(held)" : "Guard(released)");
+  return 1;
+}
+
+static int acquire_or_raise(lua_State *L, cc_obj *o, const cc_acquirable *a) {
+  int r = a->acquire(o, CC_FOREVER);
+  if (r && r != CC_EOWNERDEAD)
+    return cc__lraise_code(L, r, NULL);
+  return 0;
+}
+
+int cc__lhold(lua_State *L, int idx, const cc_acquirable *a) {
+  cc_obj *o = cc__lcheck_obj(L, idx, NULL);
+  guard *g = lua_newuserdatauv(L, sizeof *g, 1);
+  g->o = NULL;
+  g->a = a;
+  if (luaL_newmetatable(L, "concur.Guard")) {
+    lua_pushcfunction(L, guard_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, guard_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, guard_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, guard_close);
+    lua_setfield(L, -2, "release");
+  }
+  lua_setmetatable(L, -2);
+  /* The guard keeps the wrapper, so the object outlives the guard. */
+  lua_pushvalue(L, idx);
+  lua_setiuservalue(L, -2, 1);
+  acquire_or_raise(L, o, a);
+  g->o = o;
+  return 1;
+}
+
+static int with_finish(lua_State *L, int status, lua_KContext ctx) {
+  cc_obj *o = lua_touserdata(L, 2);
+  const cc_acquirable *a = (const cc_acquirable *)ctx;
+  int r = a->release(o);
+  if (status != LUA_OK && status != LUA_YIELD)
+    return lua_error(L);
+  if (r)
+    return cc__lraise_code(L, r, NULL);
+  return lua_gettop(L) - 2;
+}
+
+int cc__lwith(lua_State *L, int idx, const cc_acquirable *a) {
+  cc_obj *o = cc__lcheck_obj(L, idx, NULL);
+  luaL_checktype(L, idx + 1, LUA_TFUNCTION);
+  acquire_or_raise(L, o, a);
+  /* Stack: [1] the wrapper (kept, so the object stays alive), [2] the
+   * object, [3] fn, [4..] its arguments. */
+  lua_pushlightuserdata(L, o);
+  lua_insert(L, idx + 1);
+  int nargs = lua_gettop(L) - idx - 2;
+  int status = lua_pcallk(L, nargs, LUA_MULTRET, 0, (lua_KContext)a, with_finish);
+  return with_finish(L, status, (lua_KContext)a);
+}

@@ -1,0 +1,168 @@
+/* lruntime - concur's functions: sleep, time, cpu_count, getpid, params, report */
+#include "concur/error.h"
+#include "concur/proc.h"
+#include "concur/wait.h"
+#include "lconcur.h"
+
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *metrics_path;
+static lua_State *sig_state;
+static struct sigaction prev_sigint;
+
+void cc__lset_metrics_path(const char *path) { metrics_path = path; }
+
+static int l_sleep(lua_State *L) {
+  double s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s >= 0 && !isnan(s), 1, "seconds must not be negative");
+  int r = cc_sleep_until(cc_deadline(s * cc__ltime_scale()));
+  if (r)
+    return cc__lraise_code(L, r, NULL);
+  return 0;
+}
+
+static int l_time(lua_State *L) {
+  lua_pushnumber(L, (double)cc_now() / 1e9);
+  return 1;
+}
+
+static int l_cpu_count(lua_State *L) {
+  lua_pushinteger(L, cc_cpu_count());
+  return 1;
+}
+
+static int l_getpid(lua_State *L) {
+  lua_pushinteger(L, getpid());
+  return 1;
+}
+
+/* concur.report{name = value, ...}: one JSON line appended to the metrics
+ * file the host was given (the batch runner reads it). Values are numbers,
+ * booleans or strings. */
+static int l_report(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  json_t *obj = json_object();
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      json_decref(obj);
+      return luaL_argerror(L, 1, "metric names must be strings");
+    }
+    const char *k = lua_tostring(L, -2);
+    json_t *v;
+    switch (lua_type(L, -1)) {
+    case LUA_TNUMBER:
+      v = lua_isinteger(L, -1) ? json_integer(lua_tointeger(L, -1))
+                               : json_real(lua_tonumber(L, -1));
+      break;
+    case LUA_TBOOLEAN:
+      v = json_boolean(lua_toboolean(L, -1));
+      break;
+    case LUA_TSTRING:
+      v = json_string(lua_tostring(L, -1));
+      break;
+    default:
+      json_decref(obj);
+      return luaL_error(L, "metric '%s' must be a number, boolean or string, not %s",
+                        k, luaL_typename(L, -1));
+    }
+    json_object_set_new(obj, k, v);
+    lua_pop(L, 1);
+  }
+  if (metrics_path) {
+    char *line = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    int fd = open(metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (line && fd >= 0) {
+      /* One write with O_APPEND: lines from several processes never mix. */
+      size_t n = strlen(line);
+      line[n] = '\n';
+      ssize_t w = write(fd, line, n + 1);
+      (void)w;
+    }
+    if (fd >= 0)
+      close(fd);
+    free(line);
+  }
+  json_decref(obj);
+  return 0;
+}
+
+/* Ctrl-C: set the interrupt flag (every wait returns) and make the running
+ * Lua code stop at its next instruction, as lua.c does. */
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  cc_interrupt_clear();
+  cc__lraise(L, "Interrupted", "interrupted (Ctrl-C)");
+}
+
+static void on_sigint(int sig) {
+  cc_interrupt();
+  if (sig_state)
+    lua_sethook(sig_state, interrupt_hook,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  (void)sig;
+}
+
+void cc__linstall_sigint(lua_State *L) {
+  sig_state = L;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  /* No SA_RESTART: blocking calls must come back to look at the flag. */
+  sigaction(SIGINT, &sa, &prev_sigint);
+}
+
+/* os.exit in a child process ends it at once, as os._exit does in Python
+ * (its children are not joined: that is how orphans are made). In the main
+ * process it raises SystemExit, so that the run still ends cleanly. */
+static int l_os_exit(lua_State *L) {
+  int code;
+  if (lua_isnoneornil(L, 1) || lua_isboolean(L, 1))
+    code = lua_isnoneornil(L, 1) || lua_toboolean(L, 1) ? 0 : 1;
+  else
+    code = (int)luaL_checkinteger(L, 1);
+  if (cc_proc_self_slot() != 0)
+    cc_proc_exit(code);
+  lua_pushinteger(L, code);
+  lua_setfield(L, LUA_REGISTRYINDEX, "concur.exitcode");
+  cc__lpush_error(L, "SystemExit", "os.exit");
+  lua_pushinteger(L, code);
+  lua_setfield(L, -2, "code");
+  return lua_error(L);
+}
+
+void cc__open_runtime(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"sleep", l_sleep},
+                                   {"time", l_time},
+                                   {"cpu_count", l_cpu_count},
+                                   {"getpid", l_getpid},
+                                   {"report", l_report},
+                                   {NULL, NULL}};
+  luaL_setfuncs(L, funcs, 0);
+  if (lua_getfield(L, -1, "params") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_setfield(L, -2, "params");
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pushnumber(L, cc__ltime_scale());
+  lua_setfield(L, -2, "time_scale");
+}
+
+void cc__lhosted_os_exit(lua_State *L) {
+  if (lua_getglobal(L, "os") == LUA_TTABLE) {
+    lua_pushcfunction(L, l_os_exit);
+    lua_setfield(L, -2, "exit");
+  }
+  lua_pop(L, 1);
+}

@@ -1,0 +1,260 @@
+/* arena - the one shared mapping every concur object lives in */
+#include "concur/arena.h"
+#include "concur/error.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/*
+ * DESIGN. The arena is one MAP_SHARED|MAP_ANONYMOUS mapping made before the
+ * first fork, so it has the same address in every process of a run and a
+ * pointer into it means the same object everywhere.
+ *
+ * Blocks come in power-of-two size classes (32 bytes and up). Each class has
+ * a lock-free free list (a Treiber stack); its head packs a 32-bit ABA tag
+ * with the first block's offset in 16-byte units, so one 64-bit CAS pops or
+ * pushes even while other processes do the same. Fresh blocks are cut from the
+ * untouched end with a CAS on the bump offset. There is no lock, so a process
+ * SIGKILLed in the middle of an allocation leaks at most one block and never
+ * blocks anybody. Freed blocks keep their class: memory given to small
+ * objects is not reused for big ones (the price of being lock-free).
+ */
+
+#define ARENA_MAGIC 0x636f6e637572a7e1ULL
+#define BLOCK_LIVE 0x4c495645u
+#define BLOCK_FREE 0x46524545u
+#define MIN_SHIFT 5
+#define CLASSES 32
+#define HDR 16
+#define RESERVED_FOR_PROCTAB (1u << 20)
+
+typedef struct block {
+  uint32_t cls;
+  _Atomic uint32_t magic;
+  _Atomic uint32_t next; /* free list link, offset in 16-byte units */
+  uint32_t pad;
+} block;
+
+typedef struct arena {
+  uint64_t magic;
+  size_t size;
+  size_t reserved_off;
+  size_t reserved_len;
+  _Atomic size_t bump;
+  _Atomic size_t used;
+  _Atomic size_t live;
+  _Atomic uint32_t next_id;
+  _Atomic uint64_t freelist[CLASSES];
+} arena;
+
+static arena *A;
+static const cc_type *types[CC_TYPES_MAX];
+static int ntypes;
+static char full_msg[160];
+
+static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+int cc_arena_init(size_t size) {
+  if (size < (size_t)4 << 20 || size > (size_t)16 << 30)
+    return CC_EVALUE;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    return CC_ESYS;
+  A = p;
+  A->magic = ARENA_MAGIC;
+  A->size = size;
+  A->reserved_off = align16(sizeof(arena));
+  A->reserved_len = RESERVED_FOR_PROCTAB;
+  atomic_init(&A->bump, A->reserved_off + A->reserved_len);
+  atomic_init(&A->used, 0);
+  atomic_init(&A->live, 0);
+  atomic_init(&A->next_id, 1);
+  for (int i = 0; i < CLASSES; i++)
+    atomic_init(&A->freelist[i], 0);
+  double mib = (double)size / (1 << 20);
+  snprintf(full_msg, sizeof full_msg,
+           "arena is full (arena.size = %.0f MiB); raise arena.size in "
+           "concur.yaml or pass a config with a larger one",
+           mib);
+  return 0;
+}
+
+void cc_arena_fini(void) {
+  if (A)
+    munmap(A, A->size);
+  A = NULL;
+}
+
+int cc_arena_ready(void) { return A != NULL; }
+size_t cc_arena_size(void) { return A ? A->size : 0; }
+size_t cc_arena_used(void) { return A ? atomic_load(&A->used) : 0; }
+size_t cc_arena_live_blocks(void) { return A ? atomic_load(&A->live) : 0; }
+const char *cc_arena_full_message(void) { return full_msg; }
+
+void *cc__arena_reserved(size_t *len) {
+  *len = A->reserved_len;
+  return (char *)A + A->reserved_off;
+}
+
+uint32_t cc_arena_off(const void *p) {
+  return p ? (uint32_t)(((const char *)p - (const char *)A) >> 4) : 0;
+}
+
+void *cc_arena_ptr(uint32_t off) {
+  return off ? (char *)A + ((size_t)off << 4) : NULL;
+}
+
+int cc_arena_contains(const void *p) {
+  return A && (const char *)p >= (const char *)A &&
+         (const char *)p < (const char *)A + A->size;
+}
+
+static int class_of(size_t n) {
+  size_t need = n + HDR;
+  int c = 0;
+  while (((size_t)1 << (c + MIN_SHIFT)) < need)
+    c++;
+  return c;
+}
+
+static block *pop(int c) {
+  _Atomic uint64_t *head = &A->freelist[c];
+  uint64_t old = atomic_load(head);
+  for (;;) {
+    uint32_t off = (uint32_t)old;
+    if (!off)
+      return NULL;
+    block *b = cc_arena_ptr(off);
+    uint32_t next = atomic_load_explicit(&b->next, memory_order_relaxed);
+    uint64_t nw = ((old >> 32) + 1) << 32 | next;
+    if (atomic_compare_exchange_weak(head, &old, nw))
+      return b;
+  }
+}
+
+static void push(block *b) {
+  _Atomic uint64_t *head = &A->freelist[b->cls];
+  uint32_t off = cc_arena_off(b);
+  uint64_t old = atomic_load(head);
+  do {
+    atomic_store_explicit(&b->next, (uint32_t)old, memory_order_relaxed);
+  } while (!atomic_compare_exchange_weak(head, &old,
+                                         ((old >> 32) + 1) << 32 | off));
+}
+
+void *cc_arena_alloc(size_t n) {
+  if (!A || n > A->size)
+    return NULL;
+  int c = class_of(n);
+  if (c >= CLASSES)
+    return NULL;
+  size_t bs = (size_t)1 << (c + MIN_SHIFT);
+  block *b = pop(c);
+  if (!b) {
+    size_t cur = atomic_load(&A->bump);
+    do {
+      if (cur + bs > A->size)
+        return NULL;
+    } while (!atomic_compare_exchange_weak(&A->bump, &cur, cur + bs));
+    b = (block *)((char *)A + cur);
+    b->cls = (uint32_t)c;
+  }
+  atomic_store(&b->magic, BLOCK_LIVE);
+  atomic_fetch_add(&A->used, bs);
+  atomic_fetch_add(&A->live, 1);
+  return (char *)b + HDR;
+}
+
+void cc_arena_free(void *p) {
+  if (!p)
+    return;
+  block *b = (block *)((char *)p - HDR);
+  uint32_t expect = BLOCK_LIVE;
+  /* A double free would corrupt the free list; refuse it loudly instead. */
+  if (!atomic_compare_exchange_strong(&b->magic, &expect, BLOCK_FREE)) {
+    fprintf(stderr, "concur: internal error: arena block %p freed twice\n", p);
+    return;
+  }
+  atomic_fetch_sub(&A->used, (size_t)1 << (b->cls + MIN_SHIFT));
+  atomic_fetch_sub(&A->live, 1);
+  push(b);
+}
+
+size_t cc_arena_block_size(const void *p) {
+  const block *b = (const block *)((const char *)p - HDR);
+  return ((size_t)1 << (b->cls + MIN_SHIFT)) - HDR;
+}
+
+int cc_type_register(const cc_type *t) {
+  for (int i = 1; i <= ntypes; i++)
+    if (types[i] == t)
+      return i;
+  if (ntypes + 1 >= CC_TYPES_MAX)
+    return CC_EVALUE;
+  types[++ntypes] = t;
+  return ntypes;
+}
+
+const cc_type *cc_type_get(uint32_t tag) {
+  return tag >= 1 && (int)tag <= ntypes ? types[tag] : NULL;
+}
+
+const cc_type *cc_type_find(const char *name) {
+  for (int i = 1; i <= ntypes; i++)
+    if (strcmp(types[i]->name, name) == 0)
+      return types[i];
+  return NULL;
+}
+
+static uint32_t tag_of(const cc_type *t) {
+  int tag = cc_type_register(t);
+  return tag > 0 ? (uint32_t)tag : 0;
+}
+
+void *cc_obj_new(const cc_type *t) {
+  uint32_t tag = tag_of(t);
+  if (!tag)
+    return NULL;
+  cc_obj *o = cc_arena_alloc(t->size);
+  if (!o)
+    return NULL;
+  memset(o, 0, t->size);
+  o->type = tag;
+  atomic_store(&o->refs, 1);
+  o->id = atomic_fetch_add(&A->next_id, 1);
+  return o;
+}
+
+void cc_obj_ref(cc_obj *o) { atomic_fetch_add(&o->refs, 1); }
+
+void cc_obj_unref(cc_obj *o) {
+  if (atomic_fetch_sub(&o->refs, 1) != 1)
+    return;
+  const cc_type *t = cc_type_get(o->type);
+  if (t && t->destroy)
+    t->destroy(o);
+  cc_arena_free(o);
+}
+
+const char *cc_obj_typename(const cc_obj *o) {
+  const cc_type *t = cc_type_get(o->type);
+  return t ? t->name : "?";
+}
+
+int cc_obj_is(const cc_obj *o, const cc_type *t) {
+  return cc_type_get(o->type) == t;
+}
+
+cc_obj *cc_obj_from_off(uint32_t off) {
+  if (!A || !off || ((size_t)off << 4) + sizeof(cc_obj) > A->size ||
+      ((size_t)off << 4) < A->reserved_off + A->reserved_len + HDR)
+    return NULL;
+  cc_obj *o = cc_arena_ptr(off);
+  block *b = (block *)((char *)o - HDR);
+  if (atomic_load(&b->magic) != BLOCK_LIVE || !cc_type_get(o->type) ||
+      atomic_load(&o->refs) == 0)
+    return NULL;
+  return o;
+}

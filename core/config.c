@@ -1,0 +1,313 @@
+/* config - the run's settings: compiled-in defaults, overridden by YAML */
+#include "concur/config.h"
+#include "concur/error.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+void cc_config_defaults(cc_config *c) {
+  c->arena_size = (size_t)256 << 20;
+  c->max_processes = 512;
+  c->run_timeout = 0;
+  c->switch_interval = 1000;
+  c->time_scale = 1.0;
+  c->pool_processes = 0;
+}
+
+long long cc_config_parse_size(const char *s) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (end == s || errno || v < 0)
+    return -1;
+  int shift = 0;
+  switch (*end) {
+  case 'K': case 'k': shift = 10; end++; break;
+  case 'M': case 'm': shift = 20; end++; break;
+  case 'G': case 'g': shift = 30; end++; break;
+  default: break;
+  }
+  if (shift && (*end == 'i' || *end == 'I'))
+    end++;
+  if (shift && (*end == 'B' || *end == 'b'))
+    end++;
+  if (*end || v > (LLONG_MAX >> shift))
+    return -1;
+  return v << shift;
+}
+
+static size_t distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b), row[64];
+  if (lb >= 64)
+    return 99;
+  for (size_t j = 0; j <= lb; j++)
+    row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      size_t best = diag + cost;
+      if (up + 1 < best)
+        best = up + 1;
+      if (row[j - 1] + 1 < best)
+        best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+const char *cc_config_nearest(const char *key, const char *const *known) {
+  const char *best = NULL;
+  size_t bd = 99;
+  for (; *known; known++) {
+    size_t d = distance(key, *known);
+    if (d < bd) {
+      bd = d;
+      best = *known;
+    }
+  }
+  size_t len = strlen(key);
+  return bd <= (len < 6 ? 2 : len / 2) ? best : NULL;
+}
+
+/* The keys, as dotted paths; sections are the prefixes before a dot. */
+static const char *const known_keys[] = {
+    "arena.size",          "limits.max_processes", "limits.run_timeout",
+    "threads.switch_interval", "time_scale",       "pool.processes", NULL};
+static const char *const known_sections[] = {"arena", "limits", "threads",
+                                             "pool", "time_scale", NULL};
+
+typedef struct parser {
+  yaml_parser_t y;
+  const char *path;
+  char *err;
+  size_t errlen;
+  cc_config *c;
+} parser;
+
+static int fail(parser *p, const yaml_mark_t *m, const char *fmt, ...) {
+  int n = snprintf(p->err, p->errlen, "%s:%zu:%zu: ", p->path, m->line + 1,
+                   m->column + 1);
+  va_list ap;
+  va_start(ap, fmt);
+  if (n >= 0 && (size_t)n < p->errlen)
+    vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+  va_end(ap);
+  return CC_ECONFIG;
+}
+
+static int next(parser *p, yaml_event_t *ev) {
+  if (yaml_parser_parse(&p->y, ev))
+    return 0;
+  yaml_mark_t m = p->y.problem_mark;
+  return fail(p, &m, "malformed YAML: %s%s%s", p->y.problem,
+              p->y.context ? " " : "", p->y.context ? p->y.context : "");
+}
+
+static int number(parser *p, yaml_event_t *ev, const char *key, double *out) {
+  const char *s = (const char *)ev->data.scalar.value;
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (!*s || *end || errno || !isfinite(v))
+    return fail(p, &ev->start_mark, "%s must be a number, not '%s'", key, s);
+  if (v < 0)
+    return fail(p, &ev->start_mark, "%s must not be negative (got %s)", key, s);
+  *out = v;
+  return 0;
+}
+
+static int whole(parser *p, yaml_event_t *ev, const char *key, double min,
+                 double max, unsigned *out) {
+  double v = 0;
+  int r = number(p, ev, key, &v);
+  if (r)
+    return r;
+  if (v != floor(v) || v < min || v > max)
+    return fail(p, &ev->start_mark, "%s must be a whole number from %.0f to %.0f (got %s)",
+                key, min, max, (const char *)ev->data.scalar.value);
+  *out = (unsigned)v;
+  return 0;
+}
+
+static int set(parser *p, const char *key, yaml_event_t *ev) {
+  const char *s = (const char *)ev->data.scalar.value;
+  if (ev->type != YAML_SCALAR_EVENT)
+    return fail(p, &ev->start_mark, "%s must be a single value, not a %s", key,
+                ev->type == YAML_MAPPING_START_EVENT ? "mapping" : "list");
+  cc_config *c = p->c;
+  if (!strcmp(key, "arena.size")) {
+    if (s[0] == '-')
+      return fail(p, &ev->start_mark, "arena.size must not be negative (got %s)", s);
+    long long v = cc_config_parse_size(s);
+    if (v < 0)
+      return fail(p, &ev->start_mark,
+                  "arena.size must be a size in bytes such as 67108864 or 64M, not '%s'", s);
+    if (v < (4LL << 20) || v > (16LL << 30))
+      return fail(p, &ev->start_mark, "arena.size must be from 4M to 16G (got %s)", s);
+    c->arena_size = (size_t)v;
+    return 0;
+  }
+  if (!strcmp(key, "limits.max_processes"))
+    return whole(p, ev, key, 1, 8192, &c->max_processes);
+  if (!strcmp(key, "limits.run_timeout"))
+    return number(p, ev, key, &c->run_timeout);
+  if (!strcmp(key, "threads.switch_interval"))
+    return whole(p, ev, key, 1, 1e9, &c->switch_interval);
+  if (!strcmp(key, "pool.processes"))
+    return whole(p, ev, key, 0, 8192, &c->pool_processes);
+  if (!strcmp(key, "time_scale")) {
+    int r = number(p, ev, key, &c->time_scale);
+    if (!r && c->time_scale == 0)
+      return fail(p, &ev->start_mark, "time_scale must be greater than 0 (got %s)", s);
+    return r;
+  }
+  return 0;
+}
+
+static int unknown(parser *p, yaml_event_t *ev, const char *key,
+                   const char *const *known, const char *prefix) {
+  const char *near = cc_config_nearest(key, known);
+  char full[160];
+  if (near && prefix) {
+    const char *dot = strchr(near, '.');
+    near = dot ? dot + 1 : near;
+  }
+  snprintf(full, sizeof full, "%s%s%s", prefix ? prefix : "", prefix ? "." : "", key);
+  if (near)
+    return fail(p, &ev->start_mark, "unknown key '%s'; did you mean '%s'?", full, near);
+  return fail(p, &ev->start_mark, "unknown key '%s'; known keys are arena.size, "
+              "limits.max_processes, limits.run_timeout, threads.switch_interval, "
+              "time_scale, pool.processes", full);
+}
+
+/* A section's mapping: key: scalar pairs checked against the dotted keys. */
+static int section(parser *p, const char *name) {
+  yaml_event_t ev;
+  int r = next(p, &ev);
+  if (r)
+    return r;
+  if (ev.type != YAML_MAPPING_START_EVENT) {
+    r = fail(p, &ev.start_mark, "%s must be a mapping of settings (for example %s: {...})",
+             name, name);
+    yaml_event_delete(&ev);
+    return r;
+  }
+  yaml_event_delete(&ev);
+  const char *inner[8];
+  size_t ni = 0, plen = strlen(name);
+  for (const char *const *k = known_keys; *k; k++)
+    if (!strncmp(*k, name, plen) && (*k)[plen] == '.')
+      inner[ni++] = *k + plen + 1;
+  inner[ni] = NULL;
+  for (;;) {
+    if ((r = next(p, &ev)))
+      return r;
+    if (ev.type == YAML_MAPPING_END_EVENT) {
+      yaml_event_delete(&ev);
+      return 0;
+    }
+    if (ev.type != YAML_SCALAR_EVENT) {
+      r = fail(p, &ev.start_mark, "keys of %s must be plain names", name);
+      yaml_event_delete(&ev);
+      return r;
+    }
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", name, (const char *)ev.data.scalar.value);
+    int ok = 0;
+    for (const char *const *k = known_keys; *k; k++)
+      ok |= !strcmp(*k, key);
+    if (!ok) {
+      r = unknown(p, &ev, (const char *)ev.data.scalar.value, inner, name);
+      yaml_event_delete(&ev);
+      return r;
+    }
+    yaml_event_delete(&ev);
+    if ((r = next(p, &ev)))
+      return r;
+    r = set(p, key, &ev);
+    yaml_event_delete(&ev);
+    if (r)
+      return r;
+  }
+}
+
+static int document(parser *p) {
+  yaml_event_t ev;
+  int r;
+  /* STREAM_START, then DOCUMENT_START or an empty stream. */
+  for (;;) {
+    if ((r = next(p, &ev)))
+      return r;
+    yaml_event_type_t t = ev.type;
+    yaml_mark_t m = ev.start_mark;
+    yaml_event_delete(&ev);
+    if (t == YAML_STREAM_END_EVENT)
+      return 0;
+    if (t == YAML_MAPPING_START_EVENT)
+      break;
+    if (t == YAML_SCALAR_EVENT || t == YAML_SEQUENCE_START_EVENT)
+      return fail(p, &m, "the configuration must be a mapping of settings "
+                  "(arena:, limits:, threads:, time_scale:, pool:)");
+  }
+  for (;;) {
+    if ((r = next(p, &ev)))
+      return r;
+    if (ev.type == YAML_MAPPING_END_EVENT) {
+      yaml_event_delete(&ev);
+      return 0;
+    }
+    if (ev.type != YAML_SCALAR_EVENT) {
+      r = fail(p, &ev.start_mark, "keys must be plain names");
+      yaml_event_delete(&ev);
+      return r;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "%s", (const char *)ev.data.scalar.value);
+    int ok = 0;
+    for (const char *const *k = known_sections; *k; k++)
+      ok |= !strcmp(*k, name);
+    if (!ok) {
+      r = unknown(p, &ev, name, known_sections, NULL);
+      yaml_event_delete(&ev);
+      return r;
+    }
+    yaml_event_delete(&ev);
+    if (!strcmp(name, "time_scale")) {
+      if ((r = next(p, &ev)))
+        return r;
+      r = set(p, "time_scale", &ev);
+      yaml_event_delete(&ev);
+    } else {
+      r = section(p, name);
+    }
+    if (r)
+      return r;
+  }
+}
+
+int cc_config_load(cc_config *c, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%s: cannot open the configuration: %s", path,
+             strerror(errno));
+    return CC_ECONFIG;
+  }
+  parser p = {.path = path, .err = err, .errlen = errlen, .c = c};
+  yaml_parser_initialize(&p.y);
+  yaml_parser_set_input_file(&p.y, f);
+  int r = document(&p);
+  yaml_parser_delete(&p.y);
+  fclose(f);
+  return r;
+}

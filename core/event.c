@@ -1,0 +1,30 @@
+/* event - Event: a flag that processes and threads wait for */
+#include "concur/event.h"
+#include "concur/error.h"
+#include "concur/wait.h"
+
+#include <stdint.h>
+
+const cc_type cc_event_type = {"Event", sizeof(cc_event), NULL};
+
+cc_event *cc_event_new(void) { return cc_obj_new(&cc_event_type); }
+
+void cc_event_set(cc_event *e) {
+  atomic_store(&e->flag, 1);
+  if (atomic_load(&e->waiters))
+    cc_futex_wake(&e->flag, INT32_MAX);
+}
+
+void cc_event_clear(cc_event *e) { atomic_store(&e->flag, 0); }
+int cc_event_is_set(cc_event *e) { return atomic_load(&e->flag) != 0; }
+
+int cc_event_wait(cc_event *e, int64_t deadline) {
+  while (!atomic_load(&e->flag)) {
+    atomic_fetch_add(&e->waiters, 1);
+    int r = cc_futex_wait(&e->flag, 0, deadline);
+    atomic_fetch_sub(&e->waiters, 1);
+    if (r == CC_ETIMEDOUT || r == CC_EINTR)
+      return atomic_load(&e->flag) ? 0 : r;
+  }
+  return 0;
+}

@@ -1,0 +1,76 @@
+/* arena - the one shared mapping every concur object lives in */
+#ifndef CONCUR_ARENA_H
+#define CONCUR_ARENA_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Every shared object starts with this header. `type` indexes the type
+ * registry (the same in every process, since all are forks of the one that
+ * registered the types); `refs` counts process holds plus references from
+ * other objects (a Condition holds its Lock). */
+typedef struct cc_obj {
+  uint32_t type;
+  _Atomic uint32_t refs;
+  uint32_t id;
+  uint32_t reserved;
+} cc_obj;
+
+typedef struct cc_type {
+  const char *name;
+  size_t size;
+  /* Releases what the object holds (not the object's own block); may be NULL. */
+  void (*destroy)(cc_obj *o);
+} cc_type;
+
+#define CC_TYPES_MAX 64
+
+/* Maps `size` bytes of shared anonymous memory (MAP_NORESERVE: untouched pages
+ * cost nothing) and makes it this process's arena. Call once, before the first
+ * fork. Fails with CC_ESYS (mmap) or CC_EVALUE (size too small or too big). */
+int cc_arena_init(size_t size);
+/* Unmaps the arena; only for tests that make several. */
+void cc_arena_fini(void);
+int cc_arena_ready(void);
+
+/* Allocates `n` bytes, 16-byte aligned, not zeroed. Returns NULL when the arena
+ * is full. Safe between processes and threads; lock-free. */
+void *cc_arena_alloc(size_t n);
+void cc_arena_free(void *p);
+/* The usable size of a block from cc_arena_alloc. */
+size_t cc_arena_block_size(const void *p);
+
+size_t cc_arena_size(void);
+size_t cc_arena_used(void);
+/* Blocks allocated and not freed, for leak tests. */
+size_t cc_arena_live_blocks(void);
+/* A message naming the configured size and what to do, for ArenaFull. */
+const char *cc_arena_full_message(void);
+
+/* Arena offsets (stable across processes) and back. */
+uint32_t cc_arena_off(const void *p);
+void *cc_arena_ptr(uint32_t off);
+/* True when p points into the arena. */
+int cc_arena_contains(const void *p);
+/* Room for the process table, reserved at init. */
+void *cc__arena_reserved(size_t *len);
+
+/* Type registry. Registering the same type twice returns the same tag. */
+int cc_type_register(const cc_type *t);
+const cc_type *cc_type_get(uint32_t tag);
+const cc_type *cc_type_find(const char *name);
+
+/* Allocates a zeroed object of type t (t->size bytes) with one reference,
+ * owned by the caller. NULL when the arena is full. */
+void *cc_obj_new(const cc_type *t);
+void cc_obj_ref(cc_obj *o);
+/* Drops one reference; the last one destroys and frees the object. */
+void cc_obj_unref(cc_obj *o);
+const char *cc_obj_typename(const cc_obj *o);
+/* True when t is o's type. */
+int cc_obj_is(const cc_obj *o, const cc_type *t);
+/* Validates an offset received from elsewhere: an object in the arena, live. */
+cc_obj *cc_obj_from_off(uint32_t off);
+
+#endif

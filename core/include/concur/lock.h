@@ -1,0 +1,61 @@
+/* lock - Lock and RLock between processes and threads, with owner-death recovery */
+#ifndef CONCUR_LOCK_H
+#define CONCUR_LOCK_H
+
+#include "concur/arena.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* word: 0 when free, else the owner's thread id with CC_LOCK_WAITERS set
+ * while somebody may sleep on it. Owner ids are kernel tids, so a holder that
+ * died can be recognised by looking its tid up in /proc. */
+#define CC_LOCK_WAITERS 0x80000000u
+#define CC_LOCK_TID 0x3fffffffu
+
+typedef struct cc_lock {
+  cc_obj hdr;
+  _Atomic uint32_t word;
+  _Atomic int32_t owner_pid; /* process of the owner thread, for messages */
+  uint32_t count;            /* recursion depth of an RLock's owner */
+  uint32_t recursive;
+  int32_t dead_pid; /* the holder that died, after CC_EOWNERDEAD */
+} cc_lock;
+
+extern const cc_type cc_lock_type;
+extern const cc_type cc_rlock_type;
+
+/* A new Lock (recursive = 0) or RLock in the arena with one reference owned by
+ * the caller; NULL when the arena is full. */
+cc_lock *cc_lock_new(int recursive);
+/* Sets up a lock embedded in another object. */
+void cc_lock_init(cc_lock *l, int recursive);
+
+/* Acquires l before the deadline (0: try once). Returns 0; CC_EOWNERDEAD when
+ * acquired from a holder that died (the caller now owns it; the protected
+ * state may be inconsistent); CC_ETIMEDOUT; CC_EINTR. An RLock's owner
+ * acquires again at once. */
+int cc_lock_acquire(cc_lock *l, int64_t deadline);
+/* Releases l. A Lock may be released by anybody while locked (as in CPython);
+ * an RLock only by its owner. CC_EVALUE when not locked, CC_ENOTOWNER when an
+ * RLock is released by another thread. */
+int cc_lock_release(cc_lock *l);
+int cc_lock_locked(cc_lock *l);
+/* True when the calling thread owns l. */
+int cc_lock_is_mine(cc_lock *l);
+/* The pid of the process whose holder died, after CC_EOWNERDEAD. */
+int cc_lock_dead_owner(cc_lock *l);
+
+/* Releases an RLock completely (Condition.wait), returning its depth. */
+uint32_t cc__lock_release_all(cc_lock *l);
+/* Acquires again to the depth returned by cc__lock_release_all. */
+int cc__lock_restore(cc_lock *l, uint32_t depth, int64_t deadline);
+
+/* The calling thread's kernel id, cached. */
+int cc_tid(void);
+/* Forgets the cached tid (in a new child). */
+void cc__tid_reset(void);
+/* True when the thread tid exists and is not a zombie. */
+int cc__tid_alive(int tid);
+
+#endif

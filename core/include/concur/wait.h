@@ -1,0 +1,51 @@
+/* wait - the one place where concur blocks: futexes, descriptors, sleeps */
+#ifndef CONCUR_WAIT_H
+#define CONCUR_WAIT_H
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Deadlines are absolute CLOCK_MONOTONIC nanoseconds. */
+#define CC_FOREVER INT64_MAX
+
+/* cc_futex_wait returns this (not an error) when a periodic slice ended with
+ * nothing seen; callers re-check their condition, and owners of locks use it
+ * to look for a dead holder. */
+#define CC_WAIT_SLICE 1
+
+int64_t cc_now(void);
+/* now + seconds; a negative or NaN timeout means no deadline. */
+int64_t cc_deadline(double seconds);
+
+/* Blocks while *word == expect, until woken, the deadline or an interrupt.
+ * Returns 0 (woken or the value changed: re-check), CC_WAIT_SLICE,
+ * CC_ETIMEDOUT or CC_EINTR. The word may be shared between processes. */
+int cc_futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline);
+/* Wakes up to n waiters of word (INT32_MAX: all). */
+void cc_futex_wake(_Atomic uint32_t *word, int n);
+
+/* Waits until fd is ready for `events` (POLLIN, ...). 0, CC_ETIMEDOUT, CC_EINTR. */
+int cc_wait_fd(int fd, short events, int64_t deadline);
+/* Sleeps until the deadline. 0 or CC_EINTR. */
+int cc_sleep_until(int64_t deadline);
+/* Waits for one of the blocked signals in set. Returns the signal number,
+ * CC_ETIMEDOUT or CC_ESYS. For the host's supervisor. */
+int cc_wait_signal(const sigset_t *set, int64_t deadline);
+
+/* The interrupt flag, set from a signal handler (async-signal-safe): every
+ * wait then returns CC_EINTR until it is cleared. */
+void cc_interrupt(void);
+int cc_interrupted(void);
+void cc_interrupt_clear(void);
+
+/* The slice after which a wait with a far deadline wakes to look around
+ * (interrupt set between its check and the syscall, a holder that died). */
+#define CC_WAIT_SLICE_NS 100000000LL
+
+/* Called around every futex wait with the word waited on (begin = 1) and
+ * after it (begin = 0): the hook for tracing and deadlock detection. */
+typedef void (*cc_wait_hook)(const void *word, int begin);
+void cc_wait_set_hook(cc_wait_hook hook);
+
+#endif

@@ -1,0 +1,140 @@
+/* lock - Lock and RLock between processes and threads, with owner-death recovery */
+#include "concur/lock.h"
+#include "concur/error.h"
+#include "concur/wait.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+const cc_type cc_lock_type = {"Lock", sizeof(cc_lock), NULL};
+const cc_type cc_rlock_type = {"RLock", sizeof(cc_lock), NULL};
+
+static _Thread_local int cached_tid;
+
+int cc_tid(void) {
+  if (!cached_tid)
+    cached_tid = gettid();
+  return cached_tid;
+}
+
+void cc__tid_reset(void) { cached_tid = 0; }
+
+int cc__tid_alive(int tid) {
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/stat", tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = '\0';
+  /* The state follows the command name, which is in parentheses and may
+   * itself contain ") ". */
+  char *p = strrchr(buf, ')');
+  return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X' && p[2] != 'x';
+}
+
+cc_lock *cc_lock_new(int recursive) {
+  cc_lock *l = cc_obj_new(recursive ? &cc_rlock_type : &cc_lock_type);
+  if (l)
+    cc_lock_init(l, recursive);
+  return l;
+}
+
+void cc_lock_init(cc_lock *l, int recursive) {
+  atomic_store(&l->word, 0);
+  atomic_store(&l->owner_pid, 0);
+  l->count = 0;
+  l->recursive = (uint32_t)recursive;
+}
+
+static void owned(cc_lock *l) {
+  atomic_store_explicit(&l->owner_pid, getpid(), memory_order_relaxed);
+  l->count = 1;
+}
+
+int cc_lock_acquire(cc_lock *l, int64_t deadline) {
+  uint32_t me = (uint32_t)cc_tid();
+  uint32_t w = 0;
+  if (atomic_compare_exchange_strong(&l->word, &w, me)) {
+    owned(l);
+    return 0;
+  }
+  if (l->recursive && (w & CC_LOCK_TID) == me) {
+    l->count++;
+    return 0;
+  }
+  for (;;) {
+    w = atomic_load(&l->word);
+    if (w == 0) {
+      /* Others may still sleep here: keep the waiters bit. */
+      if (atomic_compare_exchange_strong(&l->word, &w, me | CC_LOCK_WAITERS)) {
+        owned(l);
+        return 0;
+      }
+      continue;
+    }
+    if (!(w & CC_LOCK_WAITERS) &&
+        !atomic_compare_exchange_strong(&l->word, &w, w | CC_LOCK_WAITERS))
+      continue;
+    w |= CC_LOCK_WAITERS;
+    int r = cc_futex_wait(&l->word, w, deadline);
+    if (r == CC_WAIT_SLICE || r == CC_ETIMEDOUT) {
+      /* Nobody released it for a while: is the holder still there? */
+      if (atomic_load(&l->word) == w && !cc__tid_alive((int)(w & CC_LOCK_TID))) {
+        int dead = atomic_load(&l->owner_pid);
+        if (atomic_compare_exchange_strong(&l->word, &w, me | CC_LOCK_WAITERS)) {
+          owned(l);
+          l->dead_pid = dead;
+          return CC_EOWNERDEAD;
+        }
+        continue;
+      }
+    }
+    if (r == CC_ETIMEDOUT || r == CC_EINTR)
+      return r;
+  }
+}
+
+int cc_lock_dead_owner(cc_lock *l) { return l->dead_pid; }
+
+int cc_lock_release(cc_lock *l) {
+  uint32_t w = atomic_load(&l->word);
+  if (!(w & CC_LOCK_TID))
+    return CC_EVALUE;
+  if (l->recursive) {
+    if ((w & CC_LOCK_TID) != (uint32_t)cc_tid())
+      return CC_ENOTOWNER;
+    if (--l->count > 0)
+      return 0;
+  }
+  if (atomic_exchange(&l->word, 0) & CC_LOCK_WAITERS)
+    cc_futex_wake(&l->word, 1);
+  return 0;
+}
+
+int cc_lock_locked(cc_lock *l) {
+  return (atomic_load(&l->word) & CC_LOCK_TID) != 0;
+}
+
+int cc_lock_is_mine(cc_lock *l) {
+  return (atomic_load(&l->word) & CC_LOCK_TID) == (uint32_t)cc_tid();
+}
+
+uint32_t cc__lock_release_all(cc_lock *l) {
+  uint32_t depth = l->count;
+  l->count = 1;
+  cc_lock_release(l);
+  return depth;
+}
+
+int cc__lock_restore(cc_lock *l, uint32_t depth, int64_t deadline) {
+  int r = cc_lock_acquire(l, deadline);
+  if (r == 0 || r == CC_EOWNERDEAD)
+    l->count = depth ? depth : 1;
+  return r;
+}

@@ -1,0 +1,416 @@
+/* proc - processes: fork, join, signals, reaping, and the run's runtime */
+#include "concur/proc.h"
+#include "concur/barrier.h"
+#include "concur/cond.h"
+#include "concur/error.h"
+#include "concur/event.h"
+#include "concur/lock.h"
+#include "concur/sem.h"
+#include "concur/wait.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static cc_proc *children;
+
+int cc_runtime_init(size_t arena_size, unsigned max_processes) {
+  int r = cc_arena_init(arena_size);
+  if (r)
+    return r;
+  r = cc_proctab_init(max_processes);
+  if (r) {
+    cc_arena_fini();
+    return r;
+  }
+  /* Registered in a fixed order before any fork, so tags agree everywhere. */
+  static const cc_type *const core_types[] = {
+      &cc_lock_type, &cc_rlock_type, &cc_sem_type,  &cc_bsem_type,
+      &cc_event_type, &cc_cond_type, &cc_barrier_type};
+  for (size_t i = 0; i < sizeof core_types / sizeof *core_types; i++)
+    cc_type_register(core_types[i]);
+  return 0;
+}
+
+int cc_runtime_subreaper(void) {
+  return prctl(PR_SET_CHILD_SUBREAPER, 1) == 0 ? 0 : CC_ESYS;
+}
+
+void cc_runtime_become_main(void) {
+  cc_procent *m = cc_proctab_get(0);
+  atomic_store(&m->pid, getpid());
+  m->ppid = getppid();
+  cc__proc_set_self(0);
+  cc__tid_reset();
+}
+
+void cc_proc_init(cc_proc *p, const char *name, int daemon) {
+  memset(p, 0, sizeof *p);
+  p->pidfd = -1;
+  p->daemon = daemon;
+  cc_procent *self = cc_proc_self();
+  unsigned n = ++self->nchildren;
+  if (self->ident[0])
+    snprintf(p->ident, sizeof p->ident, "%.28s:%u", self->ident, n);
+  else
+    snprintf(p->ident, sizeof p->ident, "%u", n);
+  if (name)
+    snprintf(p->name, sizeof p->name, "%s", name);
+  else
+    snprintf(p->name, sizeof p->name, "Process-%.40s", p->ident);
+}
+
+static void link_child(cc_proc *p) {
+  p->prev = NULL;
+  p->next = children;
+  if (children)
+    children->prev = p;
+  children = p;
+}
+
+static void unlink_child(cc_proc *p) {
+  if (p->prev)
+    p->prev->next = p->next;
+  else if (children == p)
+    children = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
+  p->prev = p->next = NULL;
+}
+
+/* In a new child: the parent's children are not ours. */
+static void forget_siblings(void) {
+  for (cc_proc *c = children, *n; c; c = n) {
+    n = c->next;
+    if (c->pidfd >= 0)
+      close(c->pidfd);
+    c->pidfd = -1;
+    c->prev = c->next = NULL;
+  }
+  children = NULL;
+}
+
+int cc_proc_start(cc_proc *p) {
+  cc_procent *self = cc_proc_self();
+  if (p->state != CC_PROC_NEW || self->daemon)
+    return CC_EPROC;
+  int slot = cc_proctab_alloc();
+  if (slot < 0)
+    return slot;
+  cc_procent *e = cc_proctab_get(slot);
+  memcpy(e->ident, p->ident, sizeof e->ident);
+  memcpy(e->name, p->name, sizeof e->name);
+  e->ppid = getpid();
+  e->daemon = (uint32_t)p->daemon;
+  int r = cc_holds_copy(cc_proc_self_slot(), slot);
+  if (r) {
+    cc_proctab_free(slot);
+    return r;
+  }
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    cc_proctab_free(slot);
+    return CC_ESYS;
+  }
+  if (pid == 0) {
+    cc__proc_set_self(slot);
+    cc__tid_reset();
+    forget_siblings();
+    atomic_store(&e->pid, getpid());
+    atomic_store(&e->state, CC_PS_RUNNING);
+    p->pid = getpid();
+    p->state = CC_PROC_STARTED;
+    p->parent_pid = (int)e->ppid;
+    return 0;
+  }
+  atomic_store(&e->pid, pid);
+  p->pid = pid;
+  p->slot = slot;
+  p->parent_pid = getpid();
+  p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  p->state = CC_PROC_STARTED;
+  link_child(p);
+  return pid;
+}
+
+/* Entry of a reaped pid: drop its holds, free it. */
+static void release_pid(int pid) {
+  cc_procent *e = cc_proctab_find(pid);
+  if (e)
+    cc_proctab_free(cc_proctab_slot_of(e));
+}
+
+static int exitcode_of(int status) {
+  if (WIFEXITED(status))
+    return WEXITSTATUS(status);
+  if (WIFSIGNALED(status))
+    return -WTERMSIG(status);
+  return 1;
+}
+
+/* Reaps p: 1 while it runs (flags WNOHANG), 0 once reaped. */
+static int reap(cc_proc *p, int flags) {
+  int status;
+  pid_t r = waitpid(p->pid, &status, flags);
+  if (r == 0)
+    return 1;
+  p->exitcode = r == p->pid ? exitcode_of(status) : -SIGKILL;
+  release_pid(p->pid);
+  if (p->pidfd >= 0)
+    close(p->pidfd);
+  p->pidfd = -1;
+  p->state = CC_PROC_REAPED;
+  unlink_child(p);
+  return 0;
+}
+
+int cc_proc_join(cc_proc *p, int64_t deadline) {
+  if (p->state == CC_PROC_REAPED)
+    return 0;
+  if (p->state != CC_PROC_STARTED || p->parent_pid != getpid())
+    return CC_EPROC;
+  if (p->pidfd >= 0) {
+    int r = cc_wait_fd(p->pidfd, POLLIN, deadline);
+    if (r)
+      return r;
+    reap(p, 0);
+    return 0;
+  }
+  /* No pidfd (an old kernel): poll the child in slices. */
+  while (reap(p, WNOHANG)) {
+    int64_t next = cc_now() + 5000000;
+    int r = cc_sleep_until(next < deadline ? next : deadline);
+    if (r)
+      return r;
+    if (cc_now() >= deadline && reap(p, WNOHANG))
+      return CC_ETIMEDOUT;
+  }
+  return 0;
+}
+
+int cc_proc_poll(cc_proc *p) {
+  if (p->state != CC_PROC_STARTED || p->parent_pid != getpid())
+    return 0;
+  return reap(p, WNOHANG);
+}
+
+void cc_proc_signal(cc_proc *p, int sig) {
+  if (p->state == CC_PROC_STARTED && p->parent_pid == getpid())
+    kill(p->pid, sig);
+}
+
+const char *cc_proc_status(const cc_proc *p) {
+  if (p->state == CC_PROC_NEW)
+    return "new";
+  if (p->state == CC_PROC_REAPED)
+    return "dead";
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", p->pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return "dead";
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return "dead";
+  buf[n] = '\0';
+  char *s = strrchr(buf, ')');
+  if (!s || s[1] != ' ')
+    return "dead";
+  switch (s[2]) {
+  case 'R':
+    return "running";
+  case 'S':
+  case 'D':
+  case 'I':
+    return "sleeping";
+  case 'Z':
+    return "zombie";
+  case 'T':
+  case 't':
+    return "stopped";
+  default:
+    return "dead";
+  }
+}
+
+cc_proc *cc_proc_children(void) { return children; }
+
+void cc_proc_forget(cc_proc *p) {
+  if (p->state == CC_PROC_STARTED && p->parent_pid == getpid())
+    cc_proc_poll(p);
+  if (p->state == CC_PROC_STARTED && p->parent_pid == getpid()) {
+    /* Still running: stop tracking it; the subreaper reaps it later. */
+    unlink_child(p);
+    if (p->pidfd >= 0)
+      close(p->pidfd);
+    p->pidfd = -1;
+  }
+}
+
+int cc_proc_finish_children(void) {
+  for (cc_proc *c = children; c; c = c->next)
+    if (c->daemon)
+      cc_proc_signal(c, SIGTERM);
+  while (children) {
+    int r = cc_proc_join(children, CC_FOREVER);
+    if (r)
+      return r;
+  }
+  return 0;
+}
+
+_Noreturn void cc_proc_exit(int code) {
+  fflush(NULL);
+  cc_holds_release(cc_proc_self_slot());
+  _exit(code);
+}
+
+static int is_tracked(int pid) {
+  for (cc_proc *c = children; c; c = c->next)
+    if (c->pid == pid)
+      return 1;
+  return 0;
+}
+
+/* Calls fn(pid, ppid, ud) for every process of the machine that we can see. */
+static void each_process(void (*fn)(int, int, void *), void *ud) {
+  DIR *d = opendir("/proc");
+  if (!d)
+    return;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    char *end;
+    long pid = strtol(de->d_name, &end, 10);
+    if (*end || pid <= 0)
+      continue;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      continue;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+      continue;
+    buf[n] = '\0';
+    char *s = strrchr(buf, ')');
+    int ppid;
+    char st;
+    if (s && sscanf(s + 1, " %c %d", &st, &ppid) == 2)
+      fn((int)pid, ppid, ud);
+  }
+  closedir(d);
+}
+
+typedef struct pidset {
+  int *v;
+  size_t n, cap;
+} pidset;
+
+static void pidset_add(pidset *s, int pid) {
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 64;
+    int *v = realloc(s->v, cap * sizeof *v);
+    if (!v)
+      return;
+    s->v = v;
+    s->cap = cap;
+  }
+  s->v[s->n++] = pid;
+}
+
+static int pidset_has(const pidset *s, int pid) {
+  for (size_t i = 0; i < s->n; i++)
+    if (s->v[i] == pid)
+      return 1;
+  return 0;
+}
+
+typedef struct pairs {
+  pidset pid, ppid;
+} pairs;
+
+static void collect(int pid, int ppid, void *ud) {
+  pairs *p = ud;
+  pidset_add(&p->pid, pid);
+  pidset_add(&p->ppid, ppid);
+}
+
+/* The descendants of root, parents before children. */
+static pidset descendants(int root) {
+  pairs all = {{0}, {0}};
+  each_process(collect, &all);
+  pidset out = {0};
+  pidset_add(&out, root);
+  for (size_t i = 0; i < out.n; i++)
+    for (size_t j = 0; j < all.pid.n; j++)
+      if (all.ppid.v[j] == out.v[i] && !pidset_has(&out, all.pid.v[j]))
+        pidset_add(&out, all.pid.v[j]);
+  free(all.pid.v);
+  free(all.ppid.v);
+  return out;
+}
+
+int cc_proc_kill_tree(int root, int sig) {
+  pidset d = descendants(root);
+  int n = 0;
+  for (size_t i = 1; i < d.n; i++)
+    n += kill(d.v[i], sig) == 0;
+  free(d.v);
+  return n;
+}
+
+int cc_proc_reap_orphans(void) {
+  pidset d = descendants(getpid());
+  int n = 0;
+  for (size_t i = 1; i < d.n; i++) {
+    int status;
+    if (is_tracked(d.v[i]))
+      continue;
+    if (waitpid(d.v[i], &status, WNOHANG) == d.v[i]) {
+      release_pid(d.v[i]);
+      n++;
+    }
+  }
+  free(d.v);
+  return n;
+}
+
+int cc_proc_reap_any(int *status) {
+  int st;
+  pid_t r = waitpid(-1, &st, WNOHANG);
+  if (r < 0)
+    return CC_ESYS;
+  if (r == 0)
+    return 0;
+  if (status)
+    *status = st;
+  for (cc_proc *c = children; c; c = c->next)
+    if (c->pid == r) {
+      c->exitcode = exitcode_of(st);
+      c->state = CC_PROC_REAPED;
+      if (c->pidfd >= 0)
+        close(c->pidfd);
+      c->pidfd = -1;
+      unlink_child(c);
+      break;
+    }
+  release_pid(r);
+  return r;
+}
+
+int cc_cpu_count(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}

@@ -1,0 +1,56 @@
+/* sem - Semaphore and BoundedSemaphore between processes and threads */
+#include "concur/sem.h"
+#include "concur/error.h"
+#include "concur/wait.h"
+
+const cc_type cc_sem_type = {"Semaphore", sizeof(cc_sem), NULL};
+const cc_type cc_bsem_type = {"BoundedSemaphore", sizeof(cc_sem), NULL};
+
+cc_sem *cc_sem_new(uint32_t value, int bounded) {
+  cc_sem *s = cc_obj_new(bounded ? &cc_bsem_type : &cc_sem_type);
+  if (s)
+    cc_sem_init(s, value, bounded);
+  return s;
+}
+
+void cc_sem_init(cc_sem *s, uint32_t value, int bounded) {
+  atomic_store(&s->value, value);
+  atomic_store(&s->waiters, 0);
+  s->bound = value;
+  s->bounded = (uint32_t)bounded;
+}
+
+int cc_sem_trywait(cc_sem *s) {
+  uint32_t v = atomic_load(&s->value);
+  while (v > 0)
+    if (atomic_compare_exchange_weak(&s->value, &v, v - 1))
+      return 0;
+  return CC_ETIMEDOUT;
+}
+
+int cc_sem_wait(cc_sem *s, int64_t deadline) {
+  for (;;) {
+    if (cc_sem_trywait(s) == 0)
+      return 0;
+    /* Announce the sleeper before sleeping; the futex compares the value, so
+     * a post between the two is never missed (both sides are seq_cst). */
+    atomic_fetch_add(&s->waiters, 1);
+    int r = cc_futex_wait(&s->value, 0, deadline);
+    atomic_fetch_sub(&s->waiters, 1);
+    if (r == CC_ETIMEDOUT || r == CC_EINTR)
+      return r;
+  }
+}
+
+int cc_sem_post(cc_sem *s) {
+  uint32_t v = atomic_load(&s->value);
+  do {
+    if ((s->bounded && v >= s->bound) || v >= CC_SEM_MAX)
+      return CC_EVALUE;
+  } while (!atomic_compare_exchange_weak(&s->value, &v, v + 1));
+  if (atomic_load(&s->waiters))
+    cc_futex_wake(&s->value, 1);
+  return 0;
+}
+
+uint32_t cc_sem_value(cc_sem *s) { return atomic_load(&s->value); }

@@ -1,0 +1,124 @@
+/* wait - the one place where concur blocks: futexes, descriptors, sleeps */
+#include "concur/wait.h"
+#include "concur/error.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <math.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t interrupted;
+static cc_wait_hook hook;
+
+int64_t cc_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t cc_deadline(double seconds) {
+  if (isnan(seconds) || seconds < 0 || seconds > 1e9)
+    return CC_FOREVER;
+  return cc_now() + (int64_t)(seconds * 1e9);
+}
+
+void cc_interrupt(void) { interrupted = 1; }
+int cc_interrupted(void) { return interrupted != 0; }
+void cc_interrupt_clear(void) { interrupted = 0; }
+void cc_wait_set_hook(cc_wait_hook h) { hook = h; }
+
+static struct timespec to_ts(int64_t t) {
+  struct timespec ts = {(time_t)(t / 1000000000LL), (long)(t % 1000000000LL)};
+  return ts;
+}
+
+/* The end of this wait's slice: the deadline or one slice from now. Sets
+ * *sliced when the slice ends first. */
+static int64_t slice_end(int64_t deadline, int64_t now, int *sliced) {
+  int64_t end = now + CC_WAIT_SLICE_NS;
+  *sliced = deadline > end;
+  return *sliced ? end : deadline;
+}
+
+int cc_futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline) {
+  if (interrupted)
+    return CC_EINTR;
+  int64_t now = cc_now();
+  if (now >= deadline)
+    return atomic_load(word) == expect ? CC_ETIMEDOUT : 0;
+  int sliced;
+  struct timespec ts = to_ts(slice_end(deadline, now, &sliced));
+  if (hook)
+    hook(word, 1);
+  /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time; no PRIVATE
+   * flag, since the word may be shared with other processes. */
+  long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expect, &ts, NULL,
+                   FUTEX_BITSET_MATCH_ANY);
+  int e = errno;
+  if (hook)
+    hook(word, 0);
+  if (r == 0)
+    return 0;
+  if (e == EINTR)
+    return interrupted ? CC_EINTR : 0;
+  if (e == ETIMEDOUT)
+    return sliced ? CC_WAIT_SLICE
+                  : (atomic_load(word) == expect ? CC_ETIMEDOUT : 0);
+  return 0; /* EAGAIN: the value had changed already */
+}
+
+void cc_futex_wake(_Atomic uint32_t *word, int n) {
+  syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+int cc_wait_fd(int fd, short events, int64_t deadline) {
+  for (;;) {
+    if (interrupted)
+      return CC_EINTR;
+    int64_t now = cc_now();
+    int sliced;
+    int64_t end = slice_end(deadline, now, &sliced);
+    int ms = end <= now ? 0 : (int)((end - now + 999999) / 1000000);
+    struct pollfd p = {.fd = fd, .events = events};
+    int r = poll(&p, 1, ms);
+    if (r > 0)
+      return 0;
+    if (r < 0 && errno != EINTR)
+      return CC_ESYS;
+    if (r == 0 && !sliced && cc_now() >= deadline)
+      return CC_ETIMEDOUT;
+  }
+}
+
+int cc_sleep_until(int64_t deadline) {
+  for (;;) {
+    if (interrupted)
+      return CC_EINTR;
+    int64_t now = cc_now();
+    if (now >= deadline)
+      return 0;
+    int sliced;
+    struct timespec ts = to_ts(slice_end(deadline, now, &sliced));
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+  }
+}
+
+int cc_wait_signal(const sigset_t *set, int64_t deadline) {
+  for (;;) {
+    int64_t now = cc_now();
+    if (now >= deadline)
+      return CC_ETIMEDOUT;
+    int sliced;
+    int64_t left = slice_end(deadline, now, &sliced) - now;
+    struct timespec ts = to_ts(left);
+    int s = sigtimedwait(set, NULL, &ts);
+    if (s > 0)
+      return s;
+    if (errno != EAGAIN && errno != EINTR)
+      return CC_ESYS;
+  }
+}
