@@ -4,6 +4,7 @@
 #include "concur/wait.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,10 +13,18 @@ const cc_type cc_lock_type = {"Lock", sizeof(cc_lock), NULL};
 const cc_type cc_rlock_type = {"RLock", sizeof(cc_lock), NULL};
 
 static _Thread_local int cached_tid;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* Whoever forks (concur, a test, a library), the child must not go on with
+ * its parent's id: it would own the parent's locks. */
+static void forget_tid(void) { cached_tid = 0; }
+static void register_atfork(void) { pthread_atfork(NULL, NULL, forget_tid); }
 
 int cc_tid(void) {
-  if (!cached_tid)
+  if (!cached_tid) {
+    pthread_once(&atfork_once, register_atfork);
     cached_tid = gettid();
+  }
   return cached_tid;
 }
 
