@@ -61,6 +61,13 @@ static inline int await(pid_t pid, double seconds) {
   }
 }
 
+/* A child that waits to be killed, but never outlives a broken test. */
+static inline _Noreturn void idle_child(void) {
+  alarm(30);
+  for (;;)
+    pause();
+}
+
 /* How long fn(arg) took, in milliseconds. */
 static inline double elapsed_ms(int64_t start) {
   return (double)(cc_now() - start) / 1e6;
