@@ -1,0 +1,48 @@
+# concur - the two commands of the README: `make run` and `make test`.
+# Each installs the Debian packages it needs when they are missing.
+
+DEBS := cmake make gcc pkg-config liblua5.4-dev lua5.4 libyaml-dev \
+        libcmocka-dev libjansson-dev lua-socket lua-cjson
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all deps build build-sanitize run test test-release test-sanitize install clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "missing Debian packages; run:"; \
+	    echo "  sudo apt-get install -y" $$missing; exit 1; \
+	  fi; \
+	fi
+
+build: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build build -j $(JOBS)
+
+build-sanitize: deps
+	@cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Sanitize >/dev/null
+	@cmake --build build-sanitize -j $(JOBS)
+
+run: build
+	./build/concur run tools/catalogue.lua
+
+test: test-release test-sanitize
+
+test-release: build
+	cd build && ctest --output-on-failure -j $(JOBS)
+
+test-sanitize: build-sanitize
+	cd build-sanitize && ASAN_OPTIONS=abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+install: build
+	cmake --install build
+
+clean:
+	rm -rf build build-sanitize
