@@ -20,6 +20,7 @@ static int l_barrier(lua_State *L) {
     luaL_checktype(L, 2, LUA_TFUNCTION);
   if (!lua_isnoneornil(L, 3))
     luaL_argcheck(L, luaL_checknumber(L, 3) >= 0, 3, "timeout must not be negative");
+  lua_settop(L, 3); /* the wrapper goes at 4, after the optional arguments */
   cc_barrier *b = cc__lcheck_alloc(L, cc_barrier_new((uint32_t)parties));
   cc__lpush_obj(L, &b->hdr, 1);
   lua_createtable(L, 0, 2);

@@ -1,0 +1,192 @@
+-- test_process: Process methods and the endings of a run.
+local concur = require "concur"
+local T = dofile("tests/lua/harness.lua")
+local bin = os.getenv("CONCUR") or "./build/concur"
+
+local function script(text)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- Processes still alive that name the marker in their command line.
+local function survivors(marker)
+  -- The bracket keeps pgrep's own shell, whose command line holds the
+  -- pattern, from matching it.
+  local pattern = "[" .. marker:sub(1, 1) .. "]" .. marker:sub(2)
+  local _, out = T.sh("pgrep -f '" .. pattern .. "' | wc -l")
+  return tonumber(out)
+end
+
+T.test("start, join, exitcode, names, status", function()
+  local p = concur.Process{target = function(a, b) os.exit(a + b) end, args = {2, 3}}
+  T.eq(p.exitcode, nil)
+  T.eq(p:status(), "new")
+  p:start()
+  T.eq(p:join(10), true)
+  T.eq(p.exitcode, 5)
+  T.eq(p:status(), "dead")
+  T.eq(p:is_alive(), false)
+  local e = concur.Process{target = function() error("boom") end}
+  e:start(); e:join()
+  T.eq(e.exitcode, 1)
+  local s = concur.Process{target = function() concur.sleep(30) end, name = "sleeper"}
+  T.eq(s.name, "sleeper")
+  s:start()
+  T.eq(s:join(0.05), false, "join with a timeout returns while it runs")
+  T.eq(s:is_alive(), true)
+  s:terminate()
+  s:join()
+  T.eq(s.exitcode, -15)
+  T.raises("ProcessError", s.start, s)
+  T.raises("ProcessError", concur.Process{}.join, concur.Process{})
+end)
+
+T.test("subclasses, current and parent process, random streams", function()
+  local P = concur.Process:extend()
+  function P:run() os.exit(self.n + (concur.parent_process().pid == self.ppid and 1 or 0)) end
+  local p = P{n = 4, ppid = concur.getpid()}
+  p:start(); p:join()
+  T.eq(p.exitcode, 5)
+  T.eq(concur.current_process().name, "MainProcess")
+  T.eq(concur.parent_process(), nil)
+  local a = concur.Process{target = function() concur.report{} os.exit(math.random(0, 200)) end}
+  local b = concur.Process{target = function() os.exit(math.random(0, 200)) end}
+  local c = concur.Process{target = function() os.exit(math.random(0, 200)) end}
+  a:start(); b:start(); c:start(); a:join(); b:join(); c:join()
+  assert(not (a.exitcode == b.exitcode and b.exitcode == c.exitcode),
+         "children draw different random numbers")
+  local n = concur.Process{target = function()
+    local g = concur.Process{target = function()
+      os.exit(concur.current_process().name == concur.parent_process().name .. ":1"
+              and 0 or 1)
+    end}
+    g:start(); g:join()
+    os.exit(g.exitcode)
+  end}
+  assert(n.name:match("^Process%-%d+$"), n.name)
+  n:start(); n:join()
+  T.eq(n.exitcode, 0, "nested names")
+end)
+
+T.test("daemons may not have children", function()
+  local d = concur.Process{daemon = true, target = function()
+    local ok, err = pcall(function() concur.Process{target = print}:start() end)
+    os.exit((not ok and concur.is(err, "ProcessError")) and 0 or 1)
+  end}
+  d:start(); d:join()
+  T.eq(d.exitcode, 0)
+end)
+
+T.test("a normal end joins children; nothing is left", function()
+  local path = script([[
+    local concur = require "concur"
+    concur.Process{target = function() concur.sleep(0.3) print("child done") end}:start()
+    print("main done")]])
+  local code, out = T.sh(bin .. " run " .. path)
+  T.eq(code, 0)
+  T.eq(out, "main done\nchild done\n")
+  os.remove(path)
+end)
+
+T.test("a script error still joins, exits 1, leaves nothing", function()
+  local path = script([[
+    local concur = require "concur"
+    concur.Process{target = function() concur.sleep(0.2) end}:start()
+    concur.Process{daemon = true, target = function() concur.sleep(60) end}:start()
+    error("scripted failure")]])
+  local code, _, err = T.sh(bin .. " run " .. path)
+  T.eq(code, 1)
+  assert(err:find("concur: .*scripted failure"), err)
+  T.eq(survivors(path), 0)
+  os.remove(path)
+end)
+
+T.test("the run timeout kills everything and exits 4", function()
+  local path = script([[
+    local concur = require "concur"
+    for i = 1, 3 do concur.Process{target = function() while true do end end}:start() end
+    while true do end]])
+  local t0 = concur.time()
+  local code, _, err = T.sh(bin .. " run " .. path .. " --timeout 0.5")
+  T.eq(code, 4)
+  assert(concur.time() - t0 < 5)
+  assert(err:find("timed out"), err)
+  T.eq(survivors(path), 0)
+  os.remove(path)
+end)
+
+T.test("Ctrl-C interrupts a blocked run, exits 130, leaves nothing", function()
+  local path = script([[
+    local concur = require "concur"
+    local e = concur.Event()
+    for i = 1, 3 do concur.Process{target = function() e:wait() end}:start() end
+    print("ready") io.stdout:flush()
+    e:wait()]])
+  local code, _, err = T.sh("setsid sh -c '" .. bin .. " run " .. path ..
+    " & pid=$!; sleep 0.5; kill -INT -$$; wait $pid'")
+  T.eq(code, 130)
+  assert(err:find("interrupted"), err)
+  T.eq(survivors(path), 0)
+  os.remove(path)
+end)
+
+T.test("bad input is refused before anything runs", function()
+  local code, _, err = T.sh(bin .. " run /nonexistent.lua")
+  T.eq(code, 2); assert(err:find("cannot read the script"), err)
+  local path = script("local x = = 1")
+  code, _, err = T.sh(bin .. " run " .. path)
+  T.eq(code, 1); assert(err:find(":1:"), err)
+  os.remove(path)
+  code, _, err = T.sh(bin .. " run tests/lua/harness.lua --bogus")
+  T.eq(code, 2); assert(err:find("unknown option '%-%-bogus'"), err)
+  code = T.sh(bin .. " frobnicate")
+  T.eq(code, 2)
+  local cfg = os.tmpname()
+  local f = io.open(cfg, "w"); f:write("limits:\n  max_proceses: 3\n"); f:close()
+  code, _, err = T.sh(bin .. " run tests/lua/harness.lua --config " .. cfg)
+  T.eq(code, 2); assert(err:find(":2:3: unknown key 'limits.max_proceses'; did you mean 'max_processes'%?"), err)
+  os.remove(cfg)
+  code, _, err = T.sh(bin .. " run tests/lua/harness.lua --time-scale 0")
+  T.eq(code, 2)
+end)
+
+T.test("max_processes stops a fork bomb", function()
+  local cfg = os.tmpname()
+  local f = io.open(cfg, "w"); f:write("limits:\n  max_processes: 10\n"); f:close()
+  local path = script([[
+    local concur = require "concur"
+    local function bomb()
+      for i = 1, 100 do concur.Process{target = bomb}:start() end
+    end
+    local ok, err = pcall(bomb)
+    print(concur.is(err, "ProcessError"), err.message)
+    os.exit(0)]])
+  local code, out = T.sh(bin .. " run " .. path .. " --config " .. cfg)
+  T.eq(code, 0)
+  assert(out:find("^true\ttoo many processes: limits.max_processes %(10%)"), out)
+  os.remove(cfg); os.remove(path)
+end)
+
+T.test("params and the module under a stock lua5.4", function()
+  local path = script([[
+    local concur = require "concur"
+    print(concur.params.n + 1, concur.params.flag, concur.params.name)]])
+  local code, out = T.sh(bin .. " run " .. path .. " -p n=41 -p flag=true -p name=x")
+  T.eq(code, 0)
+  T.eq(out, "42\ttrue\tx\n")
+  os.remove(path)
+  local dir = os.getenv("CONCUR_MODULE_DIR")
+  if dir then
+    code, out = T.sh("LUA_CPATH='" .. dir .. "/?.so' lua5.4 -e '" ..
+      "local c = require \"concur\"; local l = c.Lock(); " ..
+      "local p = c.Process{target = function() l:acquire() end}; p:start(); p:join(); " ..
+      "print(p.exitcode, l:locked())'")
+    T.eq(code, 0)
+    T.eq(out, "0\ttrue\n")
+  end
+end)
+
+T.done()
