@@ -49,11 +49,8 @@ static int number_arg(const char *opt, const char *s, double *out) {
   return 0;
 }
 
-static int cmd_run(int argc, char **argv) {
-  run_opts o;
-  memset(&o, 0, sizeof o);
-  cc_config_defaults(&o.cfg);
-  o.params = calloc((size_t)argc, sizeof *o.params);
+/* Fills o from the arguments of `run`; 0 or an exit code. */
+static int parse_run(int argc, char **argv, run_opts *o) {
   const char *config = NULL;
   double time_scale = -1, timeout = -1;
   for (int i = 0; i < argc; i++) {
@@ -62,9 +59,9 @@ static int cmd_run(int argc, char **argv) {
     if (!strcmp(a, "-p")) {
       if (!more || !strchr(argv[i + 1], '=') || argv[i + 1][0] == '=')
         return bad("-p takes KEY=VALUE%s", "");
-      o.params[o.nparams++] = argv[++i];
+      o->params[o->nparams++] = argv[++i];
     } else if (!strncmp(a, "-p", 2) && strchr(a, '=')) {
-      o.params[o.nparams++] = a + 2;
+      o->params[o->nparams++] = a + 2;
     } else if (!strcmp(a, "--config")) {
       if (!more)
         return bad("--config takes a file%s", "");
@@ -85,34 +82,46 @@ static int cmd_run(int argc, char **argv) {
     } else if (!strcmp(a, "--metrics")) {
       if (!more)
         return bad("--metrics takes a file%s", "");
-      o.metrics = argv[++i];
+      o->metrics = argv[++i];
     } else if (a[0] == '-' && a[1]) {
       return bad("unknown option '%s'", a);
-    } else if (!o.script) {
-      o.script = a;
+    } else if (!o->script) {
+      o->script = a;
     } else {
       return bad("one script at a time (got '%s' too)", a);
     }
   }
-  if (!o.script)
+  if (!o->script)
     return bad("run needs a script%s", "");
   char err[512];
   if (!config && access("config/concur.yaml", F_OK) == 0)
     config = "config/concur.yaml";
-  if (config && cc_config_load(&o.cfg, config, err, sizeof err)) {
+  if (config && cc_config_load(&o->cfg, config, err, sizeof err)) {
     fprintf(stderr, "concur: %s\n", err);
     return EXIT_USAGE;
   }
   if (time_scale > 0)
-    o.cfg.time_scale = time_scale;
+    o->cfg.time_scale = time_scale;
   if (timeout >= 0)
-    o.cfg.run_timeout = timeout;
-  if (access(o.script, R_OK) != 0) {
-    fprintf(stderr, "concur: cannot read the script '%s': %s\n", o.script,
+    o->cfg.run_timeout = timeout;
+  if (access(o->script, R_OK) != 0) {
+    fprintf(stderr, "concur: cannot read the script '%s': %s\n", o->script,
             strerror(errno));
     return EXIT_USAGE;
   }
-  int r = host_run(&o);
+  return 0;
+}
+
+static int cmd_run(int argc, char **argv) {
+  run_opts o;
+  memset(&o, 0, sizeof o);
+  cc_config_defaults(&o.cfg);
+  o.params = calloc((size_t)argc + 1, sizeof *o.params);
+  if (!o.params)
+    return EXIT_USAGE;
+  int r = parse_run(argc, argv, &o);
+  if (r == 0)
+    r = host_run(&o);
   free(o.params);
   return r;
 }

@@ -178,9 +178,11 @@ T.test("params and the module under a stock lua5.4", function()
   T.eq(code, 0)
   T.eq(out, "42\ttrue\tx\n")
   os.remove(path)
-  local dir = os.getenv("CONCUR_MODULE_DIR")
-  if dir then
-    code, out = T.sh("LUA_CPATH='" .. dir .. "/?.so' lua5.4 -e '" ..
+  local dir = assert(os.getenv("CONCUR_MODULE_DIR"), "ctest sets CONCUR_MODULE_DIR")
+  local preload = os.getenv("CONCUR_MODULE_PRELOAD") or ""
+  do
+    code, out = T.sh("LD_PRELOAD='" .. preload .. "' " ..
+      "LUA_CPATH='" .. dir .. "/?.so' lua5.4 -e '" ..
       "local c = require \"concur\"; local l = c.Lock(); " ..
       "local p = c.Process{target = function() l:acquire() end}; p:start(); p:join(); " ..
       "print(p.exitcode, l:locked())'")
