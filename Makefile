@@ -2,7 +2,7 @@
 # Each installs the Debian packages it needs when they are missing.
 
 DEBS := cmake make gcc pkg-config liblua5.4-dev lua5.4 libyaml-dev \
-        libcmocka-dev libjansson-dev lua-socket lua-cjson
+        libcmocka-dev libjansson-dev lua-socket lua-cjson procps util-linux
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: all deps build build-sanitize run test test-release test-sanitize install clean
