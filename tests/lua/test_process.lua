@@ -84,10 +84,16 @@ T.test("a normal end joins children; nothing is left", function()
   local path = script([[
     local concur = require "concur"
     concur.Process{target = function() concur.sleep(0.3) print("child done") end}:start()
+    concur.Process{target = function()
+      -- an orphan: its parent exits at once, it would run for a minute
+      concur.Process{target = function() concur.sleep(60) end}:start()
+      os.exit(0)
+    end}:start()
     print("main done")]])
   local code, out = T.sh(bin .. " run " .. path)
   T.eq(code, 0)
   T.eq(out, "main done\nchild done\n")
+  T.eq(survivors(path), 0)
   os.remove(path)
 end)
 
@@ -151,6 +157,26 @@ T.test("bad input is refused before anything runs", function()
   os.remove(cfg)
   code, _, err = T.sh(bin .. " run tests/lua/harness.lua --time-scale 0")
   T.eq(code, 2)
+end)
+
+T.test("a full arena raises ArenaFull naming its size", function()
+  local cfg = os.tmpname()
+  local f = io.open(cfg, "w"); f:write("arena:\n  size: 4M\n"); f:close()
+  local path = script([[
+    local concur = require "concur"
+    local keep = {}
+    local ok, err = pcall(function()
+      for i = 1, 1e6 do keep[i] = concur.Lock() end
+    end)
+    print(concur.is(err, "ArenaFull"), err.message)
+    keep = nil
+    collectgarbage()
+    print(pcall(concur.Lock) and "usable again")]])
+  local code, out = T.sh(bin .. " run " .. path .. " --config " .. cfg)
+  T.eq(code, 0)
+  assert(out:find("^true\tarena is full %(arena.size = 4 MiB%)"), out)
+  assert(out:find("usable again"), out)
+  os.remove(cfg); os.remove(path)
 end)
 
 T.test("max_processes stops a fork bomb", function()
