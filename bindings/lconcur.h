@@ -30,6 +30,8 @@ void *cc__lcheck_alloc(lua_State *L, void *o);
 /* The object of the wrapper at idx, of the named type (NULL tname: any
  * concur object); raises for a wrong type and for a closed wrapper. */
 cc_obj *cc__lcheck_obj(lua_State *L, int idx, const char *tname);
+/* True when the value at idx is a userdata whose metatable has `flag` set. */
+int cc__lmetaflag(lua_State *L, int idx, const char *flag);
 /* The object at idx if it is a concur object wrapper of type tname, or NULL. */
 cc_obj *cc__ltest_obj(lua_State *L, int idx, const char *tname);
 /* Makes the metatable "concur.<tname>" with methods, meta (__gc, __close and

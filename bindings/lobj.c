@@ -52,14 +52,18 @@ void *cc__lcheck_alloc(lua_State *L, void *o) {
   return o;
 }
 
+int cc__lmetaflag(lua_State *L, int idx, const char *flag) {
+  if (!lua_touserdata(L, idx) || !lua_getmetatable(L, idx))
+    return 0;
+  lua_getfield(L, -1, flag);
+  int set = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return set;
+}
+
 cc_obj *cc__ltest_obj(lua_State *L, int idx, const char *tname) {
   wrapper *w = lua_touserdata(L, idx);
-  if (!w || !lua_getmetatable(L, idx))
-    return NULL;
-  lua_getfield(L, -1, "__concur");
-  int ours = lua_toboolean(L, -1);
-  lua_pop(L, 2);
-  if (!ours || !w->o)
+  if (!cc__lmetaflag(L, idx, "__concur") || !w->o)
     return NULL;
   if (tname && strcmp(cc_obj_typename(w->o), tname) != 0)
     return NULL;
@@ -68,13 +72,7 @@ cc_obj *cc__ltest_obj(lua_State *L, int idx, const char *tname) {
 
 cc_obj *cc__lcheck_obj(lua_State *L, int idx, const char *tname) {
   wrapper *w = lua_touserdata(L, idx);
-  int ours = 0;
-  if (w && lua_getmetatable(L, idx)) {
-    lua_getfield(L, -1, "__concur");
-    ours = lua_toboolean(L, -1);
-    lua_pop(L, 2);
-  }
-  if (!ours)
+  if (!cc__lmetaflag(L, idx, "__concur"))
     luaL_typeerror(L, idx, tname ? tname : "concur object");
   if (!w->o)
     luaL_error(L, "attempt to use a closed %s", tname ? tname : "object");

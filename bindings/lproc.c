@@ -32,13 +32,7 @@ typedef struct lproc {
 #define CLASS_KEY "concur.ProcessClass"
 
 static lproc *test_proc(lua_State *L, int idx) {
-  lproc *p = lua_touserdata(L, idx);
-  if (!p || !lua_getmetatable(L, idx))
-    return NULL;
-  lua_getfield(L, -1, "__concur_process");
-  int ok = lua_toboolean(L, -1);
-  lua_pop(L, 2);
-  return ok ? p : NULL;
+  return cc__lmetaflag(L, idx, "__concur_process") ? lua_touserdata(L, idx) : NULL;
 }
 
 static lproc *check_proc(lua_State *L, int idx) {

@@ -114,6 +114,23 @@ static int next(parser *p, yaml_event_t *ev) {
               p->y.context ? " " : "", p->y.context ? p->y.context : "");
 }
 
+/* The next key of a mapping in *ev: 0; 1 at the mapping's end; or an error. */
+static int next_key(parser *p, yaml_event_t *ev) {
+  int r = next(p, ev);
+  if (r)
+    return r;
+  if (ev->type == YAML_MAPPING_END_EVENT) {
+    yaml_event_delete(ev);
+    return 1;
+  }
+  if (ev->type != YAML_SCALAR_EVENT) {
+    r = fail(p, &ev->start_mark, "keys must be plain names, not lists or mappings");
+    yaml_event_delete(ev);
+    return r;
+  }
+  return 0;
+}
+
 static int number(parser *p, yaml_event_t *ev, const char *key, double *out) {
   const char *s = (const char *)ev->data.scalar.value;
   char *end;
@@ -211,17 +228,8 @@ static int section(parser *p, const char *name) {
       inner[ni++] = *k + plen + 1;
   inner[ni] = NULL;
   for (;;) {
-    if ((r = next(p, &ev)))
-      return r;
-    if (ev.type == YAML_MAPPING_END_EVENT) {
-      yaml_event_delete(&ev);
-      return 0;
-    }
-    if (ev.type != YAML_SCALAR_EVENT) {
-      r = fail(p, &ev.start_mark, "keys of %s must be plain names", name);
-      yaml_event_delete(&ev);
-      return r;
-    }
+    if ((r = next_key(p, &ev)))
+      return r > 0 ? 0 : r;
     char key[128];
     snprintf(key, sizeof key, "%s.%s", name, (const char *)ev.data.scalar.value);
     int ok = 0;
@@ -261,17 +269,8 @@ static int document(parser *p) {
                   "(arena:, limits:, threads:, time_scale:, pool:)");
   }
   for (;;) {
-    if ((r = next(p, &ev)))
-      return r;
-    if (ev.type == YAML_MAPPING_END_EVENT) {
-      yaml_event_delete(&ev);
-      return 0;
-    }
-    if (ev.type != YAML_SCALAR_EVENT) {
-      r = fail(p, &ev.start_mark, "keys must be plain names");
-      yaml_event_delete(&ev);
-      return r;
-    }
+    if ((r = next_key(p, &ev)))
+      return r > 0 ? 0 : r;
     char name[64];
     snprintf(name, sizeof name, "%s", (const char *)ev.data.scalar.value);
     int ok = 0;

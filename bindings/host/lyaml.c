@@ -46,12 +46,11 @@ static int parse_error(lua_State *L, reader *r) {
 
 static void value(lua_State *L, reader *r, yaml_event_t *ev);
 
-/* Stores the line of the value just made at lines[key]. */
-static void node(lua_State *L, reader *r, int lines) {
+/* Reads the next node and pushes its value. */
+static void node(lua_State *L, reader *r) {
   yaml_event_t ev;
   if (!yaml_parser_parse(&r->p, &ev))
     parse_error(L, r);
-  (void)lines;
   value(L, r, &ev);
   yaml_event_delete(&ev);
 }
@@ -96,7 +95,7 @@ static void value(lua_State *L, reader *r, yaml_event_t *ev) {
       lua_pushvalue(L, -1);
       lua_pushinteger(L, line);
       lua_rawset(L, -4);
-      node(L, r, 0);
+      node(L, r);
       lua_rawset(L, -4);
     }
   }
