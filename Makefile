@@ -30,7 +30,7 @@ build-sanitize: deps
 	@cmake --build build-sanitize -j $(JOBS)
 
 run: build
-	./build/concur run tools/catalogue.lua
+	./build/concur batch config/scenarios.yaml --out build/results/catalogue
 
 test: test-release test-sanitize
 

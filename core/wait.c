@@ -75,7 +75,7 @@ void cc_futex_wake(_Atomic uint32_t *word, int n) {
   syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
-int cc_wait_fd(int fd, short events, int64_t deadline) {
+int cc_wait_fds(struct pollfd *fds, int n, int64_t deadline) {
   for (;;) {
     if (interrupted)
       return CC_EINTR;
@@ -83,15 +83,20 @@ int cc_wait_fd(int fd, short events, int64_t deadline) {
     int sliced;
     int64_t end = slice_end(deadline, now, &sliced);
     int ms = end <= now ? 0 : (int)((end - now + 999999) / 1000000);
-    struct pollfd p = {.fd = fd, .events = events};
-    int r = poll(&p, 1, ms);
+    int r = poll(fds, (nfds_t)n, ms);
     if (r > 0)
-      return 0;
+      return r;
     if (r < 0 && errno != EINTR)
       return CC_ESYS;
     if (r == 0 && !sliced && cc_now() >= deadline)
       return CC_ETIMEDOUT;
   }
+}
+
+int cc_wait_fd(int fd, short events, int64_t deadline) {
+  struct pollfd p = {.fd = fd, .events = events};
+  int r = cc_wait_fds(&p, 1, deadline);
+  return r > 0 ? 0 : r;
 }
 
 int cc_sleep_until(int64_t deadline) {

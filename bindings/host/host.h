@@ -28,5 +28,9 @@ typedef struct run_opts {
 int host_run(const run_opts *o);
 /* Opens "concur.yaml": load(path) -> the document as Lua values. */
 int host_open_yaml(lua_State *L);
+/* Opens "concur.host": spawn, wait_any, reap, JSON, the check sandbox. */
+int host_open_host(lua_State *L);
+/* concur batch / concur report: runs the embedded batch runner. */
+int host_batch(int argc, char **argv);
 
 #endif

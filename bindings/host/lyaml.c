@@ -8,8 +8,9 @@
 #include <yaml.h>
 
 /* Plain scalars become numbers, booleans and nil as YAML 1.2's core schema
- * says; quoted ones stay strings. Line numbers are kept in a side table so
- * that callers can point at the place of a bad value. */
+ * says; quoted ones stay strings. Each mapping and list gets a field
+ * __marks = {key or index = "line:col"}, so that callers can point at the
+ * place of a bad value. */
 static void push_scalar(lua_State *L, const yaml_event_t *ev) {
   const char *s = (const char *)ev->data.scalar.value;
   size_t n = ev->data.scalar.length;
@@ -63,6 +64,7 @@ static void value(lua_State *L, reader *r, yaml_event_t *ev) {
     return;
   case YAML_SEQUENCE_START_EVENT: {
     lua_newtable(L);
+    lua_newtable(L); /* marks of the items */
     int i = 0;
     for (;;) {
       yaml_event_t e;
@@ -70,30 +72,36 @@ static void value(lua_State *L, reader *r, yaml_event_t *ev) {
         parse_error(L, r);
       if (e.type == YAML_SEQUENCE_END_EVENT) {
         yaml_event_delete(&e);
+        lua_setfield(L, -2, "__marks");
         return;
       }
+      lua_pushfstring(L, "%d:%d", (int)e.start_mark.line + 1,
+                      (int)e.start_mark.column + 1);
+      lua_rawseti(L, -2, ++i);
       value(L, r, &e);
       yaml_event_delete(&e);
-      lua_rawseti(L, -2, ++i);
+      lua_rawseti(L, -3, i);
     }
   }
   case YAML_MAPPING_START_EVENT: {
     lua_newtable(L);
-    lua_newtable(L); /* lines of the keys */
+    lua_newtable(L); /* marks of the keys */
     for (;;) {
       yaml_event_t k;
       if (!yaml_parser_parse(&r->p, &k))
         parse_error(L, r);
       if (k.type == YAML_MAPPING_END_EVENT) {
         yaml_event_delete(&k);
-        lua_setfield(L, -2, "__lines");
+        lua_setfield(L, -2, "__marks");
         return;
       }
-      int line = (int)k.start_mark.line + 1;
+      int line = (int)k.start_mark.line + 1, col = (int)k.start_mark.column + 1;
       value(L, r, &k);
       yaml_event_delete(&k);
+      if (lua_isnil(L, -1))
+        luaL_error(L, "%s:%d:%d: a key may not be empty", r->path, line, col);
       lua_pushvalue(L, -1);
-      lua_pushinteger(L, line);
+      lua_pushfstring(L, "%d:%d", line, col);
       lua_rawset(L, -4);
       node(L, r);
       lua_rawset(L, -4);
@@ -109,7 +117,7 @@ static void value(lua_State *L, reader *r, yaml_event_t *ev) {
   }
 }
 
-/* load(path) -> value; mappings carry __lines = {key = line}. */
+/* load(path) -> value; mappings and lists carry __marks. */
 static int l_load(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   FILE *f = fopen(path, "rb");

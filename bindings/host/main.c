@@ -12,6 +12,9 @@
 static const char usage[] =
     "usage: concur run SCRIPT [-p KEY=VALUE]... [--config FILE] [--time-scale X]\n"
     "                         [--timeout S] [--metrics FILE]\n"
+    "       concur batch FILE.yaml [--jobs N] [--out DIR] [--format table|md|csv|json]\n"
+    "                              [--filter GLOB] [--shard I/N]\n"
+    "       concur report DIR|FILE... [--format table|md|csv|json]\n"
     "       concur --help | --version\n";
 
 static const char help[] =
@@ -19,6 +22,11 @@ static const char help[] =
     "driven by Lua scenario scripts.\n\n"
     "commands:\n"
     "  run SCRIPT          run a Lua scenario script\n"
+    "  batch FILE.yaml     run the experiments of a batch file, each run a fresh\n"
+    "                      process, in parallel; print a summary; exit 1 when an\n"
+    "                      expectation is not met\n"
+    "  report DIR...       summarise the runs.jsonl of one or more batches\n"
+    "                      (shards of one batch, other machines)\n"
     "options of run:\n"
     "  -p KEY=VALUE        a parameter, in concur.params (numbers and booleans\n"
     "                      are converted); may be repeated\n"
@@ -26,6 +34,7 @@ static const char help[] =
     "  --time-scale X      multiply every sleep and timeout by X (X > 0)\n"
     "  --timeout S         end the run after S seconds (limits.run_timeout)\n"
     "  --metrics FILE      append what concur.report records, as JSON lines\n"
+    "                      (default: $CONCUR_METRICS, set by concur batch)\n"
     "exit status: 0 ok, 1 script error, 2 usage or config error, 3 deadlock,\n"
     "             4 timeout, 130 interrupted (Ctrl-C)\n";
 
@@ -93,6 +102,8 @@ static int parse_run(int argc, char **argv, run_opts *o) {
   }
   if (!o->script)
     return bad("run needs a script%s", "");
+  if (!o->metrics)
+    o->metrics = getenv("CONCUR_METRICS");
   char err[512];
   if (!config && access("config/concur.yaml", F_OK) == 0)
     config = "config/concur.yaml";
@@ -142,5 +153,7 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "run"))
     return cmd_run(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "batch") || !strcmp(argv[1], "report"))
+    return host_batch(argc - 1, argv + 1);
   return bad("unknown command '%s' (try concur --help)", argv[1]);
 }

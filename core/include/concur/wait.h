@@ -27,6 +27,10 @@ void cc_futex_wake(_Atomic uint32_t *word, int n);
 
 /* Waits until fd is ready for `events` (POLLIN, ...). 0, CC_ETIMEDOUT, CC_EINTR. */
 int cc_wait_fd(int fd, short events, int64_t deadline);
+/* Waits until one of n descriptors is ready (poll's revents are filled in).
+ * The number ready, CC_ETIMEDOUT, CC_EINTR or CC_ESYS. */
+struct pollfd;
+int cc_wait_fds(struct pollfd *fds, int n, int64_t deadline);
 /* Sleeps until the deadline. 0 or CC_EINTR. */
 int cc_sleep_until(int64_t deadline);
 /* Waits for one of the blocked signals in set. Returns the signal number,

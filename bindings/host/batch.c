@@ -1,0 +1,61 @@
+/* batch - concur batch and concur report: runs the embedded batch runner */
+#include "host.h"
+
+#include <lauxlib.h>
+#include <limits.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "batch_lua.h"
+
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg)
+    msg = luaL_tolstring(L, 1, NULL);
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+int host_batch(int argc, char **argv) {
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    fprintf(stderr, "concur: cannot find the concur binary itself\n");
+    return EXIT_USAGE;
+  }
+  self[n] = '\0';
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fprintf(stderr, "concur: not enough memory for Lua\n");
+    return EXIT_USAGE;
+  }
+  luaL_openlibs(L);
+  luaL_requiref(L, "concur.yaml", host_open_yaml, 0);
+  luaL_requiref(L, "concur.host", host_open_host, 0);
+  lua_pop(L, 2);
+  /* arg = {command, binary, options...} */
+  lua_createtable(L, argc + 1, 0);
+  lua_pushstring(L, argv[0]);
+  lua_rawseti(L, -2, 1);
+  lua_pushstring(L, self);
+  lua_rawseti(L, -2, 2);
+  for (int i = 1; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i + 2);
+  }
+  lua_setglobal(L, "arg");
+  lua_pushcfunction(L, msgh);
+  int code = EXIT_SCRIPT;
+  if (luaL_loadbufferx(L, (const char *)batch_lua, sizeof batch_lua, "=batch", "t") ||
+      lua_pcall(L, 0, 1, -2)) {
+    fprintf(stderr, "concur: internal error in the batch runner: %s\n",
+            lua_tostring(L, -1));
+  } else {
+    code = (int)luaL_optinteger(L, -1, EXIT_SCRIPT);
+  }
+  lua_close(L);
+  fflush(NULL);
+  return code;
+}

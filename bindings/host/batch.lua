@@ -1,0 +1,793 @@
+-- batch - concur batch and concur report: experiments from YAML, run, summarised
+--
+-- Embedded in the concur binary and run in a plain Lua state with two helper
+-- modules: concur.yaml (documents with line:col marks) and concur.host
+-- (spawn into a process group, wait on pidfds, JSON through jansson, a
+-- sandbox for expressions). Returns the process's exit code.
+local host = require "concur.host"
+local yaml = require "concur.yaml"
+
+local command, binary = arg[1], arg[2]
+local argv = table.move(arg, 3, #arg, 1, {})
+
+local USAGE = [[
+usage: concur batch FILE.yaml [--jobs N] [--out DIR] [--format table|md|csv|json]
+                              [--filter GLOB] [--shard I/N]
+       concur report DIR|FILE... [--format table|md|csv|json]
+]]
+
+local EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+-- Refusals: raised as {refusal = message}, printed as "concur: message".
+local function refuse(fmt, ...)
+  error({refusal = fmt:format(...)}, 0)
+end
+
+local function nearest(key, known)
+  local best, bd = nil, math.huge
+  for _, k in ipairs(known) do
+    local a, b = key, k
+    local row = {}
+    for j = 0, #b do row[j] = j end
+    for i = 1, #a do
+      local diag, prev = row[0], nil
+      row[0] = i
+      for j = 1, #b do
+        prev = row[j]
+        local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+        row[j] = math.min(prev + 1, row[j - 1] + 1, diag + cost)
+        diag = prev
+      end
+    end
+    if row[#b] < bd then best, bd = k, row[#b] end
+  end
+  return bd <= math.max(2, #key // 2) and best or nil
+end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do
+    if type(k) ~= "string" or k:sub(1, 2) ~= "__" then ks[#ks + 1] = k end
+  end
+  table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+  return ks
+end
+
+local function is_list(t)
+  return type(t) == "table" and (#t > 0 or (next(t) == "__marks" and next(t, "__marks") == nil))
+end
+
+--------------------------------------------------------------------------
+-- The schema
+
+local EXPERIMENT_KEYS = {"name", "script", "command", "params", "repeat", "timeout",
+                         "time_scale", "env", "expect", "outcome_of"}
+local DEFAULT_KEYS = {"params", "repeat", "timeout", "time_scale", "env", "expect",
+                      "outcome_of"}
+local EXPECT_KEYS = {"outcome", "exit", "stdout", "check", "interesting"}
+local OUTCOMES = {ok = true, error = true, deadlock = true, timeout = true, crash = true}
+
+local function checker(file)
+  local C = {}
+  function C.at(t, key, what, fmt, ...)
+    local mark = type(t) == "table" and t.__marks and t.__marks[key] or "1:1"
+    refuse("%s:%s: %s%s", file, mark, what and (what .. ": ") or "", fmt:format(...))
+  end
+  function C.keys(t, known, what)
+    for _, k in ipairs(sorted_keys(t)) do
+      local ok = false
+      for _, kk in ipairs(known) do ok = ok or kk == k end
+      if not ok then
+        local near = type(k) == "string" and nearest(k, known)
+        C.at(t, k, what, "unknown key '%s'; %s", tostring(k),
+          near and ("did you mean '" .. near .. "'?")
+               or ("known keys are " .. table.concat(known, ", ")))
+      end
+    end
+  end
+  function C.number(t, key, what, min, integer)
+    local v = t[key]
+    if v == nil then return nil end
+    if type(v) ~= "number" or (integer and math.type(v) ~= "integer") then
+      C.at(t, key, what, "%s must be %s, not %s", key,
+        integer and "a whole number" or "a number", tostring(v))
+    end
+    if v < min or (min == 0 and key ~= "exit" and v == 0) then
+      C.at(t, key, what, "%s must be %s %s (got %s)", key,
+        (min == 0 and key ~= "exit") and "greater than" or "at least", min, tostring(v))
+    end
+    return v
+  end
+  function C.scalar(v)
+    local ty = type(v)
+    return ty == "string" or ty == "number" or ty == "boolean"
+  end
+  return C
+end
+
+-- The expression's compile check, in the same sandbox the runs use.
+local function compiles(expr)
+  local ok, err = host.eval(expr)
+  return ok, err
+end
+
+local function validate_expect(C, e, what)
+  if e == nil then return {} end
+  if type(e) ~= "table" or is_list(e) then
+    C.at(e, nil, what, "expect must be a mapping (outcome:, exit:, stdout:, check:)")
+  end
+  C.keys(e, EXPECT_KEYS, what)
+  if e.outcome ~= nil and not OUTCOMES[e.outcome] then
+    C.at(e, "outcome", what, "outcome must be one of ok, error, deadlock, timeout, crash (got %s)",
+      tostring(e.outcome))
+  end
+  C.number(e, "exit", what, 0, true)
+  for _, k in ipairs{"stdout", "check", "interesting"} do
+    if e[k] ~= nil and type(e[k]) ~= "string" then
+      C.at(e, k, what, "%s must be a string", k)
+    end
+  end
+  if e.stdout and not pcall(string.find, "", e.stdout) then
+    C.at(e, "stdout", what, "stdout is not a valid Lua pattern: %s",
+      select(2, pcall(string.find, "", e.stdout)))
+  end
+  for _, k in ipairs{"check", "interesting"} do
+    if e[k] then
+      local ok, err = compiles(e[k])
+      if not ok then
+        C.at(e, k, what, "%s does not compile: %s; write a Lua expression over metrics, params and runs",
+          k, err)
+      end
+    end
+  end
+  return e
+end
+
+local function validate_params(C, p, what)
+  if p == nil then return {} end
+  if type(p) ~= "table" or is_list(p) then
+    C.at(p, nil, what, "params must be a mapping of names to values or lists of values")
+  end
+  for _, k in ipairs(sorted_keys(p)) do
+    local v = p[k]
+    if type(v) == "table" then
+      if not is_list(v) then
+        C.at(p, k, what, "param '%s' must be a value or a list of values", k)
+      end
+      if #v == 0 then
+        C.at(p, k, what, "param '%s' is an empty list: the matrix would have no runs; give it at least one value", k)
+      end
+      for i, x in ipairs(v) do
+        if not C.scalar(x) then C.at(v, i, what, "param '%s' holds a %s; values must be plain", k, type(x)) end
+      end
+    elseif not C.scalar(v) then
+      C.at(p, k, what, "param '%s' must be a value or a list of values", k)
+    end
+  end
+  return p
+end
+
+local function validate(doc, file)
+  local C = checker(file)
+  if type(doc) ~= "table" or is_list(doc) then
+    refuse("%s:1:1: a batch file is a mapping with 'experiments' (and optional 'defaults')", file)
+  end
+  C.keys(doc, {"defaults", "experiments"})
+  local d = doc.defaults or {}
+  if type(d) ~= "table" or is_list(d) then C.at(doc, "defaults", nil, "defaults must be a mapping") end
+  C.keys(d, DEFAULT_KEYS, "defaults")
+  validate_params(C, d.params, "defaults")
+  validate_expect(C, d.expect, "defaults")
+  local exps = doc.experiments
+  if type(exps) ~= "table" or not is_list(exps) then
+    C.at(doc, "experiments", nil, "experiments must be a non-empty list")
+  end
+  local dir = file:match("^(.*)/[^/]*$") or "."
+  local out, seen = {}, {}
+  for i, e in ipairs(exps) do
+    if type(e) ~= "table" or is_list(e) then C.at(exps, i, nil, "each experiment must be a mapping") end
+    local name = e.name
+    if type(name) ~= "string" or name == "" then
+      C.at(exps, i, nil, "experiment %d needs a name (name: some/name)", i)
+    end
+    local what = ("experiment '%s'"):format(name)
+    if seen[name] then C.at(e, "name", what, "the name is used twice; names must be unique") end
+    seen[name] = true
+    C.keys(e, EXPERIMENT_KEYS, what)
+    if (e.script == nil) == (e.command == nil) then
+      C.at(e, "name", what, "give exactly one of script: (a Lua scenario) or command: (a peer program)")
+    end
+    local script = e.script
+    if script ~= nil then
+      if type(script) ~= "string" then C.at(e, "script", what, "script must be a path") end
+      local f = io.open(script)
+      if not f and script:sub(1, 1) ~= "/" then
+        f = io.open(dir .. "/" .. script)
+        if f then script = dir .. "/" .. script end
+      end
+      if not f then
+        C.at(e, "script", what, "the script '%s' does not exist (paths are relative to the current folder or to %s)",
+          e.script, dir)
+      end
+      f:close()
+    end
+    if e.command ~= nil and type(e.command) ~= "string" and not is_list(e.command) then
+      C.at(e, "command", what, "command must be a shell command line or a list of arguments")
+    end
+    local params = validate_params(C, e.params, what)
+    local merged = {}
+    for k, v in pairs(d.params or {}) do if k ~= "__marks" then merged[k] = v end end
+    for k, v in pairs(params) do if k ~= "__marks" then merged[k] = v end end
+    local rep = C.number(e, "repeat", what, 1, true) or C.number(d, "repeat", "defaults", 1, true) or 1
+    local timeout = C.number(e, "timeout", what, 0) or C.number(d, "timeout", "defaults", 0) or 60
+    local ts = C.number(e, "time_scale", what, 0) or C.number(d, "time_scale", "defaults", 0) or 1
+    local env = {}
+    for _, src in ipairs{d.env or {}, e.env or {}} do
+      if type(src) ~= "table" or is_list(src) then C.at(e, "env", what, "env must be a mapping of names to values") end
+      for _, k in ipairs(sorted_keys(src)) do
+        if not C.scalar(src[k]) then C.at(src, k, what, "env value '%s' must be plain", k) end
+        env[k] = tostring(src[k])
+      end
+    end
+    local expect = {}
+    for k, v in pairs(validate_expect(C, d.expect, "defaults")) do expect[k] = v end
+    for k, v in pairs(validate_expect(C, e.expect, what)) do expect[k] = v end
+    local outcome_of = e.outcome_of or d.outcome_of
+    if outcome_of ~= nil and type(outcome_of) ~= "string" then
+      C.at(e, "outcome_of", what, "outcome_of names one metric")
+    end
+    out[#out + 1] = {name = name, script = script, command = e.command, params = merged,
+                     rep = rep, timeout = timeout, time_scale = ts, env = env,
+                     expect = expect, outcome_of = outcome_of}
+  end
+  return out
+end
+
+--------------------------------------------------------------------------
+-- Runs
+
+local function combos(params)
+  local keys = sorted_keys(params)
+  local out = {{}}
+  for _, k in ipairs(keys) do
+    local values = type(params[k]) == "table" and params[k] or {params[k]}
+    local next_out = {}
+    for _, c in ipairs(out) do
+      for _, v in ipairs(values) do
+        local n = {}
+        for kk, vv in pairs(c) do n[kk] = vv end
+        n[k] = v
+        next_out[#next_out + 1] = n
+      end
+    end
+    out = next_out
+  end
+  return out
+end
+
+local function combo_key(p)
+  local parts = {}
+  for _, k in ipairs(sorted_keys(p)) do parts[#parts + 1] = k .. "=" .. tostring(p[k]) end
+  return table.concat(parts, " ")
+end
+
+local function expand(exps)
+  local runs = {}
+  for _, e in ipairs(exps) do
+    for _, p in ipairs(combos(e.params)) do
+      for r = 1, e.rep do
+        runs[#runs + 1] = {exp = e, params = p, combo = combo_key(p), rep = r,
+                           index = #runs + 1}
+      end
+    end
+  end
+  return runs
+end
+
+local function read_file(path, limit)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read(limit or "a") or ""
+  f:close()
+  return s
+end
+
+local function tail(s, n)
+  return #s > n and s:sub(-n) or s
+end
+
+local function read_metrics(path)
+  local m = {}
+  local f = io.open(path)
+  if not f then return m end
+  for line in f:lines() do
+    local t = host.json_decode(line)
+    if type(t) == "table" then for k, v in pairs(t) do m[k] = v end end
+  end
+  f:close()
+  return m
+end
+
+local function argv_of(run, files)
+  local e = run.exp
+  if e.script then
+    local a = {binary, "run", e.script, "--time-scale", tostring(e.time_scale),
+               "--timeout", tostring(e.timeout)}
+    for _, k in ipairs(sorted_keys(run.params)) do
+      a[#a + 1] = "-p"
+      a[#a + 1] = k .. "=" .. tostring(run.params[k])
+    end
+    return a
+  end
+  if type(e.command) == "string" then return {"/bin/sh", "-c", e.command} end
+  local a = {}
+  for i, v in ipairs(e.command) do a[i] = tostring(v) end
+  return a
+end
+
+local function env_of(run, files)
+  local env = {CONCUR_METRICS = files.metrics,
+               CONCUR_TIME_SCALE = tostring(run.exp.time_scale),
+               CONCUR_PARAMS = host.json_encode(run.params)}
+  for k, v in pairs(run.params) do env["CONCUR_PARAM_" .. k:upper()] = tostring(v) end
+  for k, v in pairs(run.exp.env) do env[k] = v end
+  return env
+end
+
+local function classify(info, killed)
+  if killed then return "timeout" end
+  if info.signal then return "crash" end
+  local code = info.exit
+  if code == 0 then return "ok" end
+  if code == 3 then return "deadlock" end
+  if code == 4 then return "timeout" end
+  return "error"
+end
+
+-- Fills the run's results from what the finished process left.
+local function finish(run, info, killed, files)
+  run.wall = host.now() - run.started
+  run.outcome = classify(info, killed)
+  run.exit, run.signal = info.exit, info.signal
+  run.user, run.sys, run.maxrss_kb = info.user, info.sys, info.maxrss_kb
+  run.metrics = read_metrics(files.metrics)
+  local out = read_file(files.stdout, 1 << 20)
+  run.stdout_tail = tail(out, 2000)
+  run.stderr_tail = tail(read_file(files.stderr, 1 << 20), 2000)
+  run.stdout_full = out
+  for _, f in pairs(files) do os.remove(f) end
+end
+
+local function progress(state, run)
+  local done, total, failed = state.done, state.total, state.failed
+  if state.tty then
+    local width = 30
+    local filled = math.floor(width * done / total)
+    local elapsed = host.now() - state.t0
+    local eta = done > 0 and elapsed / done * (total - done) or 0
+    io.stderr:write(("\r[%s%s] %d/%d  failed %d  ETA %ds "):format(
+      ("#"):rep(filled), ("."):rep(width - filled), done, total, failed, math.ceil(eta)))
+    if done == total then io.stderr:write("\n") end
+  else
+    io.stderr:write(("[%d/%d] %s %s#%d: %s %.2fs\n"):format(done, total, run.exp.name,
+      run.combo ~= "" and (run.combo .. " ") or "", run.rep, run.outcome, run.wall))
+  end
+  io.stderr:flush()
+end
+
+local function execute(runs, jobs, tmpdir)
+  local state = {done = 0, total = #runs, failed = 0, tty = host.isatty(2), t0 = host.now()}
+  local queue, running = 1, {}
+  local interrupted = false
+  host.catch_sigint()
+  while queue <= #runs or #running > 0 do
+    while queue <= #runs and #running < jobs and not interrupted do
+      local run = runs[queue]
+      queue = queue + 1
+      local base = ("%s/run-%d"):format(tmpdir, run.index)
+      local files = {stdout = base .. ".out", stderr = base .. ".err", metrics = base .. ".metrics"}
+      run.started = host.now()
+      local pid, fd = host.spawn{argv = argv_of(run, files), env = env_of(run, files),
+                                 stdout = files.stdout, stderr = files.stderr}
+      -- concur run stops itself at its timeout; this kill is the backstop.
+      local grace = run.exp.script and 5 or 0
+      running[#running + 1] = {run = run, pid = pid, fd = fd, files = files,
+                               deadline = run.started + run.exp.timeout + grace}
+    end
+    local fds, soonest = {}, math.huge
+    for i, r in ipairs(running) do
+      fds[i] = r.fd
+      soonest = math.min(soonest, r.deadline)
+    end
+    local ok, which = pcall(host.wait_any, fds, math.max(0, soonest - host.now()))
+    if not ok then
+      interrupted = true
+      for _, r in ipairs(running) do host.killpg(r.pid) ; r.killed = true; r.deadline = -1 end
+      which = nil
+    end
+    local now = host.now()
+    for i = #running, 1, -1 do
+      local r = running[i]
+      if i == which or r.deadline <= now then
+        if i ~= which then host.killpg(r.pid); r.killed = true end
+        local info = host.reap(r.pid)
+        host.killpg(r.pid) -- whatever of its group is left
+        host.close(r.fd)
+        finish(r.run, info, r.killed and not interrupted, r.files)
+        if interrupted then r.run.outcome = "interrupted" end
+        table.remove(running, i)
+        state.done = state.done + 1
+        if r.run.outcome ~= (r.run.exp.expect.outcome or "ok") then state.failed = state.failed + 1 end
+        progress(state, r.run)
+      end
+    end
+    if interrupted and #running == 0 then break end
+  end
+  return not interrupted
+end
+
+--------------------------------------------------------------------------
+-- Expectations, per run, once every run of its combination is known
+
+local function public_run(r)
+  return {outcome = r.outcome, exit = r.exit, wall = r.wall, metrics = r.metrics}
+end
+
+local function judge(runs)
+  local groups = {}
+  for _, r in ipairs(runs) do
+    local k = r.exp.name .. "\0" .. r.combo
+    groups[k] = groups[k] or {}
+    table.insert(groups[k], r)
+  end
+  for _, g in pairs(groups) do
+    local pub = {}
+    for i, r in ipairs(g) do pub[i] = public_run(r) end
+    for _, r in ipairs(g) do
+      local e, reasons = r.exp.expect, {}
+      if r.outcome ~= (e.outcome or "ok") then
+        reasons[#reasons + 1] = ("outcome %s, expected %s"):format(r.outcome, e.outcome or "ok")
+      end
+      if e.exit and r.exit ~= e.exit then
+        reasons[#reasons + 1] = ("exit %s, expected %d"):format(tostring(r.exit), e.exit)
+      end
+      if e.stdout and not (r.stdout_full or ""):find(e.stdout) then
+        reasons[#reasons + 1] = ("stdout does not match %q"):format(e.stdout)
+      end
+      local env = {metrics = r.metrics, params = r.params, runs = pub}
+      if e.check then
+        local ok, v = host.eval(e.check, env)
+        if not ok then reasons[#reasons + 1] = "check failed to run: " .. tostring(v)
+        elseif not v then reasons[#reasons + 1] = "check is false: " .. e.check end
+      end
+      r.met = #reasons == 0
+      r.reasons = reasons
+      if r.exp.outcome_of then
+        r.outcome_value = r.metrics[r.exp.outcome_of]
+        local interesting = false
+        if e.interesting then
+          local ok, v = host.eval(e.interesting, env)
+          interesting = ok and v and true or false
+        end
+        r.label = not r.met and "forbidden" or interesting and "interesting" or "acceptable"
+      end
+      r.stdout_full = nil
+    end
+  end
+end
+
+local function record(r)
+  return {experiment = r.exp and r.exp.name or r.experiment, params = r.params,
+          combo = r.combo, rep = r.rep, index = r.index, outcome = r.outcome,
+          exit = r.exit, signal = r.signal, wall = r.wall, user = r.user, sys = r.sys,
+          maxrss_kb = r.maxrss_kb, metrics = r.metrics, met = r.met,
+          reasons = r.reasons, outcome_of = r.exp and r.exp.outcome_of or r.outcome_of,
+          outcome_value = r.outcome_value, label = r.label,
+          stdout_tail = r.stdout_tail, stderr_tail = r.stderr_tail}
+end
+
+--------------------------------------------------------------------------
+-- Summaries
+
+local function stats(values)
+  if #values == 0 then return nil end
+  table.sort(values)
+  local n = #values
+  local med = n % 2 == 1 and values[(n + 1) // 2] or (values[n // 2] + values[n // 2 + 1]) / 2
+  return {median = med, min = values[1], max = values[n]}
+end
+
+local function fmt_num(v)
+  if math.type(v) == "integer" then return tostring(v) end
+  if v == math.floor(v) and math.abs(v) < 1e15 then return ("%d"):format(v) end
+  return ("%.3g"):format(v)
+end
+
+local function summarize(records)
+  local groups, order = {}, {}
+  for _, r in ipairs(records) do
+    local k = r.experiment .. "\0" .. (r.combo or "")
+    if not groups[k] then
+      groups[k] = {experiment = r.experiment, combo = r.combo or "", runs = {}}
+      order[#order + 1] = k
+    end
+    table.insert(groups[k].runs, r)
+  end
+  local rows, all_met = {}, true
+  for _, k in ipairs(order) do
+    local g = groups[k]
+    local outcomes, walls, metric_values, met, reason = {}, {}, {}, 0, nil
+    local values, label_of = {}, {}
+    for _, r in ipairs(g.runs) do
+      outcomes[r.outcome] = (outcomes[r.outcome] or 0) + 1
+      walls[#walls + 1] = r.wall
+      for mk, mv in pairs(r.metrics or {}) do
+        if type(mv) == "number" then
+          metric_values[mk] = metric_values[mk] or {}
+          table.insert(metric_values[mk], mv)
+        end
+      end
+      if r.met then met = met + 1 else reason = reason or (r.reasons or {})[1] end
+      if r.outcome_of then
+        local v = tostring(r.outcome_value)
+        values[v] = (values[v] or 0) + 1
+        label_of[v] = r.label == "forbidden" and "forbidden" or label_of[v] or r.label
+      end
+    end
+    local oc = {}
+    for _, o in ipairs(sorted_keys(outcomes)) do oc[#oc + 1] = o .. ":" .. outcomes[o] end
+    local metrics = {}
+    for _, mk in ipairs(sorted_keys(metric_values)) do metrics[mk] = stats(metric_values[mk]) end
+    local table_rows
+    if g.runs[1].outcome_of then
+      table_rows = {}
+      local vs = sorted_keys(values)
+      table.sort(vs, function(a, b)
+        local x, y = tonumber(a), tonumber(b)
+        if x and y then return x < y end
+        return a < b
+      end)
+      for _, v in ipairs(vs) do
+        table_rows[#table_rows + 1] = {value = v, count = values[v],
+          percent = 100 * values[v] / #g.runs, label = label_of[v]}
+      end
+    end
+    all_met = all_met and met == #g.runs
+    rows[#rows + 1] = {experiment = g.experiment, params = g.combo, n = #g.runs,
+                       outcomes = table.concat(oc, " "), wall = stats(walls),
+                       metrics = metrics, met = met, reason = reason,
+                       outcome_of = g.runs[1].outcome_of, outcome_table = table_rows}
+  end
+  return rows, all_met
+end
+
+local function metric_text(m)
+  local parts = {}
+  for _, k in ipairs(sorted_keys(m)) do
+    local s = m[k]
+    parts[#parts + 1] = s.min == s.max and ("%s=%s"):format(k, fmt_num(s.median))
+      or ("%s=%s [%s..%s]"):format(k, fmt_num(s.median), fmt_num(s.min), fmt_num(s.max))
+  end
+  return table.concat(parts, " ")
+end
+
+local function expect_text(r)
+  if r.met == r.n then return ("met %d/%d"):format(r.met, r.n) end
+  return ("FAILED %d/%d: %s"):format(r.n - r.met, r.n, r.reason or "?")
+end
+
+local COLUMNS = {"experiment", "params", "n", "outcomes", "wall s (median [min..max])",
+                 "metrics (median [min..max])", "expectation"}
+
+local function cells(r)
+  local w = r.wall
+  return {r.experiment, r.params, tostring(r.n), r.outcomes,
+          ("%.3f [%.3f..%.3f]"):format(w.median, w.min, w.max), metric_text(r.metrics),
+          expect_text(r)}
+end
+
+local function print_table(rows)
+  local widths = {}
+  local all = {COLUMNS}
+  for _, r in ipairs(rows) do all[#all + 1] = cells(r) end
+  for _, c in ipairs(all) do
+    for i, v in ipairs(c) do widths[i] = math.max(widths[i] or 0, #v) end
+  end
+  for li, c in ipairs(all) do
+    local parts = {}
+    for i, v in ipairs(c) do parts[i] = v .. (" "):rep(widths[i] - #v) end
+    print((table.concat(parts, "  "):gsub("%s+$", "")))
+    if li == 1 then
+      local dash = {}
+      for i = 1, #widths do dash[i] = ("-"):rep(widths[i]) end
+      print(table.concat(dash, "  "))
+    end
+  end
+end
+
+local function print_outcome_tables(rows, md)
+  for _, r in ipairs(rows) do
+    if r.outcome_table then
+      print()
+      local title = ("%s %s: outcomes of %s"):format(r.experiment, r.params, r.outcome_of)
+      if md then
+        print("**" .. title .. "**")
+        print()
+        print("| " .. r.outcome_of .. " | count | % | label |")
+        print("|---:|---:|---:|---|")
+      else
+        print(title)
+        print(("  %12s  %6s  %7s  %s"):format(r.outcome_of, "count", "%", "label"))
+      end
+      for _, t in ipairs(r.outcome_table) do
+        if md then
+          print(("| %s | %d | %.1f | %s |"):format(t.value, t.count, t.percent, t.label))
+        else
+          print(("  %12s  %6d  %6.1f%%  %s"):format(t.value, t.count, t.percent, t.label))
+        end
+      end
+    end
+  end
+end
+
+local function csv_field(s)
+  s = tostring(s)
+  if s:find('[,"\n]') then return '"' .. s:gsub('"', '""') .. '"' end
+  return s
+end
+
+local function print_summary(rows, format)
+  if format == "json" then
+    print(host.json_encode(rows))
+  elseif format == "csv" then
+    print("experiment,params,n,outcomes,wall_median,wall_min,wall_max,metrics,met,failed_reason")
+    for _, r in ipairs(rows) do
+      print(table.concat({csv_field(r.experiment), csv_field(r.params), r.n,
+        csv_field(r.outcomes), r.wall.median, r.wall.min, r.wall.max,
+        csv_field(metric_text(r.metrics)), r.met, csv_field(r.reason or "")}, ","))
+    end
+  elseif format == "md" then
+    print("| " .. table.concat(COLUMNS, " | ") .. " |")
+    print("|" .. ("---|"):rep(#COLUMNS))
+    for _, r in ipairs(rows) do
+      local c = cells(r)
+      for i, v in ipairs(c) do c[i] = v:gsub("|", "\\|") end
+      print("| " .. table.concat(c, " | ") .. " |")
+    end
+    print_outcome_tables(rows, true)
+  else
+    print_table(rows)
+    print_outcome_tables(rows, false)
+  end
+end
+
+--------------------------------------------------------------------------
+-- Commands
+
+local FORMATS = {table = true, md = true, csv = true, json = true}
+
+local function parse_options(args, allowed)
+  local o = {positional = {}}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local name = a:match("^%-%-([%w-]+)$")
+    if name then
+      if not allowed[name] then refuse("unknown option '%s'\n%s", a, USAGE) end
+      if args[i + 1] == nil then refuse("%s needs a value\n%s", a, USAGE) end
+      o[name] = args[i + 1]
+      i = i + 2
+    elseif a:sub(1, 1) == "-" and #a > 1 then
+      refuse("unknown option '%s'\n%s", a, USAGE)
+    else
+      o.positional[#o.positional + 1] = a
+      i = i + 1
+    end
+  end
+  o.format = o.format or "table"
+  if not FORMATS[o.format] then refuse("--format takes table, md, csv or json (got '%s')", o.format) end
+  return o
+end
+
+local function cmd_batch(args)
+  local o = parse_options(args, {jobs = true, out = true, format = true, filter = true, shard = true})
+  if #o.positional ~= 1 then refuse("batch takes one experiments file\n%s", USAGE) end
+  local file = o.positional[1]
+  local jobs = host.cpu_count()
+  if o.jobs then
+    jobs = math.tointeger(tonumber(o.jobs))
+    if not jobs or jobs < 1 then refuse("--jobs takes a whole number of at least 1 (got '%s')", o.jobs) end
+  end
+  local si, sn = 1, 1
+  if o.shard then
+    si, sn = o.shard:match("^(%d+)/(%d+)$")
+    si, sn = tonumber(si), tonumber(sn)
+    if not si or sn < 1 or si < 1 or si > sn then
+      refuse("--shard takes I/N with 1 <= I <= N, for example 2/4 (got '%s')", o.shard)
+    end
+  end
+  local ok, doc = pcall(yaml.load, file)
+  if not ok then refuse("%s", tostring(doc):gsub("^concur: ", "")) end
+  local exps = validate(doc, file)
+  if o.filter then
+    local kept = {}
+    for _, e in ipairs(exps) do if host.fnmatch(o.filter, e.name) then kept[#kept + 1] = e end end
+    if #kept == 0 then refuse("--filter '%s' matches no experiment of %s", o.filter, file) end
+    exps = kept
+  end
+  local runs = expand(exps)
+  local mine = {}
+  for _, r in ipairs(runs) do
+    if (r.index - 1) % sn == si - 1 then mine[#mine + 1] = r end
+  end
+  local outdir = o.out or ("results/" .. host.timestamp())
+  host.mkdir(outdir)
+  local tmpdir = outdir .. "/tmp"
+  host.mkdir(tmpdir)
+  local finished = execute(mine, jobs, tmpdir)
+  os.remove(tmpdir)
+  local done = {}
+  for _, r in ipairs(mine) do if r.outcome then done[#done + 1] = r end end
+  judge(done)
+  local path = outdir .. "/runs.jsonl"
+  local f = assert(io.open(path, "w"))
+  local records = {}
+  for _, r in ipairs(done) do
+    local rec = record(r)
+    records[#records + 1] = rec
+    f:write(host.json_encode(rec), "\n")
+  end
+  f:close()
+  local rows, all_met = summarize(records)
+  print_summary(rows, o.format)
+  io.stderr:write(("concur: %d runs%s written to %s\n"):format(#records,
+    sn > 1 and (" (shard %d/%d)"):format(si, sn) or "", path))
+  if not finished then
+    io.stderr:write("concur: interrupted; the runs that ended are recorded\n")
+    return EXIT_INTERRUPTED
+  end
+  return all_met and EXIT_OK or EXIT_FAILED
+end
+
+local function cmd_report(args)
+  local o = parse_options(args, {format = true})
+  if #o.positional == 0 then refuse("report takes one or more result folders or runs.jsonl files\n%s", USAGE) end
+  local records, seen = {}, {}
+  for _, p in ipairs(o.positional) do
+    local path = p:match("%.jsonl$") and p or (p .. "/runs.jsonl")
+    local f = io.open(path)
+    if not f then refuse("cannot read %s: no such results file", path) end
+    local n = 0
+    for line in f:lines() do
+      n = n + 1
+      local r, err = host.json_decode(line)
+      if type(r) ~= "table" or not r.experiment then
+        refuse("%s:%d: not a run record (%s)", path, n, err or "no experiment")
+      end
+      local id = ("%s\0%s\0%s"):format(r.experiment, r.combo or "", r.rep or n)
+      if seen[id] then
+        io.stderr:write(("concur: %s:%d: run %s %s #%s was already read; counted once\n"):format(
+          path, n, r.experiment, r.combo or "", tostring(r.rep)))
+      else
+        seen[id] = true
+        r.metrics = r.metrics or {}
+        records[#records + 1] = r
+      end
+    end
+    f:close()
+  end
+  table.sort(records, function(a, b) return (a.index or 0) < (b.index or 0) end)
+  local rows, all_met = summarize(records)
+  print_summary(rows, o.format)
+  return all_met and EXIT_OK or EXIT_FAILED
+end
+
+local ok, code = pcall(command == "report" and cmd_report or cmd_batch, argv)
+if not ok then
+  if type(code) == "table" and code.refusal then
+    io.stderr:write("concur: ", code.refusal, "\n")
+    return EXIT_USAGE
+  end
+  error(code, 0)
+end
+return code

@@ -1,0 +1,207 @@
+-- test_batch: concur batch and concur report, through the real binary.
+local concur = require "concur"
+local cjson = require "cjson"
+local T = dofile("tests/lua/harness.lua")
+local bin = os.getenv("CONCUR") or "./build/concur"
+
+local dir = os.tmpname()
+os.remove(dir)
+assert(os.execute("mkdir -p " .. dir))
+
+local function write(name, text)
+  local path = dir .. "/" .. name
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+local function batch(yaml_text, opts)
+  local file = write("batch.yaml", yaml_text)
+  return T.sh(bin .. " batch " .. file .. " " .. (opts or ""))
+end
+
+local function records(out)
+  local runs = {}
+  for line in io.lines(out .. "/runs.jsonl") do runs[#runs + 1] = cjson.decode(line) end
+  return runs
+end
+
+write("ok.lua", [[
+local concur = require "concur"
+print("hello " .. tostring(concur.params.n))
+concur.report{n = concur.params.n, double = (concur.params.n or 0) * 2}
+]])
+write("spin.lua", [[
+local concur = require "concur"
+for i = 1, 2 do concur.Process{target = function() while true do end end}:start() end
+while true do end
+]])
+write("fail.lua", [[error("scripted")]])
+
+T.test("a batch runs a matrix, checks expectations, writes runs.jsonl", function()
+  local out = dir .. "/r1"
+  local code, stdout = batch(([[
+defaults:
+  repeat: 2
+experiments:
+  - name: matrix
+    script: %s/ok.lua
+    params: {n: [1, 2, 3]}
+    expect:
+      outcome: ok
+      stdout: "hello %%d"
+      check: "metrics.double == params.n * 2 and #runs == 2"
+]]):format(dir), "--jobs 2 --out " .. out)
+  T.eq(code, 0)
+  assert(stdout:find("matrix%s+n=1%s+2%s+ok:2"), stdout)
+  assert(stdout:find("met 2/2"), stdout)
+  local runs = records(out)
+  T.eq(#runs, 6)
+  for _, r in ipairs(runs) do
+    T.eq(r.outcome, "ok")
+    T.eq(r.met, true)
+    T.eq(r.metrics.double, r.params.n * 2)
+    assert(r.wall > 0 and r.user and r.sys and r.maxrss_kb > 0)
+    assert(r.stdout_tail:find("hello"))
+  end
+end)
+
+T.test("outcomes: error, timeout (nothing left), crash; failed expectations exit 1", function()
+  local out = dir .. "/r2"
+  local code, stdout = batch(([[
+experiments:
+  - name: fails
+    script: %s/fail.lua
+    expect: {outcome: error}
+  - name: spins
+    script: %s/spin.lua
+    timeout: 0.5
+    expect: {outcome: timeout}
+  - name: crashes
+    command: "kill -SEGV $$"
+    expect: {outcome: crash}
+  - name: unmet
+    command: ["true"]
+    expect: {outcome: error}
+  - name: peer
+    command: 'echo "{\"x\": 3}" >> "$CONCUR_METRICS"; echo "n=$CONCUR_PARAM_N"'
+    params: {n: 7}
+    expect: {stdout: "n=7", check: metrics.x == 3}
+]]):format(dir, dir), "--jobs 2 --out " .. out)
+  T.eq(code, 1, "an unmet expectation")
+  local by = {}
+  for _, r in ipairs(records(out)) do by[r.experiment] = r end
+  T.eq(by.fails.outcome, "error"); T.eq(by.fails.met, true)
+  T.eq(by.spins.outcome, "timeout"); T.eq(by.spins.met, true)
+  T.eq(by.crashes.outcome, "crash"); T.eq(by.crashes.signal, 11)
+  T.eq(by.unmet.met, false)
+  T.eq(by.unmet.reasons[1], "outcome ok, expected error")
+  T.eq(by.peer.met, true)
+  assert(stdout:find("FAILED 1/1: outcome ok, expected error"), stdout)
+  local _, left = T.sh("pgrep -f '[s]pin.lua' | wc -l")
+  T.eq(tonumber(left), 0, "nothing of a timed-out run is left")
+end)
+
+T.test("shards split the runs, each once, and report merges them", function()
+  local text = ([[
+defaults: {repeat: 3}
+experiments:
+  - name: a
+    script: %s/ok.lua
+    params: {n: [1, 2]}
+  - name: b
+    command: "true"
+    params: {x: [1, 2, 3]}
+]]):format(dir)
+  local seen, total = {}, 0
+  for i = 1, 3 do
+    local code = batch(text, ("--shard %d/3 --out %s/s%d"):format(i, dir, i))
+    T.eq(code, 0)
+    for _, r in ipairs(records(dir .. "/s" .. i)) do
+      local id = r.experiment .. " " .. r.combo .. " " .. r.rep
+      assert(not seen[id], "run in two shards: " .. id)
+      seen[id] = true
+      total = total + 1
+    end
+  end
+  T.eq(total, (2 + 3) * 3, "the union is the whole batch")
+  local code, stdout = T.sh(("%s report %s/s1 %s/s2 %s/s3 --format json"):format(bin, dir, dir, dir))
+  T.eq(code, 0)
+  local rows = cjson.decode(stdout)
+  T.eq(#rows, 5)
+  for _, r in ipairs(rows) do T.eq(r.n, 3) end
+  code = T.sh(("%s report %s/s1 %s/s1"):format(bin, dir, dir))
+  T.eq(code, 0, "a run read twice is counted once")
+end)
+
+T.test("formats and outcome tables", function()
+  local text = ([[
+experiments:
+  - name: tab
+    script: %s/ok.lua
+    params: {n: [1, 2]}
+    repeat: 2
+    outcome_of: n
+    expect:
+      check: metrics.n <= 2
+      interesting: metrics.n == 2
+]]):format(dir)
+  local code, stdout = batch(text, "--out " .. dir .. "/f1")
+  T.eq(code, 0)
+  assert(stdout:find("tab n=2: outcomes of n"), stdout)
+  assert(stdout:find("2%s+2%s+100.0%%%s+interesting"), stdout)
+  assert(stdout:find("1%s+2%s+100.0%%%s+acceptable"), stdout)
+  code, stdout = T.sh(bin .. " report " .. dir .. "/f1 --format md")
+  assert(stdout:find("^| experiment | params |"), stdout)
+  code, stdout = T.sh(bin .. " report " .. dir .. "/f1 --format csv")
+  assert(stdout:find("^experiment,params,n,outcomes"), stdout)
+  code, stdout = T.sh(bin .. " report " .. dir .. "/f1 --format json")
+  T.eq(#cjson.decode(stdout), 2)
+end)
+
+-- Each malformed file is refused with exit 2, file:line:col, the experiment
+-- and what to do, before anything runs.
+local refusals = {
+  {"malformed YAML", "experiments:\n  - name: x\n    script: [a\n", ":4:1: malformed YAML"},
+  {"unknown key", "experiments:\n  - name: x\n    command: 'true'\n    repat: 3\n",
+   ":4:5: experiment 'x': unknown key 'repat'; did you mean 'repeat'?"},
+  {"unknown top key", "experimints: []\n", ":1:1: unknown key 'experimints'; did you mean 'experiments'?"},
+  {"wrong type", "experiments:\n  - name: x\n    command: 'true'\n    repeat: many\n",
+   ":4:5: experiment 'x': repeat must be a whole number, not many"},
+  {"missing script", "experiments:\n  - name: x\n    script: nowhere.lua\n",
+   ":3:5: experiment 'x': the script 'nowhere.lua' does not exist"},
+  {"empty matrix", "experiments:\n  - name: x\n    command: 'true'\n    params: {n: []}\n",
+   ":4:14: experiment 'x': param 'n' is an empty list"},
+  {"check that does not compile", "experiments:\n  - name: x\n    command: 'true'\n    expect:\n      check: metrics.n ==\n",
+   ":5:7: experiment 'x': check does not compile"},
+  {"bad outcome", "experiments:\n  - name: x\n    command: 'true'\n    expect: {outcome: fine}\n",
+   ":4:14: experiment 'x': outcome must be one of ok, error, deadlock, timeout, crash"},
+  {"script and command", "experiments:\n  - name: x\n    command: 'true'\n    script: a.lua\n",
+   "experiment 'x': give exactly one of script"},
+  {"negative timeout", "experiments:\n  - name: x\n    command: 'true'\n    timeout: -1\n",
+   ":4:5: experiment 'x': timeout must be greater than 0"},
+}
+for _, case in ipairs(refusals) do
+  T.test("refused: " .. case[1], function()
+    local code, _, err = batch(case[2], "--out " .. dir .. "/never")
+    T.eq(code, 2)
+    assert(err:find(case[3], 1, true), ("expected %q in %q"):format(case[3], err))
+    local f = io.open(dir .. "/never/runs.jsonl")
+    T.eq(f, nil, "nothing ran")
+  end)
+end
+
+T.test("bad options", function()
+  local code, _, err = T.sh(bin .. " batch config/scenarios.yaml --shard 4/3")
+  T.eq(code, 2); assert(err:find("%-%-shard takes I/N"), err)
+  code, _, err = T.sh(bin .. " batch config/scenarios.yaml --format xml")
+  T.eq(code, 2); assert(err:find("%-%-format takes"), err)
+  code, _, err = T.sh(bin .. " batch config/scenarios.yaml --filter 'nothing*'")
+  T.eq(code, 2); assert(err:find("matches no experiment"), err)
+  code, _, err = T.sh(bin .. " report " .. dir .. "/none")
+  T.eq(code, 2); assert(err:find("cannot read"), err)
+end)
+
+os.execute("rm -rf " .. dir)
+T.done()
