@@ -35,6 +35,7 @@ static void push_scalar(lua_State *L, const yaml_event_t *ev) {
 
 typedef struct reader {
   yaml_parser_t p;
+  FILE *f; /* NULL once closed */
   const char *path;
 } reader;
 
@@ -117,39 +118,53 @@ static void value(lua_State *L, reader *r, yaml_event_t *ev) {
   }
 }
 
+/* The reader lives in a userdata, so that an error raised anywhere in the
+ * parse (a longjmp) still frees the parser and closes the file. */
+static int reader_gc(lua_State *L) {
+  reader *r = lua_touserdata(L, 1);
+  if (r->f) {
+    yaml_parser_delete(&r->p);
+    fclose(r->f);
+    r->f = NULL;
+  }
+  return 0;
+}
+
 /* load(path) -> value; mappings and lists carry __marks. */
 static int l_load(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  reader *r = lua_newuserdatauv(L, sizeof *r, 0);
+  memset(r, 0, sizeof *r);
+  if (luaL_newmetatable(L, "concur.yaml.reader")) {
+    lua_pushcfunction(L, reader_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
   FILE *f = fopen(path, "rb");
   if (!f)
     return luaL_error(L, "%s: cannot open: %s", path, strerror(errno));
-  reader r = {.path = path};
-  yaml_parser_initialize(&r.p);
-  yaml_parser_set_input_file(&r.p, f);
+  r->path = path;
+  yaml_parser_initialize(&r->p);
+  yaml_parser_set_input_file(&r->p, f);
+  r->f = f;
   lua_pushnil(L);
   for (;;) {
     yaml_event_t ev;
-    if (!yaml_parser_parse(&r.p, &ev)) {
-      fclose(f);
-      lua_pushfstring(L, "%s:%d:%d: malformed YAML: %s", path,
-                      (int)r.p.problem_mark.line + 1,
-                      (int)r.p.problem_mark.column + 1,
-                      r.p.problem ? r.p.problem : "?");
-      yaml_parser_delete(&r.p);
-      return lua_error(L);
-    }
+    if (!yaml_parser_parse(&r->p, &ev))
+      return parse_error(L, r);
     yaml_event_type_t t = ev.type;
     if (t == YAML_SCALAR_EVENT || t == YAML_SEQUENCE_START_EVENT ||
         t == YAML_MAPPING_START_EVENT) {
       lua_pop(L, 1);
-      value(L, &r, &ev);
+      value(L, r, &ev);
     }
     yaml_event_delete(&ev);
     if (t == YAML_STREAM_END_EVENT || t == YAML_DOCUMENT_END_EVENT)
       break;
   }
-  yaml_parser_delete(&r.p);
-  fclose(f);
+  lua_pushcfunction(L, reader_gc);
+  lua_pushvalue(L, -3);
+  lua_call(L, 1, 0);
   return 1;
 }
 
