@@ -77,6 +77,9 @@ int cc_lock_acquire(cc_lock *l, int64_t deadline) {
     l->count++;
     return 0;
   }
+  /* A holder that died is looked for after 1 ms of waiting, then after
+   * 2, 4, ... up to the wait slice: quickly after a kill, rarely otherwise. */
+  int64_t probe_ns = 1000000;
   for (;;) {
     w = atomic_load(&l->word);
     if (w == 0) {
@@ -91,7 +94,12 @@ int cc_lock_acquire(cc_lock *l, int64_t deadline) {
         !atomic_compare_exchange_strong(&l->word, &w, w | CC_LOCK_WAITERS))
       continue;
     w |= CC_LOCK_WAITERS;
-    int r = cc_futex_wait(&l->word, w, deadline);
+    int64_t probe = cc_now() + probe_ns;
+    int r = cc_futex_wait(&l->word, w, probe < deadline ? probe : deadline);
+    if (r == CC_ETIMEDOUT && probe < deadline)
+      r = CC_WAIT_SLICE; /* the probe's time, not the caller's deadline */
+    if (probe_ns < CC_WAIT_SLICE_NS)
+      probe_ns *= 2;
     if (r == CC_WAIT_SLICE || r == CC_ETIMEDOUT) {
       /* Nobody released it for a while: is the holder still there? */
       if (atomic_load(&l->word) == w && !cc__tid_alive((int)(w & CC_LOCK_TID))) {

@@ -1,0 +1,72 @@
+/* queue - Queue, JoinableQueue and SimpleQueue: messages in a shared ring */
+#ifndef CONCUR_QUEUE_H
+#define CONCUR_QUEUE_H
+
+#include "concur/arena.h"
+#include "concur/lock.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A ring of bytes in the arena, replaced whole when the queue grows. head
+ * and tail pack a message count (high 32 bits) with a byte position (low 32
+ * bits, wrapping; the index is pos & (cap - 1)), so that taking or adding a
+ * message is committed by one 64-bit store. */
+typedef struct cc_ring {
+  uint32_t buf; /* arena offset of the bytes */
+  uint32_t cap; /* a power of two, at most 2^30 */
+  _Atomic uint64_t head;
+  _Atomic uint64_t tail;
+} cc_ring;
+
+typedef struct cc_queue {
+  cc_obj hdr;
+  cc_lock lock;                 /* guards the ring; its owner may die */
+  _Atomic uint32_t ring;        /* arena offset of the current cc_ring */
+  uint32_t maxsize;             /* 0: unbounded */
+  uint32_t joinable;
+  _Atomic uint32_t put_seq;     /* bumped after each put: getters sleep on it */
+  _Atomic uint32_t get_seq;     /* bumped after each get: putters sleep on it */
+  _Atomic uint32_t get_waiters;
+  _Atomic uint32_t put_waiters;
+  _Atomic uint32_t unfinished;  /* JoinableQueue: puts not yet task_done */
+  _Atomic uint32_t join_waiters;
+} cc_queue;
+
+/* A message as the caller sees it: bytes, and the arena objects it refers
+ * to (one reference each travels with the message). The buffers are the
+ * caller's (malloc), reused from call to call; cc_msg_free releases them. */
+typedef struct cc_msg {
+  char *data;
+  size_t len, cap;
+  uint32_t *refs;
+  uint32_t nrefs, refcap;
+} cc_msg;
+
+void cc_msg_free(cc_msg *m);
+
+extern const cc_type cc_queue_type;
+extern const cc_type cc_jqueue_type;
+extern const cc_type cc_squeue_type;
+
+enum { CC_QUEUE_PLAIN, CC_QUEUE_JOINABLE, CC_QUEUE_SIMPLE };
+
+/* A new queue of the given kind with one reference owned by the caller;
+ * maxsize 0 is unbounded (it grows until the arena is full). NULL when the
+ * arena is full. */
+cc_queue *cc_queue_new(int kind, uint32_t maxsize);
+/* Adds a copy of m (its refs now belong to the queue) before the deadline.
+ * 0, CC_EFULL (bounded and still full at the deadline), CC_EARENAFULL (no
+ * room to grow; m's refs stay the caller's), CC_EINTR. */
+int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline);
+/* Takes the oldest message into m (its refs become the caller's) before
+ * the deadline. 0, CC_EMPTY, CC_EINTR, CC_EARENAFULL (m could not grow). */
+int cc_queue_get(cc_queue *q, cc_msg *m, int64_t deadline);
+uint32_t cc_queue_qsize(cc_queue *q);
+/* JoinableQueue: one put is done. CC_EVALUE when called more often than put. */
+int cc_queue_task_done(cc_queue *q);
+/* Waits until every put was task_done: 0, CC_ETIMEDOUT, CC_EINTR. */
+int cc_queue_join(cc_queue *q, int64_t deadline);
+
+#endif
