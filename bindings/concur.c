@@ -51,6 +51,8 @@ int luaopen_concur(lua_State *L) {
   cc__open_cond(L);
   cc__open_barrier(L);
   cc__open_proc(L);
+  cc__open_queue(L);
+  cc__open_pipe(L);
   cc__open_runtime(L);
   lua_pushliteral(L, "concur " CONCUR_VERSION_STRING);
   lua_setfield(L, -2, "_VERSION");

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 /*
  * DESIGN. The arena is one MAP_SHARED|MAP_ANONYMOUS mapping made before the
@@ -45,6 +48,7 @@ typedef struct arena {
   _Atomic size_t used;
   _Atomic size_t live;
   _Atomic uint32_t next_id;
+  uint8_t secret[16];
   _Atomic uint64_t freelist[CLASSES];
 } arena;
 
@@ -73,6 +77,12 @@ int cc_arena_init(size_t size) {
   atomic_init(&A->next_id, 1);
   for (int i = 0; i < CLASSES; i++)
     atomic_init(&A->freelist[i], 0);
+  if (getrandom(A->secret, sizeof A->secret, 0) != (ssize_t)sizeof A->secret) {
+    /* No entropy source: a weaker secret still differs from run to run. */
+    uint64_t t = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p;
+    memcpy(A->secret, &t, sizeof t);
+    memcpy(A->secret + 8, &t, sizeof t);
+  }
   double mib = (double)size / (1 << 20);
   snprintf(full_msg, sizeof full_msg,
            "arena is full (arena.size = %.0f MiB); raise arena.size in "
@@ -92,6 +102,7 @@ size_t cc_arena_size(void) { return A ? A->size : 0; }
 size_t cc_arena_used(void) { return A ? atomic_load(&A->used) : 0; }
 size_t cc_arena_live_blocks(void) { return A ? atomic_load(&A->live) : 0; }
 const char *cc_arena_full_message(void) { return full_msg; }
+const uint8_t *cc_arena_secret(void) { return A->secret; }
 
 void *cc__arena_reserved(size_t *len) {
   *len = A->reserved_len;

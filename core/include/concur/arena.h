@@ -48,6 +48,10 @@ size_t cc_arena_live_blocks(void);
 /* A message naming the configured size and what to do, for ArenaFull. */
 const char *cc_arena_full_message(void);
 
+/* 16 random bytes made with the arena: known to every process of the run
+ * and to nobody else (the codec signs bytecode with it). */
+const uint8_t *cc_arena_secret(void);
+
 /* Arena offsets (stable across processes) and back. */
 uint32_t cc_arena_off(const void *p);
 void *cc_arena_ptr(uint32_t off);

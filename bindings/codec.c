@@ -1,0 +1,745 @@
+/* codec - Lua values to bytes and back, for queues, pipes, pools and managers */
+#include "codec.h"
+#include "concur/arena.h"
+#include "concur/error.h"
+#include "concur/proctab.h"
+#include "lconcur.h"
+
+#include <lauxlib.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * DESIGN. A message is a version byte and then values, each a tag byte and
+ * its body: integers as zigzag varints, floats as 8 raw bytes, strings with
+ * a varint length, tables as their array part, then key/value pairs, then
+ * END. The first time a table or function is met it gets the next id; met
+ * again, it is a REF to that id, so shared references and cycles survive.
+ * Lua functions travel as bytecode (with debug info, for tracebacks), signed
+ * with the run's secret (SipHash-2-4), and their upvalues by value; _ENV is
+ * rebound to the receiver's globals. C functions travel by their name in
+ * package.loaded. Arena objects travel by handle (an index into the
+ * message's refs), whatever their type, so a new primitive needs no codec
+ * change. The decoder checks every length against what is left, and loads
+ * bytecode only when its signature is right: bytes from outside the run
+ * cannot crash it.
+ */
+
+enum {
+  VERSION = 1,
+  T_NIL = 0, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_FUNC,
+  T_CFUNC, T_OBJ, T_CONN, T_CUSTOM, T_END
+};
+
+#define MAX_DEPTH 200
+#define UP_VALUE 0
+#define UP_ENV 1
+
+/* SipHash-2-4 (Aumasson and Bernstein), 64-bit output. */
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                               \
+  do {                                                                         \
+    v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                  \
+    v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                     \
+    v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                     \
+    v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                  \
+  } while (0)
+
+static uint64_t siphash(const uint8_t *in, size_t n, const uint8_t k[16]) {
+  uint64_t k0, k1;
+  memcpy(&k0, k, 8);
+  memcpy(&k1, k + 8, 8);
+  uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
+  uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+  uint64_t b = (uint64_t)n << 56, m;
+  const uint8_t *end = in + n - (n % 8);
+  for (; in != end; in += 8) {
+    memcpy(&m, in, 8);
+    v3 ^= m;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= m;
+  }
+  for (int i = (int)(n % 8) - 1; i >= 0; i--)
+    b |= (uint64_t)in[i] << (8 * i);
+  v3 ^= b;
+  SIPROUND;
+  SIPROUND;
+  v0 ^= b;
+  v2 ^= 0xff;
+  SIPROUND;
+  SIPROUND;
+  SIPROUND;
+  SIPROUND;
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* ---------------------------------------------------------------- encode */
+
+typedef struct enc {
+  lua_State *L;
+  cc_msg *m;
+  cc_fds *fds;
+  int seen;     /* stack index of {value = id} */
+  int next_id;
+  int depth;
+  const char *path[MAX_DEPTH + 2]; /* segments, for Unsendable messages */
+  char segbuf[MAX_DEPTH + 2][48];
+} enc;
+
+static void put(enc *e, const void *p, size_t n) {
+  cc_msg *m = e->m;
+  if (m->len + n > m->cap) {
+    size_t cap = m->cap ? m->cap : 256;
+    while (cap < m->len + n)
+      cap *= 2;
+    char *d = realloc(m->data, cap);
+    if (!d)
+      luaL_error(e->L, "not enough memory to encode a message");
+    m->data = d;
+    m->cap = cap;
+  }
+  memcpy(m->data + m->len, p, n);
+  m->len += n;
+}
+
+static void put_byte(enc *e, int b) {
+  unsigned char c = (unsigned char)b;
+  put(e, &c, 1);
+}
+
+static void put_varint(enc *e, uint64_t v) {
+  unsigned char b[10];
+  int n = 0;
+  do {
+    b[n] = (unsigned char)(v & 0x7f);
+    v >>= 7;
+    if (v)
+      b[n] |= 0x80;
+    n++;
+  } while (v);
+  put(e, b, (size_t)n);
+}
+
+static int unsendable(enc *e, const char *what) {
+  luaL_Buffer b;
+  luaL_buffinit(e->L, &b);
+  for (int i = 0; i <= e->depth && e->path[i]; i++)
+    luaL_addstring(&b, e->path[i]);
+  luaL_pushresult(&b);
+  return cc__lraise(e->L, "Unsendable", "%s: %s", lua_tostring(e->L, -1), what);
+}
+
+/* The path segment of a key at idx: .name, [1], ["a b"], [?]. */
+static void push_segment(enc *e, int key) {
+  lua_State *L = e->L;
+  char *s = e->segbuf[e->depth + 1];
+  if (lua_type(L, key) == LUA_TSTRING) {
+    const char *k = lua_tostring(L, key);
+    int ident = (k[0] == '_' || (k[0] >= 'a' && k[0] <= 'z') || (k[0] >= 'A' && k[0] <= 'Z'));
+    for (const char *c = k; ident && *c; c++)
+      ident = *c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+              (*c >= '0' && *c <= '9');
+    snprintf(s, 48, ident ? ".%.40s" : "[\"%.36s\"]", k);
+  } else if (lua_isinteger(L, key)) {
+    snprintf(s, 48, "[%lld]", (long long)lua_tointeger(L, key));
+  } else {
+    snprintf(s, 48, "[%s]", luaL_typename(L, key));
+  }
+  e->path[e->depth + 1] = s;
+}
+
+static void encode(enc *e, int idx);
+
+/* Tables and functions already met are sent as a REF to their id. */
+static int seen_before(enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
+    put_byte(e, T_REF);
+    put_varint(e, (uint64_t)lua_tointeger(L, -1));
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, idx);
+  lua_pushinteger(L, e->next_id++);
+  lua_rawset(L, e->seen);
+  return 0;
+}
+
+static void encode_table(enc *e, int idx) {
+  lua_State *L = e->L;
+  if (seen_before(e, idx))
+    return;
+  if (lua_getmetatable(L, idx)) {
+    lua_pop(L, 1);
+    if (luaL_getmetafield(L, idx, "__concur_encode") != LUA_TNIL) {
+      /* A type that says how to send itself: name and state. */
+      lua_pushvalue(L, idx);
+      lua_call(L, 1, 2);
+      put_byte(e, T_CUSTOM);
+      size_t n;
+      const char *name = luaL_checklstring(L, -2, &n);
+      put_varint(e, n);
+      put(e, name, n);
+      encode(e, lua_gettop(L));
+      lua_pop(L, 2);
+      return;
+    }
+  }
+  lua_Integer narr = (lua_Integer)lua_rawlen(L, idx);
+  put_byte(e, T_TABLE);
+  put_varint(e, (uint64_t)narr);
+  for (lua_Integer i = 1; i <= narr; i++) {
+    lua_rawgeti(L, idx, i);
+    lua_pushinteger(L, i);
+    push_segment(e, lua_gettop(L));
+    lua_pop(L, 1);
+    e->depth++;
+    encode(e, lua_gettop(L));
+    e->depth--;
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1 && lua_tointeger(L, -2) <= narr) {
+      lua_pop(L, 1);
+      continue;
+    }
+    push_segment(e, lua_gettop(L) - 1);
+    e->depth++;
+    encode(e, lua_gettop(L) - 1);
+    encode(e, lua_gettop(L));
+    e->depth--;
+    lua_pop(L, 1);
+  }
+  put_byte(e, T_END);
+}
+
+/* As lstrlib.c's str_dump: the buffer starts inside the writer, once
+ * lua_dump has taken the function from the top of the stack. */
+typedef struct dump_state {
+  int init;
+  luaL_Buffer b;
+} dump_state;
+
+static int writer(lua_State *L, const void *p, size_t n, void *ud) {
+  dump_state *st = ud;
+  if (!st->init) {
+    st->init = 1;
+    luaL_buffinit(L, &st->b);
+  }
+  luaL_addlstring(&st->b, p, n);
+  return 0;
+}
+
+/* The name of a library C function, from a table built once per state. */
+static const char *cfunc_name(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "concur.codec.cnames") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_istable(L, -1) && lua_type(L, -2) == LUA_TSTRING) {
+        const char *lib = lua_tostring(L, -2);
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+          if (lua_iscfunction(L, -1) && lua_type(L, -2) == LUA_TSTRING) {
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, -7) == LUA_TNIL) {
+              lua_pop(L, 1);
+              lua_pushvalue(L, -1);
+              lua_pushfstring(L, "%s.%s", lib, lua_tostring(L, -3));
+              lua_rawset(L, -8);
+            } else {
+              lua_pop(L, 1);
+            }
+          }
+          lua_pop(L, 1);
+        }
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "concur.codec.cnames");
+  }
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2);
+  const char *name = lua_tostring(L, -1);
+  lua_pop(L, 2); /* the name stays alive in the registry's table */
+  return name;
+}
+
+static void encode_function(enc *e, int idx) {
+  lua_State *L = e->L;
+  if (lua_iscfunction(L, idx)) {
+    const char *name = cfunc_name(L, idx);
+    if (!name)
+      unsendable(e, "a C function that is not in a loaded library");
+    put_byte(e, T_CFUNC);
+    size_t n = strlen(name);
+    put_varint(e, n);
+    put(e, name, n);
+    return;
+  }
+  if (seen_before(e, idx))
+    return;
+  int fn = lua_absindex(L, idx);
+  dump_state st = {0};
+  lua_pushvalue(L, idx);
+  lua_dump(L, writer, &st, 0);
+  if (!st.init)
+    unsendable(e, "a function that cannot be dumped");
+  luaL_pushresult(&st.b);
+  size_t n;
+  const char *code = lua_tolstring(L, -1, &n);
+  put_byte(e, T_FUNC);
+  put_varint(e, n);
+  put(e, code, n);
+  uint64_t tag = siphash((const uint8_t *)code, n, cc_arena_secret());
+  put(e, &tag, sizeof tag);
+  lua_pop(L, 2);
+  int nups = 0;
+  while (lua_getupvalue(L, fn, nups + 1)) {
+    lua_pop(L, 1);
+    nups++;
+  }
+  put_varint(e, (uint64_t)nups);
+  for (int i = 1; i <= nups; i++) {
+    const char *name = lua_getupvalue(L, fn, i);
+    if (name && strcmp(name, "_ENV") == 0) {
+      put_byte(e, UP_ENV);
+    } else {
+      put_byte(e, UP_VALUE);
+      snprintf(e->segbuf[e->depth + 1], 48, "<upvalue %.30s>",
+               name && *name ? name : "?");
+      e->path[e->depth + 1] = e->segbuf[e->depth + 1];
+      e->depth++;
+      encode(e, lua_gettop(L));
+      e->depth--;
+    }
+    lua_pop(L, 1);
+  }
+}
+
+static void encode_userdata(enc *e, int idx) {
+  lua_State *L = e->L;
+  cc_obj *o = cc__ltest_obj(L, idx, NULL);
+  if (o) {
+    uint32_t off = cc_arena_off(o);
+    uint32_t i = 0;
+    while (i < e->m->nrefs && e->m->refs[i] != off)
+      i++;
+    if (i == e->m->nrefs) {
+      if (e->m->nrefs == e->m->refcap) {
+        uint32_t cap = e->m->refcap ? e->m->refcap * 2 : 8;
+        uint32_t *r = realloc(e->m->refs, cap * sizeof *r);
+        if (!r)
+          luaL_error(L, "not enough memory to encode a message");
+        e->m->refs = r;
+        e->m->refcap = cap;
+      }
+      cc_obj_ref(o); /* the message's own reference */
+      e->m->refs[e->m->nrefs++] = off;
+    }
+    put_byte(e, T_OBJ);
+    put_varint(e, i);
+    return;
+  }
+  int flags;
+  int fd = cc__lpipe_fd(L, idx, &flags);
+  if (fd >= 0) {
+    if (!e->fds)
+      unsendable(e, "a Connection travels through a Pipe, not through a Queue");
+    if (e->fds->n >= (int)(sizeof e->fds->fd / sizeof *e->fds->fd))
+      unsendable(e, "more than 16 Connections in one message");
+    e->fds->fd[e->fds->n] = fd;
+    put_byte(e, T_CONN);
+    put_varint(e, (uint64_t)e->fds->n++);
+    put_byte(e, flags);
+    return;
+  }
+  if (luaL_getmetafield(L, idx, "__concur_encode") != LUA_TNIL) {
+    lua_pop(L, 1);
+    encode_table(e, idx);
+    return;
+  }
+  const char *tn = luaL_getmetafield(L, idx, "__name") == LUA_TSTRING
+                       ? lua_tostring(L, -1) : NULL;
+  char what[96];
+  snprintf(what, sizeof what, "userdata%s%.60s", tn ? " " : "", tn ? tn : "");
+  unsendable(e, what);
+}
+
+static void encode(enc *e, int idx) {
+  lua_State *L = e->L;
+  if (e->depth >= MAX_DEPTH)
+    unsendable(e, "nested too deeply (more than 200 levels)");
+  luaL_checkstack(L, 8, "message nested too deeply");
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    put_byte(e, T_NIL);
+    return;
+  case LUA_TBOOLEAN:
+    put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+    return;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      lua_Integer v = lua_tointeger(L, idx);
+      put_byte(e, T_INT);
+      put_varint(e, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+    } else {
+      double d = lua_tonumber(L, idx);
+      put_byte(e, T_FLOAT);
+      put(e, &d, sizeof d);
+    }
+    return;
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    put_byte(e, T_STR);
+    put_varint(e, n);
+    put(e, s, n);
+    return;
+  }
+  case LUA_TTABLE:
+    encode_table(e, idx);
+    return;
+  case LUA_TFUNCTION:
+    encode_function(e, idx);
+    return;
+  case LUA_TUSERDATA:
+    encode_userdata(e, idx);
+    return;
+  case LUA_TLIGHTUSERDATA:
+    unsendable(e, "light userdata");
+    return;
+  default:
+    unsendable(e, luaL_typename(L, idx));
+  }
+}
+
+/* encode_all(enc, n, values...), in a protected call. */
+static int encode_all(lua_State *L) {
+  enc *e = lua_touserdata(L, 1);
+  int first = 3, n = (int)lua_tointeger(L, 2);
+  e->L = L;
+  lua_newtable(L);
+  e->seen = lua_gettop(L);
+  put_byte(e, VERSION);
+  put_varint(e, (uint64_t)n);
+  for (int i = 0; i < n; i++) {
+    if (n > 1) {
+      snprintf(e->segbuf[0], 48, "%.30s[%d]", e->path[MAX_DEPTH + 1], i + 1);
+      e->path[0] = e->segbuf[0];
+    }
+    encode(e, first + i);
+  }
+  return 0;
+}
+
+void cc__lmsg_unref(cc_msg *m) {
+  for (uint32_t i = 0; i < m->nrefs; i++) {
+    cc_obj *o = cc_obj_from_off(m->refs[i]);
+    if (o)
+      cc_obj_unref(o);
+  }
+  m->nrefs = 0;
+}
+
+void cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
+                 const char *root) {
+  idx = lua_absindex(L, idx);
+  m->len = 0;
+  m->nrefs = 0;
+  if (fds)
+    fds->n = 0;
+  enc *e = lua_newuserdatauv(L, sizeof *e, 0);
+  memset(e, 0, sizeof *e);
+  e->m = m;
+  e->fds = fds;
+  e->next_id = 0;
+  e->path[0] = root;
+  e->path[MAX_DEPTH + 1] = root;
+  luaL_checkstack(L, n + 4, "too many values to encode");
+  lua_pushcfunction(L, encode_all);
+  lua_pushvalue(L, -2);
+  lua_pushinteger(L, n);
+  for (int i = 0; i < n; i++)
+    lua_pushvalue(L, idx + i);
+  int st = lua_pcall(L, n + 2, 0, 0);
+  if (st != LUA_OK) {
+    cc__lmsg_unref(m);
+    m->len = 0;
+    lua_remove(L, -2); /* the encoder */
+    lua_error(L);
+  }
+  lua_pop(L, 1);
+}
+
+/* ---------------------------------------------------------------- decode */
+
+typedef struct dec {
+  lua_State *L;
+  const unsigned char *p, *start, *end;
+  const cc_msg *m;
+  const cc_fds *fds;
+  uint8_t *adopted; /* per ref: wrapped already */
+  int refs;         /* stack index of {id = value} */
+  int next_id;
+  int depth;
+} dec;
+
+static int corrupt(dec *d, const char *why) {
+  return cc__lraise(d->L, "ValueError", "corrupt message: %s (at byte %d)", why,
+                    (int)(d->p - d->start));
+}
+
+static int get_byte(dec *d) {
+  if (d->p >= d->end)
+    corrupt(d, "it ends too soon");
+  return *d->p++;
+}
+
+static uint64_t get_varint(dec *d) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 70; shift += 7) {
+    int b = get_byte(d);
+    if (shift == 63 && (b & 0x7e))
+      corrupt(d, "a number is too large");
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80))
+      return v;
+  }
+  corrupt(d, "a number is too long");
+  return 0;
+}
+
+static size_t get_len(dec *d) {
+  uint64_t n = get_varint(d);
+  if (n > (uint64_t)(d->end - d->p))
+    corrupt(d, "a length runs past the end");
+  return (size_t)n;
+}
+
+static void decode(dec *d);
+
+static void remember(dec *d) {
+  lua_pushvalue(d->L, -1);
+  lua_rawseti(d->L, d->refs, d->next_id++);
+}
+
+static void decode_table(dec *d) {
+  lua_State *L = d->L;
+  size_t narr = get_len(d); /* each item takes at least one byte */
+  lua_createtable(L, narr > 1024 ? 1024 : (int)narr, 0);
+  remember(d);
+  int t = lua_gettop(L);
+  for (size_t i = 1; i <= narr; i++) {
+    decode(d);
+    lua_rawseti(L, t, (lua_Integer)i);
+  }
+  for (;;) {
+    if (d->p < d->end && *d->p == T_END) {
+      d->p++;
+      return;
+    }
+    decode(d);
+    if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1)))
+      corrupt(d, "a table key is nil or NaN");
+    decode(d);
+    lua_rawset(L, t);
+  }
+}
+
+static void decode_function(dec *d) {
+  lua_State *L = d->L;
+  size_t n = get_len(d);
+  const unsigned char *code = d->p;
+  d->p += n;
+  if ((size_t)(d->end - d->p) < 8)
+    corrupt(d, "a function's signature is missing");
+  uint64_t tag;
+  memcpy(&tag, d->p, 8);
+  d->p += 8;
+  if (tag != siphash(code, n, cc_arena_secret()))
+    corrupt(d, "a function does not come from this run (bad signature)");
+  if (luaL_loadbufferx(L, (const char *)code, n, "=message", "b") != LUA_OK)
+    corrupt(d, lua_tostring(L, -1));
+  remember(d);
+  int fn = lua_gettop(L);
+  uint64_t nups = get_varint(d);
+  for (uint64_t i = 1; i <= nups; i++) {
+    int kind = get_byte(d);
+    if (kind == UP_ENV)
+      lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    else if (kind == UP_VALUE)
+      decode(d);
+    else
+      corrupt(d, "an unknown upvalue kind");
+    if (!lua_setupvalue(L, fn, (int)i))
+      corrupt(d, "more upvalues than the function has");
+  }
+}
+
+static void decode_obj(dec *d) {
+  uint64_t i = get_varint(d);
+  if (i >= d->m->nrefs)
+    corrupt(d, "an object index is out of range");
+  cc_obj *o = cc_obj_from_off(d->m->refs[i]);
+  if (!o)
+    corrupt(d, "an object reference is not a live object");
+  /* The message's reference becomes the first wrapper's hold (marked first:
+   * cc__lpush_obj drops it itself if it fails). */
+  int adopt = !d->adopted[i];
+  d->adopted[i] = 1;
+  cc__lpush_obj(d->L, o, adopt);
+}
+
+static void decode_named(dec *d, int custom) {
+  lua_State *L = d->L;
+  size_t n = get_len(d);
+  lua_pushlstring(L, (const char *)d->p, n);
+  d->p += n;
+  const char *name = lua_tostring(L, -1);
+  if (custom) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "concur.codec.types");
+    if (!lua_istable(L, -1) || lua_getfield(L, -1, name) != LUA_TFUNCTION)
+      corrupt(d, "a value of an unknown kind");
+    decode(d);
+    lua_call(L, 1, 1);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return;
+  }
+  const char *dot = strrchr(name, '.');
+  if (!dot)
+    corrupt(d, "a library function name without a library");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushlstring(L, name, (size_t)(dot - name));
+  if (lua_rawget(L, -2) != LUA_TTABLE || lua_getfield(L, -1, dot + 1) != LUA_TFUNCTION)
+    cc__lraise(L, "ValueError", "the function %s is not loaded in this process", name);
+  lua_replace(L, -4);
+  lua_pop(L, 2);
+}
+
+static void decode(dec *d) {
+  lua_State *L = d->L;
+  if (++d->depth > MAX_DEPTH + 1)
+    corrupt(d, "nested too deeply");
+  luaL_checkstack(L, 8, "message nested too deeply");
+  int t = get_byte(d);
+  switch (t) {
+  case T_NIL:
+    lua_pushnil(L);
+    break;
+  case T_FALSE:
+  case T_TRUE:
+    lua_pushboolean(L, t == T_TRUE);
+    break;
+  case T_INT: {
+    uint64_t z = get_varint(d);
+    lua_pushinteger(L, (lua_Integer)((z >> 1) ^ (~(z & 1) + 1)));
+    break;
+  }
+  case T_FLOAT: {
+    double v;
+    if (d->end - d->p < 8)
+      corrupt(d, "a float is cut short");
+    memcpy(&v, d->p, 8);
+    d->p += 8;
+    lua_pushnumber(L, v);
+    break;
+  }
+  case T_STR: {
+    size_t n = get_len(d);
+    lua_pushlstring(L, (const char *)d->p, n);
+    d->p += n;
+    break;
+  }
+  case T_TABLE:
+    decode_table(d);
+    break;
+  case T_REF: {
+    uint64_t id = get_varint(d);
+    if (id >= (uint64_t)d->next_id)
+      corrupt(d, "a reference to nothing met before");
+    lua_rawgeti(L, d->refs, (lua_Integer)id);
+    break;
+  }
+  case T_FUNC:
+    decode_function(d);
+    break;
+  case T_CFUNC:
+    decode_named(d, 0);
+    break;
+  case T_OBJ:
+    decode_obj(d);
+    break;
+  case T_CONN: {
+    uint64_t i = get_varint(d);
+    int flags = get_byte(d);
+    if (!d->fds || i >= (uint64_t)d->fds->n)
+      corrupt(d, "a Connection without its descriptor");
+    cc__lpipe_wrap(L, d->fds->fd[i], flags);
+    break;
+  }
+  case T_CUSTOM:
+    decode_named(d, 1);
+    break;
+  default:
+    corrupt(d, "an unknown tag");
+  }
+  d->depth--;
+}
+
+static int decode_all(lua_State *L) {
+  dec *d = lua_touserdata(L, 1);
+  d->L = L;
+  lua_settop(L, 1);
+  lua_newtable(L);
+  d->refs = 2;
+  if (get_byte(d) != VERSION)
+    corrupt(d, "an unknown version");
+  uint64_t n = get_varint(d);
+  if (n > (uint64_t)(d->end - d->p))
+    corrupt(d, "more values than bytes");
+  for (uint64_t i = 0; i < n; i++)
+    decode(d);
+  if (d->p != d->end)
+    corrupt(d, "bytes after the last value");
+  return (int)n;
+}
+
+int cc__ldecode(lua_State *L, const cc_msg *m, const cc_fds *fds) {
+  int base = lua_gettop(L);
+  dec *d = lua_newuserdatauv(L, sizeof *d + m->nrefs, 0);
+  memset(d, 0, sizeof *d + m->nrefs);
+  d->start = d->p = (const unsigned char *)m->data;
+  d->end = d->p + m->len;
+  d->m = m;
+  d->fds = fds;
+  d->adopted = (uint8_t *)(d + 1);
+  lua_pushcfunction(L, decode_all);
+  lua_pushvalue(L, -2);
+  int st = lua_pcall(L, 1, LUA_MULTRET, 0);
+  /* References no wrapper took over are dropped: nothing leaks. */
+  for (uint32_t i = 0; i < m->nrefs; i++)
+    if (!d->adopted[i]) {
+      cc_obj *o = cc_obj_from_off(m->refs[i]);
+      if (o)
+        cc_obj_unref(o);
+    }
+  if (st != LUA_OK) {
+    lua_remove(L, base + 1);
+    return lua_error(L);
+  }
+  lua_remove(L, base + 1);
+  return lua_gettop(L) - base;
+}

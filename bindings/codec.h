@@ -1,0 +1,33 @@
+/* codec - Lua values to bytes and back, for queues, pipes, pools and managers */
+#ifndef CONCUR_CODEC_H
+#define CONCUR_CODEC_H
+
+#include "concur/queue.h"
+
+#include <lua.h>
+
+/* Descriptors that travel beside a message (Connections through a Pipe). */
+typedef struct cc_fds {
+  int fd[16];
+  int n;
+} cc_fds;
+
+/* Encodes the n values at idx.. into m (replacing what it held). Arena
+ * objects go by handle: m->refs gets one new reference per object, which
+ * the message owns. With fds NULL, a Connection is Unsendable; otherwise its
+ * descriptor is added to fds. Raises Unsendable with the path to the value
+ * (root names the first value: "args", "item", ...), leaving m empty. */
+void cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
+                 const char *root);
+/* Decodes m, pushing its values, and returns how many. m's refs are taken
+ * over (each becomes a hold of this process, or is dropped). Bad bytes
+ * raise ValueError ("corrupt message: ..."); they never crash. */
+int cc__ldecode(lua_State *L, const cc_msg *m, const cc_fds *fds);
+/* Drops the references of a message that will not be decoded. */
+void cc__lmsg_unref(cc_msg *m);
+
+/* Hooks of the Connection type (lpipe.c) for the codec. */
+int cc__lpipe_fd(lua_State *L, int idx, int *flags);
+void cc__lpipe_wrap(lua_State *L, int fd, int flags);
+
+#endif

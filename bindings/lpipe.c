@@ -1,0 +1,329 @@
+/* lpipe - Lua binding of Pipe and its Connections: framed messages on sockets */
+#include "codec.h"
+#include "concur/error.h"
+#include "concur/wait.h"
+#include "lconcur.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/*
+ * A Connection is one end of a socketpair (a simplex Pipe shuts down one
+ * direction of each end), so that descriptors can travel with SCM_RIGHTS and
+ * the lesson holds: recv sees EOF only when every copy of the other end, in
+ * every process, is closed. A message is a frame: {length | RAW bit, number
+ * of refs}, the refs, the payload.
+ */
+
+#define CONN_MT "concur.Connection"
+#define READABLE 1
+#define WRITABLE 2
+#define RAW 0x80000000u
+
+typedef struct conn {
+  int fd;
+  int flags;
+} conn;
+
+typedef struct frame {
+  uint32_t len;
+  uint32_t nrefs;
+} frame;
+
+static cc_msg scratch;
+
+static conn *check_conn(lua_State *L, int idx) {
+  conn *c = luaL_checkudata(L, idx, CONN_MT);
+  if (c->fd < 0)
+    luaL_error(L, "attempt to use a closed Connection");
+  return c;
+}
+
+static void push_conn(lua_State *L, int fd, int flags) {
+  conn *c = lua_newuserdatauv(L, sizeof *c, 0);
+  c->fd = fd;
+  c->flags = flags;
+  luaL_setmetatable(L, CONN_MT);
+}
+
+int cc__lpipe_fd(lua_State *L, int idx, int *flags) {
+  conn *c = luaL_testudata(L, idx, CONN_MT);
+  if (!c || c->fd < 0)
+    return -1;
+  *flags = c->flags;
+  return c->fd;
+}
+
+void cc__lpipe_wrap(lua_State *L, int fd, int flags) {
+  push_conn(L, fd, flags & (READABLE | WRITABLE));
+}
+
+/* Pipe([duplex=true]) -> a, b; simplex: a only receives, b only sends. */
+static int l_pipe(lua_State *L) {
+  int duplex = lua_isnoneornil(L, 1) || lua_toboolean(L, 1);
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return cc__lraise(L, "OSError", "cannot make a pipe: %s", strerror(errno));
+  if (!duplex) {
+    shutdown(sv[0], SHUT_WR);
+    shutdown(sv[1], SHUT_RD);
+  }
+  push_conn(L, sv[0], duplex ? READABLE | WRITABLE : READABLE);
+  push_conn(L, sv[1], duplex ? READABLE | WRITABLE : WRITABLE);
+  return 2;
+}
+
+static int broken(lua_State *L, conn *c, const char *what) {
+  int e = errno;
+  if (e == EPIPE || e == ECONNRESET)
+    return cc__lraise(L, "EOF", "%s: the other end is closed", what);
+  (void)c;
+  return cc__lraise(L, "OSError", "%s: %s", what, strerror(e));
+}
+
+static int write_all(lua_State *L, conn *c, const char *p, size_t n,
+                     const cc_fds *fds) {
+  int first = 1;
+  while (n > 0) {
+    int r = cc_wait_fd(c->fd, POLLOUT, CC_FOREVER);
+    if (r)
+      return cc__lraise_code(L, r, NULL);
+    struct iovec iov = {(void *)p, n};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    char cbuf[CMSG_SPACE(sizeof(int) * 16)];
+    if (first && fds && fds->n > 0) {
+      memset(cbuf, 0, sizeof cbuf);
+      mh.msg_control = cbuf;
+      mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)fds->n);
+      struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+      cm->cmsg_level = SOL_SOCKET;
+      cm->cmsg_type = SCM_RIGHTS;
+      cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)fds->n);
+      memcpy(CMSG_DATA(cm), fds->fd, sizeof(int) * (size_t)fds->n);
+    }
+    ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EAGAIN || errno == EINTR)
+        continue;
+      return broken(L, c, "send");
+    }
+    first = 0;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static void send_frame(lua_State *L, conn *c, uint32_t raw, const cc_fds *fds) {
+  if (!(c->flags & WRITABLE))
+    cc__lraise(L, "ValueError", "this end of the pipe only receives");
+  if (scratch.len >= RAW)
+    cc__lraise(L, "ValueError", "a message of %d bytes is too large for a pipe",
+               (int)scratch.len);
+  frame f = {(uint32_t)scratch.len | raw, scratch.nrefs};
+  size_t head = sizeof f + scratch.nrefs * sizeof(uint32_t);
+  /* The frame in one buffer (Lua's: an error while writing frees it too),
+   * written in as few writes as the socket allows. */
+  char *buf = lua_newuserdatauv(L, head + scratch.len, 0);
+  memcpy(buf, &f, sizeof f);
+  memcpy(buf + sizeof f, scratch.refs, scratch.nrefs * sizeof(uint32_t));
+  memcpy(buf + head, scratch.data, scratch.len);
+  write_all(L, c, buf, head + scratch.len, fds);
+  lua_pop(L, 1);
+}
+
+static int conn_send(lua_State *L) {
+  conn *c = check_conn(L, 1);
+  luaL_checkany(L, 2);
+  cc_fds fds;
+  cc__lencode(L, 2, 1, &scratch, &fds, "obj");
+  send_frame(L, c, 0, &fds);
+  return 0;
+}
+
+static int conn_send_bytes(lua_State *L) {
+  conn *c = check_conn(L, 1);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  if (n > scratch.cap) {
+    char *d = realloc(scratch.data, n);
+    if (!d)
+      return luaL_error(L, "not enough memory");
+    scratch.data = d;
+    scratch.cap = n;
+  }
+  memcpy(scratch.data, s, n);
+  scratch.len = n;
+  scratch.nrefs = 0;
+  send_frame(L, c, RAW, NULL);
+  return 0;
+}
+
+/* Reads exactly n bytes; descriptors that come along go to fds. Returns 0,
+ * or 1 at EOF before the first byte. */
+static int read_all(lua_State *L, conn *c, char *p, size_t n, cc_fds *fds) {
+  size_t got = 0;
+  while (got < n) {
+    int r = cc_wait_fd(c->fd, POLLIN, CC_FOREVER);
+    if (r)
+      return cc__lraise_code(L, r, NULL);
+    struct iovec iov = {p + got, n - got};
+    char cbuf[CMSG_SPACE(sizeof(int) * 16)];
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                        .msg_controllen = sizeof cbuf};
+    ssize_t k = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (k < 0) {
+      if (errno == EAGAIN || errno == EINTR)
+        continue;
+      return broken(L, c, "recv");
+    }
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+      if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+        int nf = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < nf; i++) {
+          int fd;
+          memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+          if (fds && fds->n < 16)
+            fds->fd[fds->n++] = fd;
+          else
+            close(fd);
+        }
+      }
+    if (k == 0) {
+      if (got == 0)
+        return 1;
+      return cc__lraise(L, "EOF", "the other end closed in the middle of a message");
+    }
+    got += (size_t)k;
+  }
+  return 0;
+}
+
+/* Reads one frame into scratch. Returns its RAW bit, or raises EOF. */
+static uint32_t recv_frame(lua_State *L, conn *c, cc_fds *fds, size_t maxlen) {
+  if (!(c->flags & READABLE))
+    cc__lraise(L, "ValueError", "this end of the pipe only sends");
+  frame f;
+  if (read_all(L, c, (char *)&f, sizeof f, fds))
+    cc__lraise(L, "EOF", "end of file: every sending end of the pipe is closed");
+  uint32_t raw = f.len & RAW, len = f.len & ~RAW;
+  if (f.nrefs > 4096)
+    cc__lraise(L, "ValueError", "corrupt message: %d object references", (int)f.nrefs);
+  if (len > maxlen) {
+    /* As in CPython: the rest of the message cannot be skipped safely. */
+    close(c->fd);
+    c->fd = -1;
+    cc__lraise(L, "OSError", "message of %d bytes is longer than maxlength %d; "
+               "the connection is closed", (int)len, (int)maxlen);
+  }
+  if (len > scratch.cap || f.nrefs > scratch.refcap) {
+    char *d = realloc(scratch.data, len > scratch.cap ? len : scratch.cap);
+    uint32_t *r = realloc(scratch.refs, (f.nrefs > scratch.refcap ? f.nrefs : scratch.refcap) *
+                                            sizeof(uint32_t) + 4);
+    if (d) {
+      scratch.data = d;
+      scratch.cap = len > scratch.cap ? len : scratch.cap;
+    }
+    if (r) {
+      scratch.refs = r;
+      scratch.refcap = f.nrefs > scratch.refcap ? f.nrefs : scratch.refcap;
+    }
+    if (!d || !r)
+      luaL_error(L, "not enough memory for a message of %d bytes", (int)len);
+  }
+  if (read_all(L, c, (char *)scratch.refs, f.nrefs * sizeof(uint32_t), fds) ||
+      read_all(L, c, scratch.data, len, fds))
+    cc__lraise(L, "EOF", "the other end closed in the middle of a message");
+  scratch.len = len;
+  scratch.nrefs = f.nrefs;
+  return raw;
+}
+
+static int conn_recv(lua_State *L) {
+  conn *c = check_conn(L, 1);
+  cc_fds fds = {.n = 0};
+  if (recv_frame(L, c, &fds, (size_t)RAW - 1)) {
+    lua_pushlstring(L, scratch.data, scratch.len);
+    return 1;
+  }
+  int n = cc__ldecode(L, &scratch, &fds);
+  if (n != 1)
+    return cc__lraise(L, "ValueError", "corrupt message: %d values instead of 1", n);
+  return 1;
+}
+
+static int conn_recv_bytes(lua_State *L) {
+  conn *c = check_conn(L, 1);
+  lua_Integer max = luaL_optinteger(L, 2, (lua_Integer)RAW - 1);
+  luaL_argcheck(L, max >= 0, 2, "maxlength must not be negative");
+  cc_fds fds = {.n = 0};
+  recv_frame(L, c, &fds, (size_t)max);
+  cc__lmsg_unref(&scratch);
+  for (int i = 0; i < fds.n; i++)
+    close(fds.fd[i]);
+  lua_pushlstring(L, scratch.data, scratch.len);
+  return 1;
+}
+
+/* poll([timeout]): is there something to receive? With no argument it does
+ * not wait; poll(nil) waits until there is (as poll(None) in CPython). */
+static int conn_poll(lua_State *L) {
+  conn *c = check_conn(L, 1);
+  int64_t dl = lua_isnone(L, 2) ? 0 : cc__ldeadline(L, 2);
+  int r = cc_wait_fd(c->fd, POLLIN, dl);
+  if (r == CC_EINTR)
+    return cc__lraise_code(L, r, NULL);
+  lua_pushboolean(L, r == 0);
+  return 1;
+}
+
+static int conn_fileno(lua_State *L) {
+  lua_pushinteger(L, check_conn(L, 1)->fd);
+  return 1;
+}
+
+static int conn_close(lua_State *L) {
+  conn *c = luaL_checkudata(L, 1, CONN_MT);
+  if (c->fd >= 0)
+    close(c->fd);
+  c->fd = -1;
+  return 0;
+}
+
+static int conn_tostring(lua_State *L) {
+  conn *c = luaL_checkudata(L, 1, CONN_MT);
+  if (c->fd < 0)
+    lua_pushliteral(L, "Connection(closed)");
+  else
+    lua_pushfstring(L, "Connection(fd=%d, %s)", c->fd,
+                    c->flags == (READABLE | WRITABLE) ? "duplex"
+                    : c->flags == READABLE            ? "receives"
+                                                      : "sends");
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"send", conn_send},         {"recv", conn_recv},
+    {"send_bytes", conn_send_bytes}, {"recv_bytes", conn_recv_bytes},
+    {"poll", conn_poll},         {"fileno", conn_fileno},
+    {"close", conn_close},       {NULL, NULL}};
+
+static const luaL_Reg meta[] = {{"__gc", conn_close},
+                                {"__close", conn_close},
+                                {"__tostring", conn_tostring},
+                                {NULL, NULL}};
+
+void cc__open_pipe(lua_State *L) {
+  luaL_newmetatable(L, CONN_MT);
+  luaL_setfuncs(L, meta, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_pipe);
+  lua_setfield(L, -2, "Pipe");
+}
