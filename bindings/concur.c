@@ -53,6 +53,7 @@ int luaopen_concur(lua_State *L) {
   cc__open_proc(L);
   cc__open_queue(L);
   cc__open_pipe(L);
+  cc__open_shm(L);
   cc__open_runtime(L);
   lua_pushliteral(L, "concur " CONCUR_VERSION_STRING);
   lua_setfield(L, -2, "_VERSION");

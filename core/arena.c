@@ -224,14 +224,16 @@ static uint32_t tag_of(const cc_type *t) {
   return tag > 0 ? (uint32_t)tag : 0;
 }
 
-void *cc_obj_new(const cc_type *t) {
+void *cc_obj_new(const cc_type *t) { return cc_obj_new_sized(t, t->size); }
+
+void *cc_obj_new_sized(const cc_type *t, size_t size) {
   uint32_t tag = tag_of(t);
-  if (!tag)
+  if (!tag || size < sizeof(cc_obj))
     return NULL;
-  cc_obj *o = cc_arena_alloc(t->size);
+  cc_obj *o = cc_arena_alloc(size);
   if (!o)
     return NULL;
-  memset(o, 0, t->size);
+  memset(o, 0, size);
   o->type = tag;
   atomic_store(&o->refs, 1);
   o->id = atomic_fetch_add(&A->next_id, 1);

@@ -68,6 +68,9 @@ const cc_type *cc_type_find(const char *name);
 /* Allocates a zeroed object of type t (t->size bytes) with one reference,
  * owned by the caller. NULL when the arena is full. */
 void *cc_obj_new(const cc_type *t);
+/* The same with `size` bytes instead of t->size (objects with a variable
+ * tail, such as Arrays). */
+void *cc_obj_new_sized(const cc_type *t, size_t size);
 void cc_obj_ref(cc_obj *o);
 /* Drops one reference; the last one destroys and frees the object. */
 void cc_obj_unref(cc_obj *o);
