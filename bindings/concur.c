@@ -6,6 +6,8 @@
 
 #include <stdlib.h>
 
+#include "manager_lua.h"
+
 void cc__lset_metrics_path(const char *path);
 void cc__linstall_sigint(lua_State *L);
 
@@ -54,7 +56,19 @@ int luaopen_concur(lua_State *L) {
   cc__open_queue(L);
   cc__open_pipe(L);
   cc__open_shm(L);
+  cc__open_dict(L);
   cc__open_runtime(L);
+  /* The Manager is Lua, on top of the rest; it returns the class and the
+   * decoder of its proxies. */
+  if (luaL_loadbufferx(L, (const char *)manager_lua, sizeof manager_lua, "=manager", "t"))
+    lua_error(L);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 2);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, "concur.codec.types");
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "concur.Proxy");
+  lua_pop(L, 1);
+  lua_setfield(L, -2, "Manager");
   lua_pushliteral(L, "concur " CONCUR_VERSION_STRING);
   lua_setfield(L, -2, "_VERSION");
   cc__linstall_sigint(L);

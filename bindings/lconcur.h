@@ -70,6 +70,7 @@ void cc__open_proc(lua_State *L);
 void cc__open_queue(lua_State *L);
 void cc__open_pipe(lua_State *L);
 void cc__open_shm(lua_State *L);
+void cc__open_dict(lua_State *L);
 void cc__open_runtime(lua_State *L);
 
 /* The host's settings passed to the module before luaopen_concur. */

@@ -1,5 +1,6 @@
 /* lruntime - concur's functions: sleep, time, cpu_count, getpid, params, report */
 #include "concur/error.h"
+#include "concur/lock.h"
 #include "concur/proc.h"
 #include "concur/wait.h"
 #include "lconcur.h"
@@ -35,6 +36,12 @@ static int l_time(lua_State *L) {
 
 static int l_cpu_count(lua_State *L) {
   lua_pushinteger(L, cc_cpu_count());
+  return 1;
+}
+
+/* _pid_alive(pid): the process exists and is not a zombie. */
+static int l_pid_alive(lua_State *L) {
+  lua_pushboolean(L, cc__tid_alive((int)luaL_checkinteger(L, 1)));
   return 1;
 }
 
@@ -145,6 +152,7 @@ void cc__open_runtime(lua_State *L) {
                                    {"time", l_time},
                                    {"cpu_count", l_cpu_count},
                                    {"getpid", l_getpid},
+                                   {"_pid_alive", l_pid_alive},
                                    {"report", l_report},
                                    {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);

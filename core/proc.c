@@ -2,6 +2,7 @@
 #include "concur/proc.h"
 #include "concur/barrier.h"
 #include "concur/cond.h"
+#include "concur/dict.h"
 #include "concur/error.h"
 #include "concur/event.h"
 #include "concur/lock.h"
@@ -38,7 +39,8 @@ int cc_runtime_init(size_t arena_size, unsigned max_processes) {
   static const cc_type *const core_types[] = {
       &cc_lock_type, &cc_rlock_type, &cc_sem_type,  &cc_bsem_type,
       &cc_event_type, &cc_cond_type, &cc_barrier_type, &cc_queue_type,
-      &cc_jqueue_type, &cc_squeue_type, &cc_value_type, &cc_array_type};
+      &cc_jqueue_type, &cc_squeue_type, &cc_value_type, &cc_array_type,
+      &cc_dict_type, &cc_list_type, &cc_namespace_type};
   for (size_t i = 0; i < sizeof core_types / sizeof *core_types; i++)
     cc_type_register(core_types[i]);
   return 0;

@@ -1,0 +1,474 @@
+/* ldict - Lua binding of the Manager's Dict, List and Namespace */
+#include "codec.h"
+#include "concur/dict.h"
+#include "concur/error.h"
+#include "lconcur.h"
+
+#include <math.h>
+#include <string.h>
+
+static cc_msg kmsg, vmsg, out;
+
+static cc_dict *check_dict(lua_State *L, int idx) {
+  cc_obj *o = cc__ltest_obj(L, idx, "Namespace");
+  if (!o)
+    o = cc__lcheck_obj(L, idx, "Dict");
+  return (cc_dict *)o;
+}
+
+static cc_dict *check_list(lua_State *L, int idx) {
+  return (cc_dict *)cc__lcheck_obj(L, idx, "List");
+}
+
+/* Encodes the key at idx into kmsg: strings, numbers (1.0 is 1, as in a
+ * Lua table) and booleans. */
+static void key(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  int t = lua_type(L, idx);
+  if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
+    cc__lraise(L, "ValueError", "keys must be strings, numbers or booleans, not %s",
+               luaL_typename(L, idx));
+  if (t == LUA_TNUMBER && !lua_isinteger(L, idx)) {
+    double d = lua_tonumber(L, idx);
+    if (isnan(d))
+      cc__lraise(L, "ValueError", "a key may not be NaN");
+    lua_Integer i;
+    if (lua_numbertointeger(floor(d), &i) && (double)i == d) {
+      lua_pushinteger(L, i);
+      cc__lencode(L, -1, 1, &kmsg, NULL, "key");
+      lua_pop(L, 1);
+      return;
+    }
+  }
+  cc__lencode(L, idx, 1, &kmsg, NULL, "key");
+}
+
+static void value(lua_State *L, int idx) { cc__lencode(L, idx, 1, &vmsg, NULL, "value"); }
+
+static void check(lua_State *L, int r) {
+  if (r) {
+    cc__lmsg_unref(&vmsg);
+    cc__lraise_code(L, r, NULL);
+  }
+}
+
+/* Pushes the value in `out` (its references become this process's). */
+static void push_out(lua_State *L) { cc__ldecode(L, &out, NULL); }
+
+static void push_snapshot_val(lua_State *L, cc_snapshot *s, uint32_t i) {
+  cc__ldecode(L, &s->vals[i], NULL);
+  s->vals[i].nrefs = 0; /* taken over by the decoder */
+}
+
+static int get_or_nil(lua_State *L, cc_dict *d, int k) {
+  key(L, k);
+  if (cc_dict_get(d, kmsg.data, kmsg.len, &out) == 0)
+    push_out(L);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static int set_or_del(lua_State *L, cc_dict *d, int k, int v) {
+  key(L, k);
+  if (lua_isnil(L, v)) {
+    cc_dict_del(d, kmsg.data, kmsg.len, NULL);
+    return 0;
+  }
+  value(L, v);
+  check(L, cc_dict_set(d, kmsg.data, kmsg.len, &vmsg));
+  return 0;
+}
+
+static int fill(lua_State *L, cc_dict *d, int t) {
+  if (lua_isnoneornil(L, t))
+    return 0;
+  luaL_checktype(L, t, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    int top = lua_gettop(L);
+    if (d->is_list) {
+      value(L, top);
+      check(L, cc_list_insert(d, cc_dict_len(d), &vmsg));
+    } else {
+      set_or_del(L, d, top - 1, top);
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* Lists are filled in order, not in pairs() order. */
+static void fill_list(lua_State *L, cc_dict *d, int t) {
+  if (lua_isnoneornil(L, t))
+    return;
+  luaL_checktype(L, t, LUA_TTABLE);
+  lua_Integer n = luaL_len(L, t);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, t, i);
+    value(L, -1);
+    check(L, cc_list_insert(d, cc_dict_len(d), &vmsg));
+    lua_pop(L, 1);
+  }
+}
+
+static int new_container(lua_State *L, int kind) {
+  cc_dict *d = cc__lcheck_alloc(L, cc_dict_new(kind));
+  cc__lpush_obj(L, &d->hdr, 1);
+  if (kind == CC_LIST)
+    fill_list(L, d, 1);
+  else
+    fill(L, d, 1);
+  return 1;
+}
+
+static int l_dict(lua_State *L) { return new_container(L, CC_DICT); }
+static int l_list(lua_State *L) { return new_container(L, CC_LIST); }
+static int l_namespace(lua_State *L) { return new_container(L, CC_NAMESPACE); }
+
+/* ---- Dict */
+
+static int dict_index(lua_State *L) {
+  cc_dict *d = check_dict(L, 1);
+  if (lua_type(L, 2) == LUA_TSTRING && luaL_getmetafield(L, 1, "__methods") == LUA_TTABLE) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL)
+      return 1;
+    lua_pop(L, 2);
+  }
+  return get_or_nil(L, d, 2);
+}
+
+static int dict_newindex(lua_State *L) { return set_or_del(L, check_dict(L, 1), 2, 3); }
+
+static int dict_len(lua_State *L) {
+  lua_pushinteger(L, cc_dict_len(check_dict(L, 1)));
+  return 1;
+}
+
+static int dict_get(lua_State *L) {
+  cc_dict *d = check_dict(L, 1);
+  key(L, 2);
+  if (cc_dict_get(d, kmsg.data, kmsg.len, &out) == 0)
+    push_out(L);
+  else
+    lua_pushvalue(L, 3);
+  return 1;
+}
+
+static int dict_pop(lua_State *L) {
+  cc_dict *d = check_dict(L, 1);
+  key(L, 2);
+  if (cc_dict_del(d, kmsg.data, kmsg.len, &out) == 0) {
+    push_out(L);
+    return 1;
+  }
+  if (lua_gettop(L) >= 3) {
+    lua_pushvalue(L, 3);
+    return 1;
+  }
+  return cc__lraise(L, "ValueError", "key %s not found", luaL_tolstring(L, 2, NULL));
+}
+
+static int dict_update(lua_State *L) {
+  fill(L, check_dict(L, 1), 2);
+  return 0;
+}
+
+/* keys(), values(), items() and pairs(): a snapshot, taken at once. */
+static int listing(lua_State *L, int what) {
+  cc_dict *d = check_dict(L, 1);
+  cc_snapshot s;
+  if (cc_dict_snapshot(d, &s))
+    return cc__lraise_code(L, CC_EARENAFULL, NULL);
+  lua_createtable(L, (int)s.n, 0);
+  for (uint32_t i = 0; i < s.n; i++) {
+    if (what == 0) {
+      cc__ldecode(L, &s.keys[i], NULL);
+    } else if (what == 1) {
+      push_snapshot_val(L, &s, i);
+    } else {
+      lua_createtable(L, 2, 0);
+      cc__ldecode(L, &s.keys[i], NULL);
+      lua_rawseti(L, -2, 1);
+      push_snapshot_val(L, &s, i);
+      lua_rawseti(L, -2, 2);
+    }
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  cc_dict_snapshot_free(&s);
+  return 1;
+}
+
+static int dict_keys(lua_State *L) { return listing(L, 0); }
+static int dict_values(lua_State *L) { return listing(L, 1); }
+static int dict_items(lua_State *L) { return listing(L, 2); }
+
+static int dict_totable(lua_State *L) {
+  listing(L, 2);
+  lua_newtable(L);
+  lua_Integer n = luaL_len(L, -2);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, -2, i);
+    lua_geti(L, -1, 1);
+    lua_geti(L, -2, 2);
+    lua_rawset(L, -4);
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+static int pairs_next(lua_State *L) {
+  lua_Integer i = lua_tointeger(L, lua_upvalueindex(2)) + 1;
+  lua_pushinteger(L, i);
+  lua_replace(L, lua_upvalueindex(2));
+  if (lua_geti(L, lua_upvalueindex(1), i) == LUA_TNIL)
+    return 1;
+  lua_geti(L, -1, 1);
+  lua_geti(L, -2, 2);
+  return 2;
+}
+
+static int dict_pairs(lua_State *L) {
+  listing(L, 2);
+  lua_pushinteger(L, 0);
+  lua_pushcclosure(L, pairs_next, 2);
+  return 1;
+}
+
+/* incr(k, [delta=1]) and apply(k, fn): atomic read-modify-write. */
+typedef struct upd {
+  lua_State *L;
+  const cc_msg *old;
+  int mode; /* 0 incr, 1 apply */
+} upd;
+
+static int upd_body(lua_State *L) {
+  upd *u = lua_touserdata(L, 1);
+  if (u->old)
+    cc__ldecode(L, u->old, NULL);
+  else
+    lua_pushnil(L);
+  if (u->mode == 0) {
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, 0);
+    }
+    if (lua_type(L, -1) != LUA_TNUMBER)
+      cc__lraise(L, "ValueError", "incr needs a number, the value is a %s",
+                 luaL_typename(L, -1));
+    lua_pushvalue(L, 2);
+    lua_arith(L, LUA_OPADD);
+  } else {
+    lua_pushvalue(L, 2);
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+  }
+  cc__lencode(L, -1, 1, &vmsg, NULL, "value");
+  return 1;
+}
+
+static int upd_fn(void *ud, const cc_msg *old, cc_msg *val) {
+  upd *u = ud;
+  lua_State *L = u->L;
+  u->old = old;
+  lua_pushcfunction(L, upd_body);
+  lua_pushlightuserdata(L, u);
+  lua_pushvalue(L, 3);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK)
+    return CC_EVALUE; /* the error stays on the stack */
+  /* The new value's bytes and refs go to the container. */
+  cc_msg tmp = *val;
+  *val = vmsg;
+  vmsg = tmp;
+  vmsg.len = 0;
+  vmsg.nrefs = 0;
+  return 0;
+}
+
+static int read_modify_write(lua_State *L, int mode) {
+  cc_dict *d = check_dict(L, 1);
+  if (mode == 0) {
+    if (lua_isnoneornil(L, 3)) {
+      lua_settop(L, 2);
+      lua_pushinteger(L, 1);
+    }
+    luaL_checknumber(L, 3);
+  } else {
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+  }
+  lua_settop(L, 3);
+  key(L, 2);
+  upd u = {L, NULL, mode};
+  int r = cc_dict_update(d, kmsg.data, kmsg.len, upd_fn, &u);
+  if (r == CC_EVALUE)
+    return lua_error(L);
+  if (r)
+    return cc__lraise_code(L, r, NULL);
+  return 1; /* the new value, left by upd_body */
+}
+
+static int dict_incr(lua_State *L) { return read_modify_write(L, 0); }
+static int dict_apply(lua_State *L) { return read_modify_write(L, 1); }
+
+static int dict_tostring(lua_State *L) {
+  cc_dict *d = check_dict(L, 1);
+  lua_pushfstring(L, "%s(id=%d, %d items)", cc_obj_typename(&d->hdr), (int)d->hdr.id,
+                  (int)cc_dict_len(d));
+  return 1;
+}
+
+/* ---- List */
+
+static uint32_t list_index(lua_State *L, int idx, uint32_t len, int extra) {
+  lua_Integer i = luaL_checkinteger(L, idx);
+  if (i < 0)
+    i += (lua_Integer)len + 1; /* -1 is the last */
+  if (i < 1 || i > (lua_Integer)len + extra)
+    cc__lraise(L, "ValueError", "index %d is out of range 1..%d", (int)lua_tointeger(L, idx),
+               (int)len + extra);
+  return (uint32_t)(i - 1);
+}
+
+static int list_index_mm(lua_State *L) {
+  cc_dict *d = check_list(L, 1);
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    int isint;
+    lua_Integer i = lua_tointegerx(L, 2, &isint);
+    if (isint && i >= 1 && cc_list_get(d, (uint32_t)(i - 1), &out) == 0)
+      push_out(L);
+    else
+      lua_pushnil(L);
+    return 1;
+  }
+  luaL_getmetafield(L, 1, "__methods");
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int list_newindex(lua_State *L) {
+  cc_dict *d = check_list(L, 1);
+  uint32_t i = list_index(L, 2, cc_dict_len(d), 0);
+  value(L, 3);
+  check(L, cc_list_set(d, i, &vmsg));
+  return 0;
+}
+
+static int list_append(lua_State *L) {
+  cc_dict *d = check_list(L, 1);
+  luaL_checkany(L, 2);
+  value(L, 2);
+  check(L, cc_list_insert(d, cc_dict_len(d), &vmsg));
+  return 0;
+}
+
+static int list_extend(lua_State *L) {
+  fill_list(L, check_list(L, 1), 2);
+  return 0;
+}
+
+static int list_insert(lua_State *L) {
+  cc_dict *d = check_list(L, 1);
+  uint32_t i = list_index(L, 2, cc_dict_len(d), 1);
+  value(L, 3);
+  check(L, cc_list_insert(d, i, &vmsg));
+  return 0;
+}
+
+static int list_pop(lua_State *L) {
+  cc_dict *d = check_list(L, 1);
+  uint32_t len = cc_dict_len(d);
+  if (len == 0)
+    return cc__lraise(L, "ValueError", "pop from an empty List");
+  uint32_t i = lua_isnoneornil(L, 2) ? len - 1 : list_index(L, 2, len, 0);
+  int r = cc_list_pop(d, i, &out);
+  if (r)
+    return cc__lraise(L, "ValueError", "index out of range");
+  push_out(L);
+  return 1;
+}
+
+static int list_totable(lua_State *L) {
+  cc_dict *d = check_list(L, 1);
+  cc_snapshot s;
+  if (cc_dict_snapshot(d, &s))
+    return cc__lraise_code(L, CC_EARENAFULL, NULL);
+  lua_createtable(L, (int)s.n, 0);
+  for (uint32_t i = 0; i < s.n; i++) {
+    push_snapshot_val(L, &s, i);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  cc_dict_snapshot_free(&s);
+  return 1;
+}
+
+static int list_len(lua_State *L) {
+  lua_pushinteger(L, cc_dict_len(check_list(L, 1)));
+  return 1;
+}
+
+static int list_pairs(lua_State *L) {
+  list_totable(L);
+  lua_getglobal(L, "ipairs");
+  lua_insert(L, -2);
+  lua_call(L, 1, 3);
+  return 3;
+}
+
+static int list_tostring(lua_State *L) {
+  cc_dict *d = check_list(L, 1);
+  lua_pushfstring(L, "List(id=%d, %d items)", (int)d->hdr.id, (int)cc_dict_len(d));
+  return 1;
+}
+
+/* ---- Namespace: attributes only */
+
+static int ns_index(lua_State *L) { return get_or_nil(L, check_dict(L, 1), 2); }
+
+static const luaL_Reg dict_methods[] = {
+    {"get", dict_get},     {"pop", dict_pop},       {"update", dict_update},
+    {"keys", dict_keys},   {"values", dict_values}, {"items", dict_items},
+    {"incr", dict_incr},   {"apply", dict_apply},   {"len", dict_len},
+    {"totable", dict_totable}, {NULL, NULL}};
+
+static const luaL_Reg dict_meta[] = {
+    {"__index", dict_index}, {"__newindex", dict_newindex}, {"__len", dict_len},
+    {"__pairs", dict_pairs}, {"__tostring", dict_tostring}, {NULL, NULL}};
+
+static const luaL_Reg ns_meta[] = {
+    {"__index", ns_index}, {"__newindex", dict_newindex}, {"__len", dict_len},
+    {"__pairs", dict_pairs}, {"__tostring", dict_tostring}, {NULL, NULL}};
+
+static const luaL_Reg list_methods[] = {
+    {"append", list_append}, {"extend", list_extend}, {"insert", list_insert},
+    {"pop", list_pop},       {"totable", list_totable}, {"len", list_len},
+    {NULL, NULL}};
+
+static const luaL_Reg list_meta[] = {
+    {"__index", list_index_mm}, {"__newindex", list_newindex}, {"__len", list_len},
+    {"__pairs", list_pairs},    {"__tostring", list_tostring}, {NULL, NULL}};
+
+static void set_methods(lua_State *L, const char *tname, const luaL_Reg *methods) {
+  lua_pushfstring(L, "concur.%s", tname);
+  luaL_getmetatable(L, lua_tostring(L, -1));
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__methods");
+  lua_pop(L, 2);
+}
+
+void cc__open_dict(lua_State *L) {
+  static const luaL_Reg none[] = {{NULL, NULL}};
+  cc__lnew_class(L, "Dict", dict_methods, dict_meta);
+  set_methods(L, "Dict", dict_methods);
+  cc__lnew_class(L, "Namespace", none, ns_meta);
+  cc__lnew_class(L, "List", list_methods, list_meta);
+  set_methods(L, "List", list_methods);
+  lua_pushcfunction(L, l_dict);
+  lua_setfield(L, -2, "_Dict");
+  lua_pushcfunction(L, l_list);
+  lua_setfield(L, -2, "_List");
+  lua_pushcfunction(L, l_namespace);
+  lua_setfield(L, -2, "_Namespace");
+}

@@ -1,0 +1,225 @@
+-- manager - concur.Manager: shared containers, and registered classes served
+-- by a process of their own. Embedded in the module; called with it.
+local concur = ...
+
+local Manager = {}
+Manager.__index = Manager
+Manager.__name = "concur.Manager"
+Manager._types = {}
+
+-- The reply queue of this process (one per process: children make their own).
+local replies = {}
+local function reply_queue()
+  local pid = concur.getpid()
+  local q = replies[pid]
+  if not q then
+    q = concur.SimpleQueue()
+    replies[pid] = q
+  end
+  return q
+end
+
+-- concur's error objects share one metatable; take it from one of them.
+local ERROR_MT = getmetatable(select(2, pcall(concur.error, "RemoteError", "")))
+
+local function remote_error(err, what)
+  return setmetatable({kind = "RemoteError",
+                       message = ("%s failed in the manager's process: %s"):format(what, err.msg),
+                       remote_traceback = err.tb, traceback = debug.traceback("", 3)}, ERROR_MT)
+end
+
+-- Sends a request to a server and waits for its answer, looking now and
+-- then whether the server is still there.
+local function request(server, req, what)
+  if not concur._pid_alive(server.pid) then
+    concur.error("ProcessError", ("the manager's process (pid %d) is gone: it was shut down or died; %s cannot run")
+      :format(server.pid, what))
+  end
+  local q = reply_queue()
+  req.reply = q
+  server.requests:put(req)
+  while true do
+    local ok, rep = pcall(q.get, q, true, 0.5 / concur.time_scale)
+    if ok then
+      if not rep.ok then error(remote_error(rep.err, what), 2) end
+      return rep.r
+    end
+    if not concur.is(rep, "Empty") then error(rep, 0) end
+    if not concur._pid_alive(server.pid) then
+      concur.error("ProcessError", ("the manager's process (pid %d) died during %s"):format(server.pid, what))
+    end
+  end
+end
+
+-- Proxies: method calls on an object that lives in the server.
+local Proxy = {}
+Proxy.__name = "concur.Proxy"
+
+local function proxy(server, id, typename)
+  return setmetatable({_server = server, _id = id, _type = typename}, Proxy)
+end
+
+Proxy.__index = function(p, name)
+  if type(name) ~= "string" or name:sub(1, 1) == "_" then return nil end
+  local method = function(self, ...)
+    if self ~= p then concur.error("ValueError", ("call %s:%s(...) with a colon"):format(p._type, name)) end
+    local r = request(p._server, {op = "call", id = p._id, method = name,
+                                  args = table.pack(...)}, ("%s:%s()"):format(p._type, name))
+    return table.unpack(r, 1, r.n)
+  end
+  rawset(p, name, method)
+  return method
+end
+
+Proxy.__tostring = function(p)
+  return ("Proxy(%s, id=%d, server pid %d)"):format(p._type, p._id, p._server.pid)
+end
+
+-- A proxy travels as the server's address and the object's id.
+Proxy.__concur_encode = function(p)
+  return "concur.Proxy", {requests = p._server.requests, pid = p._server.pid,
+                          id = p._id, type = p._type}
+end
+
+local function decode_proxy(state)
+  return proxy({requests = state.requests, pid = state.pid}, state.id, state.type)
+end
+
+-- The server: runs the registered constructors and methods.
+local function serve(requests, types)
+  local objects, next_id = {}, 0
+  local function fail(e)
+    return {msg = tostring(e), tb = debug.traceback(tostring(e), 2)}
+  end
+  while true do
+    local req = requests:get()
+    local ok, res
+    if req.op == "stop" then
+      req.reply:put({ok = true})
+      return
+    elseif req.op == "create" then
+      local ctor = types[req.type]
+      ok, res = xpcall(ctor, fail, table.unpack(req.args, 1, req.args.n))
+      if ok then
+        next_id = next_id + 1
+        objects[next_id] = res
+        res = next_id
+      end
+    elseif req.op == "call" then
+      local obj = objects[req.id]
+      local fn = obj and obj[req.method]
+      if type(fn) ~= "function" then
+        ok, res = false, {msg = ("the object has no method '%s'"):format(req.method), tb = ""}
+      else
+        ok, res = xpcall(function() return table.pack(fn(obj, table.unpack(req.args, 1, req.args.n))) end, fail)
+      end
+    end
+    local sent, err = pcall(req.reply.put, req.reply, ok and {ok = true, r = res} or {ok = false, err = res})
+    if not sent then
+      req.reply:put({ok = false, err = {msg = "the result cannot be sent back: " .. tostring(err), tb = ""}})
+    end
+  end
+end
+
+local function check(m)
+  if m._closed then
+    concur.error("ProcessError", "the manager is shut down; make a new one")
+  end
+end
+
+-- Manager(): a manager; with registered classes it starts their server.
+local function construct(cls)
+  local m = setmetatable({_creator = concur.getpid(), _closed = false}, cls)
+  local types = cls:_all_types()
+  if next(types) ~= nil then
+    local requests = concur.Queue()
+    local p = concur.Process{target = serve, args = {requests, types}, daemon = true,
+                             name = "ManagerServer"}
+    p:start()
+    m._process = p
+    m._server = {requests = requests, pid = p.pid}
+  end
+  return m
+end
+
+function Manager:_all_types()
+  local all, cls = {}, self
+  while cls do
+    for k, v in pairs(rawget(cls, "_types") or {}) do
+      if all[k] == nil then all[k] = v end
+    end
+    local mt = getmetatable(cls)
+    cls = mt and mt.__index ~= cls and type(mt.__index) == "table" and mt.__index or nil
+  end
+  return all
+end
+
+setmetatable(Manager, {__call = construct})
+
+-- Manager:extend(): a subclass; M.register("Name", ctor) gives it m:Name(...).
+function Manager:extend()
+  local cls = {}
+  for k, v in pairs(self) do
+    if k:sub(1, 2) == "__" then cls[k] = v end
+  end
+  cls.__index = cls
+  cls._types = {}
+  cls.register = function(name, ctor)
+    if type(name) ~= "string" then
+      concur.error("ValueError", "register takes a name and a constructor: M.register(\"Name\", Class)")
+    end
+    if type(ctor) ~= "function" and not (getmetatable(ctor) or {}).__call then
+      concur.error("ValueError", ("the constructor of '%s' must be callable"):format(name))
+    end
+    cls._types[name] = ctor
+    cls[name] = function(m, ...)
+      check(m)
+      if not m._server then
+        concur.error("ProcessError", ("'%s' was registered after this manager was made; register before making it"):format(name))
+      end
+      local id = request(m._server, {op = "create", type = name, args = table.pack(...)},
+                         ("%s(...)"):format(name))
+      return proxy(m._server, id, name)
+    end
+  end
+  return setmetatable(cls, {__index = self, __call = construct})
+end
+
+-- The containers and every primitive, made by the manager as in CPython.
+local factories = {
+  dict = concur._Dict, list = concur._List, Namespace = concur._Namespace,
+  Lock = concur.Lock, RLock = concur.RLock, Semaphore = concur.Semaphore,
+  BoundedSemaphore = concur.BoundedSemaphore, Condition = concur.Condition,
+  Event = concur.Event, Barrier = concur.Barrier, Queue = concur.Queue,
+  JoinableQueue = concur.JoinableQueue, Value = concur.Value, Array = concur.Array,
+}
+for name, make in pairs(factories) do
+  Manager[name] = function(m, ...)
+    check(m)
+    return make(...)
+  end
+end
+
+-- shutdown(): stops the server (its objects are gone); later calls fail.
+function Manager:shutdown()
+  if self._closed then return end
+  self._closed = true
+  if self._process and self._creator == concur.getpid() then
+    local ok = pcall(request, self._server, {op = "stop"}, "shutdown")
+    if not ok or not self._process:join(5) then
+      self._process:kill()
+      self._process:join()
+    end
+  end
+end
+
+Manager.__close = Manager.shutdown
+Manager.__gc = function(m)
+  if m._creator == concur.getpid() then pcall(Manager.shutdown, m) end
+end
+Manager.__tostring = function(m)
+  return ("Manager(%s%s)"):format(m._closed and "shut down" or "running",
+    m._server and (", server pid " .. m._server.pid) or "")
+end
+
+return Manager, decode_proxy

@@ -1,0 +1,480 @@
+/* dict - Manager dicts, lists and Namespaces: encoded values in the arena */
+#include "concur/dict.h"
+#include "concur/error.h"
+#include "concur/wait.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * DESIGN. A table is one arena block: a header, an index of int32 slots
+ * (open addressing over key hashes; -1 empty) and an array of entries in
+ * insertion order {hash, key blob, value blob}. A deleted entry has key 0
+ * and its slot stays as a tombstone. Replacing a value stores the new blob's
+ * offset in one go; adding an entry writes it past `used`, then commits by
+ * storing used + 1 and its slot; growing or removing from the middle of a
+ * list builds a new table and switches the container to it with one store.
+ * Lists use the entries alone.
+ */
+
+typedef struct blob {
+  uint32_t len;
+  uint32_t nrefs;
+  /* uint32_t refs[nrefs]; char data[len]; */
+} blob;
+
+typedef struct dent {
+  uint32_t hash;
+  _Atomic uint32_t key;
+  _Atomic uint32_t val;
+  uint32_t pad;
+} dent;
+
+typedef struct dtab {
+  uint32_t cap;            /* index slots, a power of two (0 for lists) */
+  uint32_t ecap;           /* room for entries */
+  _Atomic uint32_t used;   /* entries written, deleted ones included */
+  _Atomic uint32_t live;
+} dtab;
+
+static void dict_destroy(cc_obj *o);
+
+const cc_type cc_dict_type = {"Dict", sizeof(cc_dict), dict_destroy};
+const cc_type cc_list_type = {"List", sizeof(cc_dict), dict_destroy};
+const cc_type cc_namespace_type = {"Namespace", sizeof(cc_dict), dict_destroy};
+
+static int32_t *slots(dtab *t) { return (int32_t *)(t + 1); }
+static dent *ents(dtab *t) { return (dent *)(slots(t) + t->cap); }
+static dtab *tab(cc_dict *d) { return cc_arena_ptr(atomic_load(&d->table)); }
+
+static uint32_t hash(const char *k, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (unsigned char)k[i]) * 16777619u;
+  return h;
+}
+
+static dtab *tab_new(uint32_t cap, uint32_t ecap) {
+  size_t size = sizeof(dtab) + cap * sizeof(int32_t) + ecap * sizeof(dent);
+  dtab *t = cc_arena_alloc(size);
+  if (!t)
+    return NULL;
+  memset(t, 0, size);
+  t->cap = cap;
+  t->ecap = ecap;
+  atomic_init(&t->used, 0);
+  atomic_init(&t->live, 0);
+  for (uint32_t i = 0; i < cap; i++)
+    slots(t)[i] = -1;
+  return t;
+}
+
+/* Blobs: a message's bytes and refs in the arena. */
+static uint32_t blob_new(const char *data, size_t len, const uint32_t *refs, uint32_t nrefs) {
+  blob *b = cc_arena_alloc(sizeof *b + nrefs * sizeof(uint32_t) + len);
+  if (!b)
+    return 0;
+  b->len = (uint32_t)len;
+  b->nrefs = nrefs;
+  memcpy(b + 1, refs, nrefs * sizeof(uint32_t));
+  memcpy((char *)(b + 1) + nrefs * sizeof(uint32_t), data, len);
+  return cc_arena_off(b);
+}
+
+static uint32_t *blob_refs(blob *b) { return (uint32_t *)(b + 1); }
+static char *blob_data(blob *b) { return (char *)(blob_refs(b) + b->nrefs); }
+
+/* Frees a value blob and drops its references. */
+static void blob_drop(uint32_t off) {
+  blob *b = cc_arena_ptr(off);
+  if (!b)
+    return;
+  for (uint32_t i = 0; i < b->nrefs; i++) {
+    cc_obj *o = cc_obj_from_off(blob_refs(b)[i]);
+    if (o)
+      cc_obj_unref(o);
+  }
+  cc_arena_free(b);
+}
+
+/* Copies a blob out, taking a reference per object for the caller. */
+static int blob_copy(uint32_t off, cc_msg *out) {
+  blob *b = cc_arena_ptr(off);
+  if (b->len > out->cap) {
+    char *d = realloc(out->data, b->len);
+    if (!d)
+      return CC_EARENAFULL;
+    out->data = d;
+    out->cap = b->len;
+  }
+  if (b->nrefs > out->refcap) {
+    uint32_t *r = realloc(out->refs, b->nrefs * sizeof *r);
+    if (!r)
+      return CC_EARENAFULL;
+    out->refs = r;
+    out->refcap = b->nrefs;
+  }
+  memcpy(out->data, blob_data(b), b->len);
+  out->len = b->len;
+  for (uint32_t i = 0; i < b->nrefs; i++) {
+    out->refs[i] = blob_refs(b)[i];
+    cc_obj *o = cc_obj_from_off(out->refs[i]);
+    if (o)
+      cc_obj_ref(o);
+  }
+  out->nrefs = b->nrefs;
+  return 0;
+}
+
+/* Moves a blob's bytes and references out (the blob is freed). */
+static int blob_take(uint32_t off, cc_msg *out) {
+  if (!out) {
+    blob_drop(off);
+    return 0;
+  }
+  int r = blob_copy(off, out);
+  blob_drop(off);
+  return r;
+}
+
+cc_dict *cc_dict_new(int kind) {
+  const cc_type *t = kind == CC_LIST ? &cc_list_type
+                     : kind == CC_NAMESPACE ? &cc_namespace_type
+                                           : &cc_dict_type;
+  cc_dict *d = cc_obj_new(t);
+  if (!d)
+    return NULL;
+  dtab *tb = kind == CC_LIST ? tab_new(0, 8) : tab_new(16, 8);
+  if (!tb) {
+    cc_arena_free(d);
+    return NULL;
+  }
+  /* Recursive: apply's function may read the same container. */
+  cc_lock_init(&d->lock, 1);
+  atomic_store(&d->table, cc_arena_off(tb));
+  d->is_list = kind == CC_LIST;
+  return d;
+}
+
+static void dict_destroy(cc_obj *o) {
+  dtab *t = tab((cc_dict *)o);
+  dent *e = ents(t);
+  int list = ((cc_dict *)o)->is_list;
+  for (uint32_t i = 0; i < atomic_load(&t->used); i++) {
+    if (!list) {
+      uint32_t key = atomic_load(&e[i].key);
+      if (!key)
+        continue; /* deleted */
+      cc_arena_free(cc_arena_ptr(key));
+    }
+    blob_drop(atomic_load(&e[i].val));
+  }
+  cc_arena_free(t);
+}
+
+static void lock(cc_dict *d) { cc_lock_acquire(&d->lock, CC_FOREVER); }
+static void unlock(cc_dict *d) { cc_lock_release(&d->lock); }
+
+uint32_t cc_dict_len(cc_dict *d) {
+  lock(d);
+  uint32_t n = atomic_load(&tab(d)->live);
+  unlock(d);
+  return n;
+}
+
+/* The entry of a key, or -1; *slot gets the slot where it is or would go. */
+static int32_t find(dtab *t, const char *k, size_t n, uint32_t h, uint32_t *slot) {
+  uint32_t mask = t->cap - 1, free_slot = UINT32_MAX;
+  for (uint32_t i = h & mask, probes = 0; probes < t->cap; i = (i + 1) & mask, probes++) {
+    int32_t s = slots(t)[i];
+    if (s < 0) {
+      *slot = free_slot != UINT32_MAX ? free_slot : i;
+      return -1;
+    }
+    dent *e = &ents(t)[s];
+    uint32_t key = atomic_load(&e->key);
+    if (!key) {
+      if (free_slot == UINT32_MAX)
+        free_slot = i; /* a tombstone may be reused */
+      continue;
+    }
+    blob *kb = cc_arena_ptr(key);
+    if (e->hash == h && kb->len == n && memcmp(blob_data(kb), k, n) == 0) {
+      *slot = i;
+      return s;
+    }
+  }
+  *slot = free_slot;
+  return -1;
+}
+
+/* A copy of t with room for `extra` more entries, live entries compacted
+ * (or, for lists, every entry but `skip`, with a gap left at `gap`). */
+static dtab *rebuild(cc_dict *d, dtab *t, uint32_t extra, uint32_t skip, uint32_t gap) {
+  uint32_t live = atomic_load(&t->live);
+  uint32_t ecap = 8;
+  while (ecap < live + extra)
+    ecap *= 2;
+  uint32_t cap = 0;
+  if (!d->is_list) {
+    cap = 16;
+    while (cap * 2 < ecap * 3)
+      cap *= 2;
+  }
+  dtab *n = tab_new(cap, ecap);
+  if (!n)
+    return NULL;
+  uint32_t j = 0;
+  for (uint32_t i = 0; i < atomic_load(&t->used); i++) {
+    dent *e = &ents(t)[i];
+    if (d->is_list) {
+      if (i == skip)
+        continue;
+      if (j == gap)
+        j++;
+    } else if (!atomic_load(&e->key)) {
+      continue;
+    }
+    dent *f = &ents(n)[j];
+    f->hash = e->hash;
+    atomic_store(&f->key, atomic_load(&e->key));
+    atomic_store(&f->val, atomic_load(&e->val));
+    if (!d->is_list) {
+      uint32_t slot;
+      blob *kb = cc_arena_ptr(f->key);
+      find(n, blob_data(kb), kb->len, f->hash, &slot);
+      slots(n)[slot] = (int32_t)j;
+    }
+    j++;
+  }
+  atomic_store(&n->used, j);
+  atomic_store(&n->live, j);
+  return n;
+}
+
+int cc_dict_get(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
+  lock(d);
+  uint32_t slot;
+  dtab *t = tab(d);
+  int32_t i = find(t, key, klen, hash(key, klen), &slot);
+  int r = i < 0 ? CC_EEMPTY : blob_copy(atomic_load(&ents(t)[i].val), out);
+  unlock(d);
+  return r;
+}
+
+/* Sets key to a new value blob; lock held. */
+static int put(cc_dict *d, const char *key, size_t klen, uint32_t vb) {
+  uint32_t h = hash(key, klen), slot;
+  dtab *t = tab(d);
+  int32_t i = find(t, key, klen, h, &slot);
+  if (i >= 0) {
+    uint32_t old = atomic_exchange(&ents(t)[i].val, vb); /* the commit */
+    blob_drop(old);
+    return 0;
+  }
+  uint32_t used = atomic_load(&t->used);
+  if (used + 1 > t->ecap || slot == UINT32_MAX || (used + 1) * 3 > t->cap * 2) {
+    dtab *n = rebuild(d, t, 1, UINT32_MAX, UINT32_MAX);
+    if (!n)
+      return CC_EARENAFULL;
+    atomic_store(&d->table, cc_arena_off(n)); /* the commit of the rebuild */
+    cc_arena_free(t);
+    t = n;
+    find(t, key, klen, h, &slot);
+    used = atomic_load(&t->used);
+  }
+  uint32_t kb = blob_new(key, klen, NULL, 0);
+  if (!kb)
+    return CC_EARENAFULL;
+  dent *e = &ents(t)[used];
+  e->hash = h;
+  atomic_store(&e->val, vb);
+  atomic_store(&e->key, kb);
+  atomic_store(&t->used, used + 1);
+  slots(t)[slot] = (int32_t)used; /* the commit: now it can be found */
+  atomic_fetch_add(&t->live, 1);
+  return 0;
+}
+
+int cc_dict_set(cc_dict *d, const char *key, size_t klen, const cc_msg *val) {
+  uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
+  if (!vb)
+    return CC_EARENAFULL;
+  lock(d);
+  int r = put(d, key, klen, vb);
+  unlock(d);
+  if (r)
+    cc_arena_free(cc_arena_ptr(vb)); /* its refs stay the caller's */
+  return r;
+}
+
+int cc_dict_del(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
+  lock(d);
+  uint32_t slot;
+  dtab *t = tab(d);
+  int32_t i = find(t, key, klen, hash(key, klen), &slot);
+  if (i < 0) {
+    unlock(d);
+    return CC_EEMPTY;
+  }
+  dent *e = &ents(t)[i];
+  uint32_t kb = atomic_exchange(&e->key, 0); /* the commit */
+  atomic_fetch_sub(&t->live, 1);
+  uint32_t vb = atomic_load(&e->val);
+  unlock(d);
+  cc_arena_free(cc_arena_ptr(kb));
+  return blob_take(vb, out);
+}
+
+int cc_dict_update(cc_dict *d, const char *key, size_t klen, cc_dict_fn fn, void *ud) {
+  cc_msg old = {0}, val = {0};
+  lock(d);
+  uint32_t slot;
+  dtab *t = tab(d);
+  int32_t i = find(t, key, klen, hash(key, klen), &slot);
+  int r = i >= 0 ? blob_copy(atomic_load(&ents(t)[i].val), &old) : 0;
+  if (!r)
+    r = fn(ud, i >= 0 ? &old : NULL, &val);
+  if (!r) {
+    uint32_t vb = blob_new(val.data, val.len, val.refs, val.nrefs);
+    r = vb ? put(d, key, klen, vb) : CC_EARENAFULL;
+    if (r && vb)
+      cc_arena_free(cc_arena_ptr(vb));
+  }
+  unlock(d);
+  if (r) {
+    for (uint32_t k = 0; k < val.nrefs; k++) {
+      cc_obj *o = cc_obj_from_off(val.refs[k]);
+      if (o)
+        cc_obj_unref(o);
+    }
+  }
+  cc_msg_free(&old); /* its references went to fn */
+  cc_msg_free(&val);
+  return r;
+}
+
+int cc_list_get(cc_dict *d, uint32_t i, cc_msg *out) {
+  lock(d);
+  dtab *t = tab(d);
+  int r = i < atomic_load(&t->used) ? blob_copy(atomic_load(&ents(t)[i].val), out) : CC_EEMPTY;
+  unlock(d);
+  return r;
+}
+
+int cc_list_set(cc_dict *d, uint32_t i, const cc_msg *val) {
+  uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
+  if (!vb)
+    return CC_EARENAFULL;
+  lock(d);
+  dtab *t = tab(d);
+  if (i >= atomic_load(&t->used)) {
+    unlock(d);
+    cc_arena_free(cc_arena_ptr(vb));
+    return CC_EEMPTY;
+  }
+  uint32_t old = atomic_exchange(&ents(t)[i].val, vb);
+  unlock(d);
+  blob_drop(old);
+  return 0;
+}
+
+int cc_list_insert(cc_dict *d, uint32_t i, const cc_msg *val) {
+  uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
+  if (!vb)
+    return CC_EARENAFULL;
+  lock(d);
+  dtab *t = tab(d);
+  uint32_t used = atomic_load(&t->used);
+  int r = 0;
+  if (i > used) {
+    r = CC_EEMPTY;
+  } else if (i == used && used < t->ecap) {
+    atomic_store(&ents(t)[used].val, vb);
+    atomic_store(&t->live, used + 1);
+    atomic_store(&t->used, used + 1); /* the commit */
+  } else {
+    dtab *n = rebuild(d, t, 1, UINT32_MAX, i);
+    if (!n) {
+      r = CC_EARENAFULL;
+    } else {
+      atomic_store(&ents(n)[i].val, vb);
+      atomic_store(&n->used, used + 1);
+      atomic_store(&n->live, used + 1);
+      atomic_store(&d->table, cc_arena_off(n)); /* the commit */
+      cc_arena_free(t);
+    }
+  }
+  unlock(d);
+  if (r)
+    cc_arena_free(cc_arena_ptr(vb));
+  return r;
+}
+
+int cc_list_pop(cc_dict *d, uint32_t i, cc_msg *out) {
+  lock(d);
+  dtab *t = tab(d);
+  uint32_t used = atomic_load(&t->used);
+  if (i >= used) {
+    unlock(d);
+    return CC_EEMPTY;
+  }
+  uint32_t vb = atomic_load(&ents(t)[i].val);
+  if (i + 1 == used) {
+    atomic_store(&t->used, used - 1); /* the commit */
+    atomic_store(&t->live, used - 1);
+  } else {
+    dtab *n = rebuild(d, t, 0, i, UINT32_MAX);
+    if (!n) {
+      unlock(d);
+      return CC_EARENAFULL;
+    }
+    atomic_store(&d->table, cc_arena_off(n)); /* the commit */
+    cc_arena_free(t);
+  }
+  unlock(d);
+  return blob_take(vb, out);
+}
+
+int cc_dict_snapshot(cc_dict *d, cc_snapshot *s) {
+  memset(s, 0, sizeof *s);
+  lock(d);
+  dtab *t = tab(d);
+  uint32_t live = atomic_load(&t->live), used = atomic_load(&t->used);
+  s->vals = calloc(live ? live : 1, sizeof *s->vals);
+  s->keys = d->is_list ? NULL : calloc(live ? live : 1, sizeof *s->keys);
+  int r = s->vals && (d->is_list || s->keys) ? 0 : CC_EARENAFULL;
+  for (uint32_t i = 0; !r && i < used && s->n < live; i++) {
+    dent *e = &ents(t)[i];
+    if (!d->is_list) {
+      uint32_t key = atomic_load(&e->key);
+      if (!key)
+        continue;
+      r = blob_copy(key, &s->keys[s->n]);
+    }
+    if (!r)
+      r = blob_copy(atomic_load(&e->val), &s->vals[s->n]);
+    if (!r)
+      s->n++;
+  }
+  unlock(d);
+  if (r)
+    cc_dict_snapshot_free(s);
+  return r;
+}
+
+void cc_dict_snapshot_free(cc_snapshot *s) {
+  for (uint32_t i = 0; i < s->n; i++) {
+    if (s->keys)
+      cc_msg_free(&s->keys[i]);
+    for (uint32_t k = 0; k < s->vals[i].nrefs; k++) {
+      cc_obj *o = cc_obj_from_off(s->vals[i].refs[k]);
+      if (o)
+        cc_obj_unref(o);
+    }
+    cc_msg_free(&s->vals[i]);
+  }
+  free(s->keys);
+  free(s->vals);
+  memset(s, 0, sizeof *s);
+}
