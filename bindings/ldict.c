@@ -113,6 +113,7 @@ static void fill_list(lua_State *L, cc_dict *d, int t) {
 }
 
 static int new_container(lua_State *L, int kind) {
+  lua_settop(L, 1); /* the optional table; the wrapper goes at 2 */
   cc_dict *d = cc__lcheck_alloc(L, cc_dict_new(kind));
   cc__lpush_obj(L, &d->hdr, 1);
   if (kind == CC_LIST)

@@ -1,0 +1,200 @@
+-- test_messages: Queue, JoinableQueue, SimpleQueue, Pipe and the codec.
+local concur = require "concur"
+local T = dofile("tests/lua/harness.lua")
+local bin = os.getenv("CONCUR") or "./build/concur"
+
+local function script(text)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+T.test("Queue: order, bounds, nowait, timeouts, nil", function()
+  local q = concur.Queue(2)
+  q:put(1); q:put(nil)
+  T.eq(q:qsize(), 2); T.eq(q:full(), true); T.eq(q:empty(), false)
+  T.raises("Full", q.put_nowait, q, 3)
+  T.raises("Full", q.put, q, 3, false)
+  local t0 = concur.time()
+  T.raises("Full", q.put, q, 3, true, 0.1)
+  local dt = concur.time() - t0
+  assert(dt >= 0.1 and dt < 0.15, "put timeout " .. dt)
+  T.eq(q:get(), 1)
+  T.eq(select("#", q:get()), 1, "nil is a value like any other")
+  T.raises("Empty", q.get_nowait, q)
+  t0 = concur.time()
+  local err = T.raises("Empty", q.get, q, true, 0.1)
+  dt = concur.time() - t0
+  assert(dt >= 0.1 and dt < 0.15, "get timeout " .. dt)
+  T.eq(tostring(err), "concur.Empty: queue is empty")
+  local u = concur.Queue()
+  for i = 1, 10000 do u:put(i) end
+  T.eq(u:qsize(), 10000); T.eq(u:full(), false)
+  for i = 1, 10000 do assert(u:get() == i) end
+  u:close()
+  local ok, e = pcall(u.put, u, 1)
+  T.eq(ok, false); assert(tostring(e):find("attempt to use a closed Queue"), tostring(e))
+end)
+
+T.test("Queue: 10 MB strings, and no feeder-thread pitfalls", function()
+  local q = concur.Queue()
+  local big = ("0123456789"):rep(1024 * 1024)
+  -- A child puts a big message and ends; joining it before the get does
+  -- not deadlock (it does in CPython), and nothing is lost.
+  local p = concur.Process{target = function() q:put(big) end}
+  p:start()
+  T.eq(p:join(10), true, "join before get returns")
+  T.eq(p.exitcode, 0)
+  T.eq(q:get() == big, true, "10 MB round trip")
+  -- A child terminated after its put: the message is there.
+  local done = concur.Event()
+  local t = concur.Process{target = function() q:put("kept"); done:set(); concur.sleep(60) end}
+  t:start()
+  done:wait()
+  t:terminate(); t:join()
+  T.eq(q:get(false), "kept")
+end)
+
+T.test("JoinableQueue and SimpleQueue", function()
+  local j = concur.JoinableQueue()
+  j:put("a"); j:put("b")
+  T.eq(j:join(0.05), false)
+  local c = concur.Process{target = function()
+    for _ = 1, 2 do j:get(); j:task_done() end
+  end}
+  c:start()
+  T.eq(j:join(10), true)
+  c:join()
+  T.raises("ValueError", j.task_done, j)
+  local s = concur.SimpleQueue()
+  T.eq(s:empty(), true)
+  s:put({x = 1})
+  T.eq(s:get().x, 1)
+  T.eq(s.qsize, nil, "SimpleQueue has no qsize")
+end)
+
+T.test("codec: values, cycles, functions, objects, Unsendable paths", function()
+  local q = concur.Queue()
+  local shared = {1}
+  local t = {a = shared, b = shared, [1.5] = "f", [true] = false, int = 3, float = 3.0,
+             big = math.maxinteger, neg = math.mininteger, s = "\0bin\255"}
+  t.me = t
+  q:put(t)
+  local r = q:get()
+  T.eq(r.a == r.b, true, "shared reference kept")
+  T.eq(r.me == r, true, "cycle kept")
+  T.eq(math.type(r.int), "integer"); T.eq(math.type(r.float), "float")
+  T.eq(r.big, math.maxinteger); T.eq(r.neg, math.mininteger)
+  T.eq(r[1.5], "f"); T.eq(r[true], false); T.eq(r.s, "\0bin\255")
+  q:put(0 / 0)
+  local nan = q:get()
+  T.eq(nan ~= nan, true, "NaN")
+  -- Functions: bytecode, upvalues copied by value, _ENV rebound.
+  local base = 10
+  local function add(x) return x + base + GLOBAL_IN_RECEIVER end
+  local rq = concur.Queue()
+  local p = concur.Process{target = function()
+    GLOBAL_IN_RECEIVER = 100
+    local f = q:get()
+    rq:put(f(1))
+  end}
+  p:start()
+  base = 20 -- copied by value at put: the sender's later change is not seen
+  q:put(add)
+  T.eq(rq:get(), 1 + 20 + 100)
+  p:join()
+  local function fact(n) return n <= 1 and 1 or n * fact(n - 1) end
+  q:put(fact); T.eq(q:get()(5), 120, "a recursive function")
+  q:put(string.format); T.eq(q:get()("%d", 7), "7", "library functions by name")
+  q:put(concur.sleep); T.eq(q:get(), concur.sleep)
+  -- Objects by handle, of any type.
+  local l, e, v = concur.Lock(), concur.Event(), concur.Value('i', 9)
+  q:put({l, e, v, l})
+  local o = q:get()
+  T.eq(o[1] == l and o[4] == l and o[2] == e, true)
+  T.eq(o[3].value, 9)
+  -- What cannot be sent says where it is.
+  local err = T.raises("Unsendable", q.put, q, {args = {1, {conn = io.stdout}}})
+  T.eq(err.message, "item.args[2].conn: userdata FILE*")
+  err = T.raises("Unsendable", q.put, q, {co = coroutine.create(print)})
+  T.eq(err.message, "item.co: thread")
+  local deep = {}
+  for _ = 1, 300 do deep = {deep} end
+  err = T.raises("Unsendable", q.put, q, deep)
+  assert(err.message:find("nested too deeply"), err.message)
+  local a, b = concur.Pipe()
+  err = T.raises("Unsendable", q.put, q, {a})
+  assert(err.message:find("through a Pipe, not through a Queue"), err.message)
+  T.eq(q:qsize(), 0, "nothing half-sent")
+end)
+
+T.test("Pipe: duplex, simplex, EOF, poll, bytes, maxlength", function()
+  local a, b = concur.Pipe()
+  a:send({1, 2}); T.eq(b:recv()[2], 2)
+  b:send("back"); T.eq(a:recv(), "back")
+  T.eq(a:poll(), false, "nothing to receive")
+  local t0 = concur.time()
+  T.eq(a:poll(0.1), false)
+  assert(concur.time() - t0 >= 0.1)
+  b:send(nil); T.eq(a:poll(0), true); T.eq(a:recv(), nil)
+  b:send_bytes("raw bytes"); T.eq(a:recv_bytes(), "raw bytes")
+  b:send_bytes("twelve bytes")
+  local ok, err = pcall(a.recv_bytes, a, 5)
+  T.eq(ok, false); assert(tostring(err):find("longer than maxlength"), tostring(err))
+  ok, err = pcall(a.recv, a)
+  assert(tostring(err):find("closed Connection"), tostring(err))
+  local r, w = concur.Pipe(false)
+  T.raises("ValueError", r.send, r, 1)
+  T.raises("ValueError", w.recv, w)
+  assert(r:fileno() >= 0 and w:fileno() ~= r:fileno())
+  -- EOF once every copy of the sending end is closed, in every process.
+  local p = concur.Process{target = function() r:close(); w:send("from child") end}
+  p:start(); p:join()
+  w:close()
+  T.eq(r:recv(), "from child")
+  T.raises("EOF", r.recv, r)
+  local big = ("x"):rep(10 * 1024 * 1024)
+  local c, d = concur.Pipe()
+  local q = concur.Process{target = function() d:send(big) end}
+  q:start()
+  T.eq(c:recv() == big, true, "10 MB through a pipe")
+  q:join()
+end)
+
+T.test("Pipe: a Connection sent through another Pipe", function()
+  local x, y = concur.Pipe()        -- parent <-> child, to hand over a Connection
+  local talk_parent, talk_child = concur.Pipe()
+  local p = concur.Process{target = function()
+    local conn = y:recv()           -- arrives with its descriptor (SCM_RIGHTS)
+    conn:send("hello through a passed connection")
+    os.exit(conn:recv() == "ack" and 0 or 1)
+  end}
+  p:start()
+  x:send(talk_child)
+  T.eq(talk_parent:recv(), "hello through a passed connection")
+  talk_parent:send("ack")
+  p:join()
+  T.eq(p.exitcode, 0)
+end)
+
+T.test("a full arena raises ArenaFull and the queue stays usable", function()
+  local cfg = os.tmpname()
+  local f = io.open(cfg, "w"); f:write("arena:\n  size: 8M\n"); f:close()
+  local path = script([[
+    local concur = require "concur"
+    local q = concur.Queue()
+    local chunk = ("x"):rep(100000)
+    local ok, err = pcall(function() for i = 1, 1000 do q:put(chunk) end end)
+    print(concur.is(err, "ArenaFull"), q:qsize() > 0)
+    while not q:empty() do q:get() end
+    q:put("still works")
+    print(q:get())]])
+  local code, out = T.sh(bin .. " run " .. path .. " --config " .. cfg)
+  T.eq(code, 0)
+  T.eq(out, "true\ttrue\nstill works\n")
+  os.remove(cfg); os.remove(path)
+end)
+
+T.done()

@@ -1,0 +1,182 @@
+-- test_shared: Value, Array, and the Manager's containers and classes.
+local concur = require "concur"
+local T = dofile("tests/lua/harness.lua")
+local bin = os.getenv("CONCUR") or "./build/concur"
+
+T.test("Value: every typecode, its range, its lock", function()
+  local cases = {
+    b = {-128, 127}, B = {0, 255}, h = {-32768, 32767}, H = {0, 65535},
+    i = {-2147483648, 2147483647}, I = {0, 4294967295},
+    l = {math.mininteger, math.maxinteger}, q = {math.mininteger, math.maxinteger},
+    L = {0, math.maxinteger}, Q = {0, math.maxinteger},
+  }
+  for code, r in pairs(cases) do
+    local v = concur.Value(code, r[1])
+    T.eq(v.value, r[1], code .. " min")
+    v.value = r[2]
+    T.eq(v.value, r[2], code .. " max")
+    if r[2] < math.maxinteger then T.raises("ValueError", function() v.value = r[2] + 1 end) end
+    if r[1] > math.mininteger then T.raises("ValueError", function() v.value = r[1] - 1 end) end
+    T.raises("ValueError", function() v.value = 0.5 end)
+    T.raises("ValueError", function() v.value = "1" end)
+  end
+  local f, d = concur.Value('f', 0.5), concur.Value('d', 1e300)
+  T.eq(f.value, 0.5); T.eq(d.value, 1e300)
+  local c = concur.Value('c', "x"); T.eq(c.value, "x")
+  T.raises("ValueError", function() c.value = "xy" end)
+  T.eq(pcall(concur.Value, 'z'), false)
+  local v = concur.Value('i', 1)
+  local lock = v:get_lock()
+  T.eq(lock:acquire(), true); lock:acquire(); lock:release(); lock:release() -- an RLock
+  do local _ <close> = v:hold(); v.value = v.value + 1 end
+  T.eq(v.value, 2)
+  T.raises("ValueError", concur.RawValue('i', 0).get_lock, concur.RawValue('i', 0))
+  T.raises("ValueError", concur.Value('i', 0, {lock = false}).acquire, concur.Value('i', 0, {lock = false}))
+  local mine = concur.Lock()
+  local w = concur.Value('i', 0, {lock = mine})
+  w:acquire(); T.eq(mine:locked(), true); w:release()
+  T.eq(tostring(concur.Value('i', 5)), "Value('i', 5)")
+end)
+
+T.test("Array: sizes, tables, strings, indexes, ipairs", function()
+  local a = concur.Array('i', 4)
+  T.eq(#a, 4); T.eq(a[1], 0); T.eq(a[5], nil); T.eq(a[0], nil)
+  a[4] = 7; T.eq(a[4], 7)
+  T.raises("ValueError", function() a[5] = 1 end)
+  T.raises("ValueError", function() a[0] = 1 end)
+  local b = concur.Array('d', {1.5, 2.5})
+  local sum = 0
+  for _, x in ipairs(b) do sum = sum + x end
+  T.eq(sum, 4.0)
+  T.eq(table.concat(concur.RawArray('h', {1, -2, 3}):totable(), ","), "1,-2,3")
+  local s = concur.Array('c', "hello")
+  T.eq(s.value, "hello"); T.eq(s[1], "h"); T.eq(#s, 5)
+  s.value = "hi"; T.eq(s.value, "hi")
+  T.raises("ValueError", function() s.value = "too long!" end)
+  T.raises("ValueError", function() return a.value end)
+  T.eq(pcall(concur.Array, 'i', "str"), false)
+  T.raises("ValueError", concur.Array, 'b', {1, 1000})
+  local p = concur.Process{target = function() for i = 1, #a do a[i] = i * 10 end end}
+  p:start(); p:join()
+  T.eq(table.concat(a:totable(), ","), "10,20,30,40")
+end)
+
+T.test("Manager dict: every operation, atomic incr and apply", function()
+  local m <close> = concur.Manager()
+  local d = m:dict{a = 1, b = "two"}
+  T.eq(d.a, 1); T.eq(d["b"], "two"); T.eq(#d, 2); T.eq(d:len(), 2)
+  d.c = {nested = {1, 2}}
+  T.eq(d.c.nested[2], 2)
+  d.a = nil
+  T.eq(d.a, nil); T.eq(#d, 2)
+  T.eq(d:get("zz", "default"), "default")
+  T.eq(d:pop("b"), "two"); T.eq(d:pop("b", 0), 0)
+  T.raises("ValueError", d.pop, d, "b")
+  d:update{x = 1, y = 2}
+  local keys = d:keys()
+  table.sort(keys)
+  T.eq(table.concat(keys, ","), "c,x,y")
+  T.eq(#d:values(), 3); T.eq(#d:items(), 3)
+  local n = 0
+  for k, v in pairs(d) do n = n + 1 end
+  T.eq(n, 3)
+  d[1] = "int key"; T.eq(d[1.0], "int key", "1.0 and 1 are one key, as in a table")
+  T.raises("ValueError", function() d[{}] = 1 end)
+  T.eq(d:incr("counter"), 1); T.eq(d:incr("counter", 5), 6)
+  T.raises("ValueError", d.incr, d, "c")
+  T.eq(d:apply("counter", function(v) return v * 10 end), 60)
+  local ok, err = pcall(d.apply, d, "counter", function() error("inside apply") end)
+  T.eq(ok, false); assert(tostring(err):find("inside apply"))
+  T.eq(d.counter, 60, "a failed apply changes nothing")
+  d.counter = 0
+  local ps = {}
+  for i = 1, 8 do
+    ps[i] = concur.Process{target = function() for _ = 1, 500 do d:incr("counter") end end}
+    ps[i]:start()
+  end
+  for _, p in ipairs(ps) do p:join() end
+  T.eq(d.counter, 4000, "incr is atomic across processes")
+  for i = 1, 2000 do d[i] = i * 2 end
+  T.eq(d[1999], 3998); T.eq(#d, 2000 + 4)
+  T.eq(d:totable()[10], 20)
+end)
+
+T.test("Manager list and Namespace", function()
+  local m <close> = concur.Manager()
+  local l = m:list{1, 2, 3}
+  l:append(4); l:extend{5, 6}; l:insert(1, 0)
+  T.eq(table.concat(l:totable(), ","), "0,1,2,3,4,5,6")
+  T.eq(l:pop(), 6); T.eq(l:pop(1), 0); T.eq(l[-1], nil); T.eq(l[1], 1)
+  l[2] = "two"; T.eq(l[2], "two")
+  T.raises("ValueError", function() l[99] = 1 end)
+  local count = 0
+  for i, v in ipairs(l) do count = count + 1 end
+  T.eq(count, #l)
+  local e = m:list()
+  T.raises("ValueError", e.pop, e)
+  local ns = m:Namespace{x = 1}
+  ns.y = "y"; ns.x = nil
+  T.eq(ns.x, nil); T.eq(ns.y, "y"); T.eq(#ns, 1)
+  local p = concur.Process{target = function() ns.z = "from a child"; l:append("child") end}
+  p:start(); p:join()
+  T.eq(ns.z, "from a child"); T.eq(l[#l], "child")
+  local lock, q, v = m:Lock(), m:Queue(), m:Value('i', 3)
+  T.eq(lock:acquire(), true); q:put(1); T.eq(q:get(), 1); T.eq(v.value, 3)
+  m:shutdown()
+  T.raises("ProcessError", m.dict, m)
+end)
+
+local Account = {}
+Account.__index = Account
+function Account.new(balance) return setmetatable({balance = balance}, Account) end
+function Account:deposit(n) self.balance = self.balance + n; return self.balance end
+function Account:both() return self.balance, "two values" end
+function Account:boom() error("insufficient funds") end
+
+T.test("custom manager: proxies across processes, RemoteError, shutdown", function()
+  local M = concur.Manager:extend()
+  M.register("Account", Account.new)
+  local m = M()
+  local acct = m:Account(100)
+  T.eq(acct:deposit(5), 105)
+  local b, s = acct:both()
+  T.eq(b, 105); T.eq(s, "two values")
+  -- The proxy travels through a queue to a process that did not inherit it.
+  local q = concur.Queue()
+  local p = concur.Process{target = function() q:get():deposit(10) end}
+  p:start()
+  q:put(acct)
+  p:join()
+  T.eq(p.exitcode, 0)
+  T.eq(acct:deposit(0), 115)
+  local err = T.raises("RemoteError", acct.boom, acct)
+  assert(err.message:find("insufficient funds"), err.message)
+  assert(err.remote_traceback:find("stack traceback"), err.remote_traceback)
+  err = T.raises("RemoteError", acct.nosuch, acct)
+  assert(err.message:find("no method 'nosuch'"), err.message)
+  local pid = m._server.pid
+  m:shutdown()
+  T.eq(concur._pid_alive(pid), false, "the server is gone after shutdown")
+  T.raises("ProcessError", acct.deposit, acct, 1)
+  T.raises("ProcessError", m.Account, m, 1)
+end)
+
+T.test("the manager's process is gone at the end of the run", function()
+  local path = os.tmpname() .. ".lua"
+  local f = io.open(path, "w")
+  f:write([[
+    local concur = require "concur"
+    local M = concur.Manager:extend()
+    M.register("Box", function(v) return {get = function(self) return v end} end)
+    local m = M()
+    print(m._server.pid, m:Box(7):get())]])
+  f:close()
+  local code, out = T.sh(bin .. " run " .. path)
+  T.eq(code, 0)
+  local pid, seven = out:match("^(%d+)\t(%d+)")
+  T.eq(seven, "7")
+  T.eq(concur._pid_alive(tonumber(pid)), false)
+  os.remove(path)
+end)
+
+T.done()
