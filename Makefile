@@ -5,12 +5,16 @@ DEBS := cmake make gcc pkg-config liblua5.4-dev lua5.4 libyaml-dev \
         libcmocka-dev libjansson-dev lua-socket lua-cjson procps util-linux
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build build-sanitize run test test-release test-sanitize install clean
+FUZZ_DEBS := clang libclang-rt-14-dev
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps fuzz-deps build build-sanitize run test test-release test-sanitize fuzz install clean
 
 all: build
 
-deps:
-	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+deps fuzz-deps: WANT = $(if $(filter fuzz-deps,$@),$(FUZZ_DEBS),$(DEBS))
+deps fuzz-deps:
+	@missing=$$(for p in $(WANT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:" $$missing; \
@@ -41,8 +45,17 @@ test-sanitize: build-sanitize
 	cd build-sanitize && ASAN_OPTIONS=abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
+# The codec's decoder under libFuzzer, with ASan and UBSan, for FUZZ_SECONDS.
+fuzz: deps fuzz-deps
+	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	  -DCONCUR_FUZZ=ON >/dev/null
+	@cmake --build build-fuzz --target fuzz_codec -j $(JOBS)
+	mkdir -p build-fuzz/corpus
+	./build-fuzz/tests/fuzz_codec -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  build-fuzz/corpus
+
 install: build
 	cmake --install build
 
 clean:
-	rm -rf build build-sanitize
+	rm -rf build build-sanitize build-fuzz
