@@ -130,8 +130,10 @@ static void send_frame(lua_State *L, conn *c, uint32_t raw, const cc_fds *fds) {
    * written in as few writes as the socket allows. */
   char *buf = lua_newuserdatauv(L, head + scratch.len, 0);
   memcpy(buf, &f, sizeof f);
-  memcpy(buf + sizeof f, scratch.refs, scratch.nrefs * sizeof(uint32_t));
-  memcpy(buf + head, scratch.data, scratch.len);
+  if (scratch.nrefs)
+    memcpy(buf + sizeof f, scratch.refs, scratch.nrefs * sizeof(uint32_t));
+  if (scratch.len)
+    memcpy(buf + head, scratch.data, scratch.len);
   write_all(L, c, buf, head + scratch.len, fds);
   lua_pop(L, 1);
 }
@@ -156,7 +158,8 @@ static int conn_send_bytes(lua_State *L) {
     scratch.data = d;
     scratch.cap = n;
   }
-  memcpy(scratch.data, s, n);
+  if (n)
+    memcpy(scratch.data, s, n);
   scratch.len = n;
   scratch.nrefs = 0;
   send_frame(L, c, RAW, NULL);

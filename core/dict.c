@@ -76,8 +76,10 @@ static uint32_t blob_new(const char *data, size_t len, const uint32_t *refs, uin
     return 0;
   b->len = (uint32_t)len;
   b->nrefs = nrefs;
-  memcpy(b + 1, refs, nrefs * sizeof(uint32_t));
-  memcpy((char *)(b + 1) + nrefs * sizeof(uint32_t), data, len);
+  if (nrefs)
+    memcpy(b + 1, refs, nrefs * sizeof(uint32_t));
+  if (len)
+    memcpy((char *)(b + 1) + nrefs * sizeof(uint32_t), data, len);
   return cc_arena_off(b);
 }
 
@@ -114,7 +116,8 @@ static int blob_copy(uint32_t off, cc_msg *out) {
     out->refs = r;
     out->refcap = b->nrefs;
   }
-  memcpy(out->data, blob_data(b), b->len);
+  if (b->len)
+    memcpy(out->data, blob_data(b), b->len);
   out->len = b->len;
   for (uint32_t i = 0; i < b->nrefs; i++) {
     out->refs[i] = blob_refs(b)[i];

@@ -54,6 +54,8 @@ static uint32_t count(uint64_t v) { return (uint32_t)(v >> 32); }
 static uint64_t pack(uint32_t n, uint32_t p) { return (uint64_t)n << 32 | p; }
 
 static void ring_write(cc_ring *r, uint32_t at, const void *src, size_t n) {
+  if (!n)
+    return;
   uint32_t i = at & (r->cap - 1);
   size_t first = r->cap - i < n ? r->cap - i : n;
   memcpy(bytes(r) + i, src, first);
@@ -61,6 +63,8 @@ static void ring_write(cc_ring *r, uint32_t at, const void *src, size_t n) {
 }
 
 static void ring_read(cc_ring *r, uint32_t at, void *dst, size_t n) {
+  if (!n)
+    return;
   uint32_t i = at & (r->cap - 1);
   size_t first = r->cap - i < n ? r->cap - i : n;
   memcpy(dst, bytes(r) + i, first);
