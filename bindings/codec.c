@@ -153,9 +153,16 @@ static void push_segment(enc *e, int key) {
 
 static void encode(enc *e, int idx);
 
-/* Tables and functions already met are sent as a REF to their id. */
+/* Tables and functions already met are sent as a REF to their id. The
+ * table of them is made at the first one: plain values need none. */
 static int seen_before(enc *e, int idx) {
   lua_State *L = e->L;
+  if (!e->seen) {
+    idx = lua_absindex(L, idx);
+    lua_newtable(L);
+    lua_replace(L, 2); /* the slot encode_all keeps for it */
+    e->seen = 2;
+  }
   lua_pushvalue(L, idx);
   if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
     put_byte(e, T_REF);
@@ -425,13 +432,13 @@ static void encode(enc *e, int idx) {
   }
 }
 
-/* encode_all(enc, n, values...), in a protected call. */
+/* encode_all(enc, n, values...), in a protected call; slot 2 (n) becomes
+ * the table of what was seen, when there is one. */
 static int encode_all(lua_State *L) {
   enc *e = lua_touserdata(L, 1);
   int first = 3, n = (int)lua_tointeger(L, 2);
   e->L = L;
-  lua_newtable(L);
-  e->seen = lua_gettop(L);
+  e->seen = 0;
   put_byte(e, VERSION);
   put_varint(e, (uint64_t)n);
   for (int i = 0; i < n; i++) {
@@ -460,27 +467,38 @@ void cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
   m->nrefs = 0;
   if (fds)
     fds->n = 0;
-  enc *e = lua_newuserdatauv(L, sizeof *e, 0);
-  memset(e, 0, sizeof *e);
+  /* The encoder's state is big (the path's segments): one is kept for
+   * reuse, and a nested encode (from a __concur_encode) makes its own. */
+  static enc cached;
+  static int busy;
+  enc *e = busy ? malloc(sizeof *e) : &cached;
+  if (!e)
+    luaL_error(L, "not enough memory to encode a message");
+  int mine = e == &cached;
+  busy |= mine;
   e->m = m;
   e->fds = fds;
   e->next_id = 0;
+  e->depth = 0;
   e->path[0] = root;
+  e->path[1] = NULL;
   e->path[MAX_DEPTH + 1] = root;
   luaL_checkstack(L, n + 4, "too many values to encode");
   lua_pushcfunction(L, encode_all);
-  lua_pushvalue(L, -2);
+  lua_pushlightuserdata(L, e);
   lua_pushinteger(L, n);
   for (int i = 0; i < n; i++)
     lua_pushvalue(L, idx + i);
   int st = lua_pcall(L, n + 2, 0, 0);
+  if (mine)
+    busy = 0;
+  else
+    free(e);
   if (st != LUA_OK) {
     cc__lmsg_unref(m);
     m->len = 0;
-    lua_remove(L, -2); /* the encoder */
     lua_error(L);
   }
-  lua_pop(L, 1);
 }
 
 /* ---------------------------------------------------------------- decode */
@@ -531,6 +549,11 @@ static size_t get_len(dec *d) {
 static void decode(dec *d);
 
 static void remember(dec *d) {
+  if (!d->refs) {
+    lua_newtable(d->L);
+    lua_replace(d->L, 2); /* the slot decode_all keeps for it */
+    d->refs = 2;
+  }
   lua_pushvalue(d->L, -1);
   lua_rawseti(d->L, d->refs, d->next_id++);
 }
@@ -668,7 +691,7 @@ static void decode(dec *d) {
     break;
   case T_REF: {
     uint64_t id = get_varint(d);
-    if (id >= (uint64_t)d->next_id)
+    if (id >= (uint64_t)d->next_id || !d->refs)
       corrupt(d, "a reference to nothing met before");
     lua_rawgeti(L, d->refs, (lua_Integer)id);
     break;
@@ -699,17 +722,19 @@ static void decode(dec *d) {
   d->depth--;
 }
 
+/* decode_all(dec): slot 2 becomes the table of tables and functions met,
+ * when there is one. */
 static int decode_all(lua_State *L) {
   dec *d = lua_touserdata(L, 1);
   d->L = L;
-  lua_settop(L, 1);
-  lua_newtable(L);
-  d->refs = 2;
+  lua_settop(L, 2);
+  d->refs = 0;
   if (get_byte(d) != VERSION)
     corrupt(d, "an unknown version");
   uint64_t n = get_varint(d);
   if (n > (uint64_t)(d->end - d->p))
     corrupt(d, "more values than bytes");
+  luaL_checkstack(L, (int)n + 4, "too many values in a message");
   for (uint64_t i = 0; i < n; i++)
     decode(d);
   if (d->p != d->end)
@@ -719,27 +744,28 @@ static int decode_all(lua_State *L) {
 
 int cc__ldecode(lua_State *L, const cc_msg *m, const cc_fds *fds) {
   int base = lua_gettop(L);
-  dec *d = lua_newuserdatauv(L, sizeof *d + m->nrefs, 0);
-  memset(d, 0, sizeof *d + m->nrefs);
-  d->start = d->p = (const unsigned char *)m->data;
-  d->end = d->p + m->len;
-  d->m = m;
-  d->fds = fds;
-  d->adopted = (uint8_t *)(d + 1);
+  uint8_t small[64];
+  uint8_t *adopted = m->nrefs <= sizeof small ? small : malloc(m->nrefs);
+  if (!adopted)
+    return luaL_error(L, "not enough memory to decode a message");
+  memset(adopted, 0, m->nrefs);
+  dec d = {.start = (const unsigned char *)m->data, .m = m, .fds = fds,
+           .adopted = adopted};
+  d.p = d.start;
+  d.end = d.p + m->len;
   lua_pushcfunction(L, decode_all);
-  lua_pushvalue(L, -2);
+  lua_pushlightuserdata(L, &d);
   int st = lua_pcall(L, 1, LUA_MULTRET, 0);
   /* References no wrapper took over are dropped: nothing leaks. */
   for (uint32_t i = 0; i < m->nrefs; i++)
-    if (!d->adopted[i]) {
+    if (!adopted[i]) {
       cc_obj *o = cc_obj_from_off(m->refs[i]);
       if (o)
         cc_obj_unref(o);
     }
-  if (st != LUA_OK) {
-    lua_remove(L, base + 1);
+  if (adopted != small)
+    free(adopted);
+  if (st != LUA_OK)
     return lua_error(L);
-  }
-  lua_remove(L, base + 1);
   return lua_gettop(L) - base;
 }

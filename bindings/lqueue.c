@@ -10,11 +10,10 @@
 static cc_msg scratch;
 
 static cc_queue *check_queue(lua_State *L, int idx) {
-  cc_obj *o = cc__ltest_obj(L, idx, "JoinableQueue");
-  if (!o)
-    o = cc__ltest_obj(L, idx, "SimpleQueue");
-  if (!o)
-    o = cc__lcheck_obj(L, idx, "Queue");
+  cc_obj *o = cc__ltest_obj(L, idx, NULL);
+  if (!o || !(cc_obj_is(o, &cc_queue_type) || cc_obj_is(o, &cc_jqueue_type) ||
+              cc_obj_is(o, &cc_squeue_type)))
+    o = cc__lcheck_obj(L, idx, "Queue"); /* raises the right error */
   return (cc_queue *)o;
 }
 

@@ -13,11 +13,15 @@ const cc_type cc_lock_type = {"Lock", sizeof(cc_lock), NULL};
 const cc_type cc_rlock_type = {"RLock", sizeof(cc_lock), NULL};
 
 static _Thread_local int cached_tid;
+static int cached_pid;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* Whoever forks (concur, a test, a library), the child must not go on with
- * its parent's id: it would own the parent's locks. */
-static void forget_tid(void) { cached_tid = 0; }
+ * its parent's ids: it would own the parent's locks. */
+static void forget_tid(void) {
+  cached_tid = 0;
+  cached_pid = 0;
+}
 static void register_atfork(void) { pthread_atfork(NULL, NULL, forget_tid); }
 
 int cc_tid(void) {
@@ -28,7 +32,16 @@ int cc_tid(void) {
   return cached_tid;
 }
 
-void cc__tid_reset(void) { cached_tid = 0; }
+/* getpid() is a system call in glibc: cached like the tid. */
+static int my_pid(void) {
+  if (!cached_pid) {
+    pthread_once(&atfork_once, register_atfork);
+    cached_pid = getpid();
+  }
+  return cached_pid;
+}
+
+void cc__tid_reset(void) { forget_tid(); }
 
 int cc__tid_alive(int tid) {
   char path[64], buf[256];
@@ -62,7 +75,7 @@ void cc_lock_init(cc_lock *l, int recursive) {
 }
 
 static void owned(cc_lock *l) {
-  atomic_store_explicit(&l->owner_pid, getpid(), memory_order_relaxed);
+  atomic_store_explicit(&l->owner_pid, my_pid(), memory_order_relaxed);
   l->count = 1;
 }
 
@@ -76,6 +89,16 @@ int cc_lock_acquire(cc_lock *l, int64_t deadline) {
   if (l->recursive && (w & CC_LOCK_TID) == me) {
     l->count++;
     return 0;
+  }
+  /* A holder usually lets go within a few hundred nanoseconds: spin a
+   * little before sleeping in the kernel. */
+  for (int spin = 0; spin < CC_SPIN; spin++) {
+    w = atomic_load_explicit(&l->word, memory_order_relaxed);
+    if (w == 0 && atomic_compare_exchange_weak(&l->word, &w, me)) {
+      owned(l);
+      return 0;
+    }
+    cc_cpu_relax();
   }
   /* A holder that died is looked for after 1 ms of waiting, then after
    * 2, 4, ... up to the wait slice: quickly after a kill, rarely otherwise. */

@@ -175,6 +175,17 @@ static int grow(cc_queue *q, cc_ring *r, size_t need) {
   return 0;
 }
 
+/* Looks at seq a little while before the caller sleeps: the other side is
+ * often about to move. True when it moved. */
+static int spin_for(_Atomic uint32_t *seq, uint32_t seen) {
+  for (int i = 0; i < CC_SPIN; i++) {
+    if (atomic_load_explicit(seq, memory_order_acquire) != seen)
+      return 1;
+    cc_cpu_relax();
+  }
+  return 0;
+}
+
 static int lock(cc_queue *q, int64_t deadline) {
   int r = cc_lock_acquire(&q->lock, deadline);
   return r == CC_EOWNERDEAD ? 0 : r;
@@ -224,6 +235,8 @@ int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline) {
       return 0;
     }
     unlock(q);
+    if (spin_for(&q->get_seq, seen))
+      continue;
     atomic_fetch_add(&q->put_waiters, 1);
     r = cc_futex_wait(&q->get_seq, seen, deadline);
     atomic_fetch_sub(&q->put_waiters, 1);
@@ -284,6 +297,8 @@ int cc_queue_get(cc_queue *q, cc_msg *m, int64_t deadline) {
       return 0;
     }
     unlock(q);
+    if (spin_for(&q->put_seq, seen))
+      continue;
     atomic_fetch_add(&q->get_waiters, 1);
     r = cc_futex_wait(&q->put_seq, seen, deadline);
     atomic_fetch_sub(&q->get_waiters, 1);

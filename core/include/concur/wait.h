@@ -47,6 +47,17 @@ void cc_interrupt_clear(void);
  * (interrupt set between its check and the syscall, a holder that died). */
 #define CC_WAIT_SLICE_NS 100000000LL
 
+/* How many times a waiter looks again before it sleeps in the kernel, and
+ * the pause between looks. */
+#define CC_SPIN 200
+static inline void cc_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 /* Called around every futex wait with the word waited on (begin = 1) and
  * after it (begin = 0): the hook for tracing and deadlock detection. */
 typedef void (*cc_wait_hook)(const void *word, int begin);
