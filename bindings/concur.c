@@ -7,11 +7,13 @@
 #include <stdlib.h>
 
 #include "manager_lua.h"
+#include "thread_lua.h"
 
 void cc__lset_metrics_path(const char *path);
 void cc__linstall_sigint(lua_State *L);
+void cc__lset_switch_interval(int n);
 
-static cc_lhost host = {(size_t)256 << 20, 512, 1.0, NULL};
+static cc_lhost host = {(size_t)256 << 20, 512, 1.0, NULL, 1000};
 static int hosted;
 
 void cc_lhost_configure(const cc_lhost *h) {
@@ -45,6 +47,7 @@ int luaopen_concur(lua_State *L) {
   runtime(L);
   cc__lset_time_scale(host.time_scale);
   cc__lset_metrics_path(host.metrics_path);
+  cc__lset_switch_interval((int)host.switch_interval);
   lua_newtable(L);
   cc__open_error(L);
   cc__open_lock(L);
@@ -57,7 +60,14 @@ int luaopen_concur(lua_State *L) {
   cc__open_pipe(L);
   cc__open_shm(L);
   cc__open_dict(L);
+  cc__open_thread(L);
   cc__open_runtime(L);
+  /* Thread is Lua, on top of lthread.c's handles. */
+  if (luaL_loadbufferx(L, (const char *)thread_lua, sizeof thread_lua, "=thread", "t"))
+    lua_error(L);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 1);
+  lua_setfield(L, -2, "Thread");
   /* The Manager is Lua, on top of the rest; it returns the class and the
    * decoder of its proxies. */
   if (luaL_loadbufferx(L, (const char *)manager_lua, sizeof manager_lua, "=manager", "t"))

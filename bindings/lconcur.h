@@ -71,6 +71,12 @@ void cc__open_queue(lua_State *L);
 void cc__open_pipe(lua_State *L);
 void cc__open_shm(lua_State *L);
 void cc__open_dict(lua_State *L);
+void cc__open_thread(lua_State *L);
+/* Threads: joined at the end of a process; reset in a new child. */
+int cc__ljoin_threads(lua_State *L);
+void cc__lthreads_after_fork(lua_State *L);
+/* The interpreter hook's normal setting, after Ctrl-C took it over. */
+void cc__lhook_restore(lua_State *L);
 void cc__open_runtime(lua_State *L);
 
 /* The host's settings passed to the module before luaopen_concur. */
@@ -79,6 +85,7 @@ typedef struct cc_lhost {
   unsigned max_processes;
   double time_scale;
   const char *metrics_path; /* where concur.report appends; NULL: nowhere */
+  unsigned switch_interval;  /* VM instructions between GIL checks */
 } cc_lhost;
 /* Called by the host before luaopen_concur (and not by a stock lua5.4, where
  * the defaults and the CONCUR_* environment apply). */

@@ -272,6 +272,7 @@ static int msgh(lua_State *L) {
 
 /* The life of a child: run, report an error as CPython does, finish. */
 static _Noreturn void child_main(lua_State *L, int self) {
+  cc__lthreads_after_fork(L);
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, CHILDREN_KEY);
   lua_pushvalue(L, self);
@@ -480,7 +481,9 @@ static int l_active_children(lua_State *L) {
 }
 
 int cc_lfinish(lua_State *L) {
-  int r = cc_proc_finish_children();
+  int r = cc__ljoin_threads(L);
+  if (r == 0)
+    r = cc_proc_finish_children();
   if (r == 0) {
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, CHILDREN_KEY);

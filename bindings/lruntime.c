@@ -1,5 +1,6 @@
 /* lruntime - concur's functions: sleep, time, cpu_count, getpid, params, report */
 #include "concur/error.h"
+#include "concur/gil.h"
 #include "concur/lock.h"
 #include "concur/proc.h"
 #include "concur/wait.h"
@@ -101,21 +102,27 @@ static int l_report(lua_State *L) {
   return 0;
 }
 
-/* Ctrl-C: set the interrupt flag (every wait returns) and make the running
- * Lua code stop at its next instruction, as lua.c does. */
-static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+/* The interpreter's hook: Ctrl-C stops the running Lua code at its next
+ * instruction (as lua.c does), and a waiting thread gets the GIL. */
+static volatile sig_atomic_t interrupt_pending;
+
+void cc__lhook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  lua_sethook(L, NULL, 0, 0);
-  cc_interrupt_clear();
-  cc__lraise(L, "Interrupted", "interrupted (Ctrl-C)");
+  if (interrupt_pending && L == sig_state) {
+    interrupt_pending = 0;
+    cc__lhook_restore(L);
+    cc_interrupt_clear();
+    cc__lraise(L, "Interrupted", "interrupted (Ctrl-C)");
+  }
+  cc_gil_check();
 }
 
 static void on_sigint(int sig) {
-  cc_interrupt();
-  if (sig_state)
-    lua_sethook(sig_state, interrupt_hook,
-                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   (void)sig;
+  cc_interrupt();
+  interrupt_pending = 1;
+  if (sig_state)
+    lua_sethook(sig_state, cc__lhook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 void cc__linstall_sigint(lua_State *L) {

@@ -71,6 +71,13 @@ int cc_futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline) {
   return 0; /* EAGAIN: the value had changed already */
 }
 
+int cc_futex_wait_plain(_Atomic uint32_t *word, uint32_t expect, int64_t deadline) {
+  struct timespec ts = to_ts(deadline);
+  long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expect,
+                   deadline == CC_FOREVER ? NULL : &ts, NULL, FUTEX_BITSET_MATCH_ANY);
+  return r != 0 && errno == ETIMEDOUT ? CC_ETIMEDOUT : 0;
+}
+
 void cc_futex_wake(_Atomic uint32_t *word, int n) {
   syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
@@ -83,7 +90,13 @@ int cc_wait_fds(struct pollfd *fds, int n, int64_t deadline) {
     int sliced;
     int64_t end = slice_end(deadline, now, &sliced);
     int ms = end <= now ? 0 : (int)((end - now + 999999) / 1000000);
+    if (ms && hook)
+      hook(NULL, 1);
     int r = poll(fds, (nfds_t)n, ms);
+    int e = errno;
+    if (ms && hook)
+      hook(NULL, 0);
+    errno = e;
     if (r > 0)
       return r;
     if (r < 0 && errno != EINTR)
@@ -108,7 +121,11 @@ int cc_sleep_until(int64_t deadline) {
       return 0;
     int sliced;
     struct timespec ts = to_ts(slice_end(deadline, now, &sliced));
+    if (hook)
+      hook(NULL, 1);
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+    if (hook)
+      hook(NULL, 0);
   }
 }
 

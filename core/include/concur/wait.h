@@ -22,6 +22,9 @@ int64_t cc_deadline(double seconds);
  * Returns 0 (woken or the value changed: re-check), CC_WAIT_SLICE,
  * CC_ETIMEDOUT or CC_EINTR. The word may be shared between processes. */
 int cc_futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline);
+/* The same with no hook and no interrupt: for the GIL, which decides who
+ * runs and must be taken whatever happens. 0 or CC_ETIMEDOUT. */
+int cc_futex_wait_plain(_Atomic uint32_t *word, uint32_t expect, int64_t deadline);
 /* Wakes up to n waiters of word (INT32_MAX: all). */
 void cc_futex_wake(_Atomic uint32_t *word, int n);
 
@@ -58,8 +61,9 @@ static inline void cc_cpu_relax(void) {
 #endif
 }
 
-/* Called around every futex wait with the word waited on (begin = 1) and
- * after it (begin = 0): the hook for tracing and deadlock detection. */
+/* Called around every wait that may sleep (futexes, descriptors, sleeps)
+ * with the word waited on, or NULL (begin = 1), and after it (begin = 0):
+ * the hook for the GIL, tracing and deadlock detection. */
 typedef void (*cc_wait_hook)(const void *word, int begin);
 void cc_wait_set_hook(cc_wait_hook hook);
 

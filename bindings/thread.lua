@@ -1,0 +1,109 @@
+-- thread - concur.Thread and friends, on the handles of lthread.c. Embedded
+-- in the module; called with it.
+local concur = ...
+
+local Thread = {}
+Thread.__name = "concur.Thread"
+local counter = 0
+local by_handle = setmetatable({}, {__mode = "k"})
+local main
+
+local function class_index(cls)
+  return function(self, k)
+    if k == "ident" then
+      local h = rawget(self, "_handle")
+      if h then return h:ident() end
+      return rawget(self, "_ident")
+    end
+    return cls[k]
+  end
+end
+
+local function construct(cls, t)
+  if t ~= nil and type(t) ~= "table" then
+    concur.error("ValueError", "Thread takes a table of fields: Thread{target = f, args = {...}}")
+  end
+  local self = setmetatable({}, cls.__instance)
+  for k, v in pairs(t or {}) do self[k] = v end
+  if self.target ~= nil and type(self.target) ~= "function" and not (getmetatable(self.target) or {}).__call then
+    concur.error("ValueError", "target must be a function")
+  end
+  if self.args ~= nil and type(self.args) ~= "table" then
+    concur.error("ValueError", "args must be a table")
+  end
+  if self.name == nil then
+    counter = counter + 1
+    self.name = "Thread-" .. counter
+  end
+  if self.daemon == nil then self.daemon = concur.current_thread().daemon end
+  return self
+end
+
+local function make_class(parent)
+  local cls = setmetatable({}, {__index = parent, __call = construct})
+  cls.__instance = {__index = class_index(cls), __name = "concur.Thread",
+                    __tostring = function(t) return cls.__tostring_of(t) end}
+  return cls
+end
+
+function Thread:extend() return make_class(self) end
+
+function Thread:run()
+  if self.target then self.target(table.unpack(self.args or {}, 1, (self.args or {}).n)) end
+end
+
+function Thread:start()
+  if rawget(self, "_handle") or self == main then
+    concur.error("ValueError", "threads can only be started once")
+  end
+  local h = concur._thread_start(function() self:run() end, self.name, self.daemon and true or false)
+  rawset(self, "_handle", h)
+  by_handle[h] = self
+  return self
+end
+
+function Thread:join(timeout)
+  local h = rawget(self, "_handle")
+  if not h then concur.error("ValueError", "cannot join a thread before it is started") end
+  return h:join(timeout)
+end
+
+function Thread:is_alive()
+  if self == main then return true end
+  local h = rawget(self, "_handle")
+  return h ~= nil and h:is_alive()
+end
+
+function Thread.__tostring_of(t)
+  local state = t == main and "started" or (rawget(t, "_handle") and (t:is_alive() and "started" or "stopped") or "initial")
+  return ("<Thread(%s, %s%s)>"):format(t.name, state, t.daemon and " daemon" or "")
+end
+
+local Base = make_class(nil)
+for k, v in pairs(Thread) do Base[k] = v end
+Base.__instance.__index = class_index(Base)
+
+function concur.main_thread()
+  if not main then
+    main = setmetatable({name = "MainThread", daemon = false, _ident = concur.getpid()}, Base.__instance)
+  end
+  return main
+end
+
+function concur.current_thread()
+  local h = concur._thread_current()
+  if not h then return concur.main_thread() end
+  return by_handle[h] or concur.main_thread()
+end
+
+function concur.enumerate()
+  local list = {concur.main_thread()}
+  for _, h in ipairs(concur._threads()) do
+    if by_handle[h] then list[#list + 1] = by_handle[h] end
+  end
+  return list
+end
+
+function concur.active_count() return #concur.enumerate() end
+
+return Base

@@ -1,0 +1,101 @@
+/* gil - the global interpreter lock of a process's threads */
+#include "concur/gil.h"
+#include "concur/error.h"
+#include "concur/wait.h"
+
+#include <stdatomic.h>
+
+static _Atomic uint32_t word;     /* 1 while held */
+static _Atomic uint32_t waiters;
+static _Atomic uint32_t drop;     /* a waiter asks the holder to let go */
+static _Atomic uint32_t switches; /* bumped at every take */
+static _Atomic uint32_t yielders; /* holders waiting for a switch to happen */
+static int enabled, frozen;
+static int64_t interval = 5000000;
+static _Thread_local int held;
+static _Thread_local int released_for_wait;
+
+int cc_gil_enabled(void) { return enabled; }
+int cc_gil_held(void) { return held; }
+
+static void taken(void) {
+  held = 1;
+  atomic_store(&drop, 0);
+  atomic_fetch_add(&switches, 1);
+  if (atomic_load(&yielders))
+    cc_futex_wake(&switches, INT32_MAX);
+}
+
+void cc_gil_acquire(void) {
+  uint32_t z = 0;
+  if (atomic_compare_exchange_strong(&word, &z, 1)) {
+    taken();
+    return;
+  }
+  atomic_fetch_add(&waiters, 1);
+  for (;;) {
+    z = 0;
+    if (atomic_compare_exchange_strong(&word, &z, 1))
+      break;
+    int r = cc_futex_wait_plain(&word, 1, cc_now() + interval);
+    if (r == CC_ETIMEDOUT && atomic_load(&word) == 1)
+      atomic_store(&drop, 1); /* waited a whole interval: ask for it */
+  }
+  atomic_fetch_sub(&waiters, 1);
+  taken();
+}
+
+void cc_gil_release(void) {
+  held = 0;
+  atomic_store(&word, 0);
+  if (atomic_load(&waiters))
+    cc_futex_wake(&word, 1);
+}
+
+void cc_gil_enable(int64_t switch_interval_ns) {
+  if (enabled)
+    return;
+  if (switch_interval_ns > 0)
+    interval = switch_interval_ns;
+  enabled = 1;
+  cc_gil_acquire();
+  cc_wait_set_hook(cc_gil_wait_hook);
+}
+
+void cc_gil_check(void) {
+  if (!enabled || !held || frozen || !atomic_load_explicit(&drop, memory_order_relaxed))
+    return;
+  uint32_t sn = atomic_load(&switches);
+  atomic_fetch_add(&yielders, 1);
+  cc_gil_release();
+  /* Forced switching: wait (a little) until another thread took it. */
+  int64_t until = cc_now() + interval;
+  while (atomic_load(&switches) == sn && atomic_load(&waiters) > 0 && cc_now() < until)
+    cc_futex_wait_plain(&switches, sn, until);
+  atomic_fetch_sub(&yielders, 1);
+  cc_gil_acquire();
+}
+
+void cc_gil_after_fork(void) {
+  atomic_store(&word, enabled ? 1 : 0);
+  atomic_store(&waiters, 0);
+  atomic_store(&drop, 0);
+  atomic_store(&yielders, 0);
+  held = enabled;
+  released_for_wait = 0;
+}
+
+void cc_gil_freeze(void) { frozen = 1; }
+
+void cc_gil_wait_hook(const void *w, int begin) {
+  (void)w;
+  if (!enabled || frozen)
+    return;
+  if (begin && held) {
+    released_for_wait = 1;
+    cc_gil_release();
+  } else if (!begin && released_for_wait) {
+    released_for_wait = 0;
+    cc_gil_acquire();
+  }
+}
