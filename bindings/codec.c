@@ -20,7 +20,8 @@
  * Lua functions travel as bytecode (with debug info, for tracebacks), signed
  * with the run's secret (SipHash-2-4), and their upvalues by value; _ENV is
  * rebound to the receiver's globals. C functions travel by their name in
- * package.loaded. Arena objects travel by handle (an index into the
+ * package.loaded, and so do loaded modules (a function that uses `concur`
+ * or `math` as an upvalue sends their names). Arena objects travel by handle (an index into the
  * message's refs), whatever their type, so a new primitive needs no codec
  * change. The decoder checks every length against what is left, and loads
  * bytecode only when its signature is right: bytes from outside the run
@@ -30,7 +31,7 @@
 enum {
   VERSION = 1,
   T_NIL = 0, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_FUNC,
-  T_CFUNC, T_OBJ, T_CONN, T_CUSTOM, T_END
+  T_CFUNC, T_OBJ, T_CONN, T_CUSTOM, T_END, T_MODULE
 };
 
 #define MAX_DEPTH 200
@@ -177,8 +178,35 @@ static int seen_before(enc *e, int idx) {
   return 0;
 }
 
+/* The name of a loaded module (package.loaded[name] == the table), or NULL:
+ * modules (string, math, concur, ...) travel by name, not by value. */
+static const char *module_name(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  const char *name = NULL;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_rawequal(L, -1, idx) && lua_type(L, -2) == LUA_TSTRING) {
+      name = lua_tostring(L, -2); /* alive in package.loaded */
+      lua_pop(L, 2);
+      break;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return name;
+}
+
 static void encode_table(enc *e, int idx) {
   lua_State *L = e->L;
+  const char *mod = module_name(L, idx);
+  if (mod) {
+    size_t n = strlen(mod);
+    put_byte(e, T_MODULE);
+    put_varint(e, n);
+    put(e, mod, n);
+    return;
+  }
   if (seen_before(e, idx))
     return;
   if (lua_getmetatable(L, idx)) {
@@ -716,6 +744,17 @@ static void decode(dec *d) {
   case T_CUSTOM:
     decode_named(d, 1);
     break;
+  case T_MODULE: {
+    size_t n = get_len(d);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushlstring(L, (const char *)d->p, n);
+    d->p += n;
+    if (lua_rawget(L, -2) != LUA_TTABLE)
+      cc__lraise(L, "ValueError", "the module %s is not loaded in this process",
+                 lua_tostring(L, -1));
+    lua_remove(L, -2);
+    break;
+  }
   default:
     corrupt(d, "an unknown tag");
   }

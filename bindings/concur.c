@@ -8,12 +8,13 @@
 
 #include "manager_lua.h"
 #include "thread_lua.h"
+#include "pool_lua.h"
 
 void cc__lset_metrics_path(const char *path);
 void cc__linstall_sigint(lua_State *L);
 void cc__lset_switch_interval(int n);
 
-static cc_lhost host = {(size_t)256 << 20, 512, 1.0, NULL, 1000};
+static cc_lhost host = {(size_t)256 << 20, 512, 1.0, NULL, 1000, 0};
 static int hosted;
 
 void cc_lhost_configure(const cc_lhost *h) {
@@ -62,6 +63,16 @@ int luaopen_concur(lua_State *L) {
   cc__open_dict(L);
   cc__open_thread(L);
   cc__open_runtime(L);
+  if (host.pool_processes) {
+    lua_pushinteger(L, host.pool_processes);
+    lua_setfield(L, -2, "_pool_processes");
+  }
+  /* Pool is Lua, on Pipes and Processes. */
+  if (luaL_loadbufferx(L, (const char *)pool_lua, sizeof pool_lua, "=pool", "t"))
+    lua_error(L);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 1);
+  lua_setfield(L, -2, "Pool");
   /* Thread is Lua, on top of lthread.c's handles. */
   if (luaL_loadbufferx(L, (const char *)thread_lua, sizeof thread_lua, "=thread", "t"))
     lua_error(L);

@@ -86,6 +86,7 @@ typedef struct cc_lhost {
   double time_scale;
   const char *metrics_path; /* where concur.report appends; NULL: nowhere */
   unsigned switch_interval;  /* VM instructions between GIL checks */
+  unsigned pool_processes;   /* 0: cpu_count() */
 } cc_lhost;
 /* Called by the host before luaopen_concur (and not by a stock lua5.4, where
  * the defaults and the CONCUR_* environment apply). */

@@ -5,6 +5,7 @@
 #include "lconcur.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,6 +285,53 @@ static int conn_poll(lua_State *L) {
   return 1;
 }
 
+/* concur.wait(connections, [timeout]): those that are ready to receive (or
+ * at EOF), as multiprocessing.connection.wait. No timeout waits forever. */
+static int l_wait(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int n = (int)luaL_len(L, 1);
+  int64_t dl = cc__ldeadline(L, 2);
+  struct pollfd *fds = lua_newuserdatauv(L, sizeof *fds * (size_t)(n ? n : 1), 0);
+  for (int i = 0; i < n; i++) {
+    lua_geti(L, 1, i + 1);
+    fds[i].fd = check_conn(L, -1)->fd;
+    fds[i].events = POLLIN;
+    fds[i].revents = 0;
+    lua_pop(L, 1);
+  }
+  lua_newtable(L);
+  if (n == 0)
+    return 1;
+  int r = cc_wait_fds(fds, n, dl);
+  if (r == CC_EINTR)
+    return cc__lraise_code(L, r, NULL);
+  for (int i = 0, k = 0; r > 0 && i < n; i++)
+    if (fds[i].revents) {
+      lua_geti(L, 1, i + 1);
+      lua_rawseti(L, -2, ++k);
+    }
+  return 1;
+}
+
+/* concur.Descriptor(fd): a copy (dup) of any descriptor, to send through a
+ * Pipe or to a pool task; the receiver's detach() gives it to a library. */
+static int l_descriptor(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0)
+    return cc__lraise(L, "OSError", "cannot copy descriptor %d: %s", fd, strerror(errno));
+  push_conn(L, d, 0);
+  return 1;
+}
+
+/* conn:detach() -> the descriptor, which the Connection no longer closes. */
+static int conn_detach(lua_State *L) {
+  conn *c = check_conn(L, 1);
+  lua_pushinteger(L, c->fd);
+  c->fd = -1;
+  return 1;
+}
+
 static int conn_fileno(lua_State *L) {
   lua_pushinteger(L, check_conn(L, 1)->fd);
   return 1;
@@ -302,7 +350,7 @@ static int conn_tostring(lua_State *L) {
   if (c->fd < 0)
     lua_pushliteral(L, "Connection(closed)");
   else
-    lua_pushfstring(L, "Connection(fd=%d, %s)", c->fd,
+    lua_pushfstring(L, c->flags ? "Connection(fd=%d, %s)" : "Descriptor(fd=%d)", c->fd,
                     c->flags == (READABLE | WRITABLE) ? "duplex"
                     : c->flags == READABLE            ? "receives"
                                                       : "sends");
@@ -313,7 +361,8 @@ static const luaL_Reg methods[] = {
     {"send", conn_send},         {"recv", conn_recv},
     {"send_bytes", conn_send_bytes}, {"recv_bytes", conn_recv_bytes},
     {"poll", conn_poll},         {"fileno", conn_fileno},
-    {"close", conn_close},       {NULL, NULL}};
+    {"close", conn_close},       {"detach", conn_detach},
+    {NULL, NULL}};
 
 static const luaL_Reg meta[] = {{"__gc", conn_close},
                                 {"__close", conn_close},
@@ -329,4 +378,8 @@ void cc__open_pipe(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_pipe);
   lua_setfield(L, -2, "Pipe");
+  lua_pushcfunction(L, l_wait);
+  lua_setfield(L, -2, "wait");
+  lua_pushcfunction(L, l_descriptor);
+  lua_setfield(L, -2, "Descriptor");
 }

@@ -82,7 +82,7 @@ static int runner(const run_opts *o) {
   }
   luaL_openlibs(L);
   cc_lhost h = {o->cfg.arena_size, o->cfg.max_processes, o->cfg.time_scale,
-                o->metrics, o->cfg.switch_interval};
+                o->metrics, o->cfg.switch_interval, o->cfg.pool_processes};
   cc_lhost_configure(&h);
   luaL_requiref(L, "concur", luaopen_concur, 0);
   lua_getfield(L, -1, "params");
