@@ -1,0 +1,105 @@
+-- test_pool: every method of Pool and AsyncResult, failures and workers.
+local concur = require "concur"
+local T = dofile("tests/lua/harness.lua")
+
+T.test("apply, apply_async, map, starmap, imap, imap_unordered", function()
+  local pool <close> = concur.Pool{processes = 3}
+  T.eq(pool:apply(function(a, b) return a * b end, {6, 7}), 42)
+  local r = pool:apply_async(function(x) return x + 1 end, {1})
+  T.eq(r:get(5), 2); T.eq(r:ready(), true); T.eq(r:successful(), true)
+  T.eq(table.concat(pool:map(function(x) return x * x end, {1, 2, 3, 4, 5}, 2), ","), "1,4,9,16,25")
+  T.eq(#pool:map(math.sqrt, {}), 0)
+  T.eq(table.concat(pool:starmap(function(a, b) return a - b end, {{5, 1}, {9, 3}}), ","), "4,6")
+  local m = pool:map_async(function(x) return -x end, {1, 2})
+  T.eq(m:get()[2], -2)
+  local seq = {}
+  for i, v in pool:imap(function(x) return x * 10 end, {1, 2, 3}) do seq[i] = v end
+  T.eq(table.concat(seq, ","), "10,20,30")
+  local unordered = {}
+  for i, v in pool:imap_unordered(function(x) concur.sleep(x / 10) return x end, {3, 1, 2}) do
+    unordered[#unordered + 1] = v
+  end
+  T.eq(table.concat(unordered, ","), "1,2,3", "completion order")
+  -- A function defined after the pool was made travels as bytecode.
+  local late = function(x) return "late " .. x end
+  T.eq(pool:apply(late, {1}), "late 1")
+end)
+
+T.test("imap is lazy: the first result before the last task ends", function()
+  local pool <close> = concur.Pool{processes = 2}
+  local it = pool:imap(function(x) concur.sleep(x) return x end, {0.01, 1})
+  local t0 = concur.time()
+  local i, v = it()
+  T.eq(i, 1); T.eq(v, 0.01)
+  assert(concur.time() - t0 < 0.5, "the first result came before the slow task ended")
+  T.eq(select(2, it()), 1)
+  T.eq(it(), nil)
+end)
+
+T.test("callbacks: once per task, in the parent, in completion order, during join", function()
+  local parent, order, where = concur.getpid(), {}, {}
+  local pool = concur.Pool{processes = 4}
+  for _, s in ipairs{0.3, 0.1, 0.2} do
+    pool:apply_async(function(x) concur.sleep(x) return x end, {s},
+      {callback = function(v) order[#order + 1] = v; where[#where + 1] = concur.getpid() end})
+  end
+  local errs = 0
+  pool:apply_async(function() error("bad") end, nil,
+    {error_callback = function(e) if concur.is(e, "RemoteError") then errs = errs + 1 end end})
+  pool:close()
+  pool:join()
+  T.eq(table.concat(order, ","), "0.1,0.2,0.3")
+  for _, pid in ipairs(where) do T.eq(pid, parent) end
+  T.eq(errs, 1)
+end)
+
+T.test("errors: RemoteError, Timeout, WorkerLost, closed pools", function()
+  local pool <close> = concur.Pool{processes = 2}
+  local err = T.raises("RemoteError", pool.apply, pool, function() error("task failed") end)
+  assert(err.message:find("task failed"), err.message)
+  assert(err.remote_traceback:find("stack traceback"), err.remote_traceback)
+  local slow = pool:apply_async(function() concur.sleep(0.5) return 1 end)
+  T.raises("Timeout", slow.get, slow, 0.05)
+  T.eq(slow:ready(), false)
+  T.raises("ValueError", slow.successful, slow)
+  T.eq(slow:get(), 1)
+  local q = concur.Queue()
+  local lost = pool:apply_async(function() q:put(concur.getpid()) concur.sleep(60) end)
+  local victim = q:get(true, 5)
+  os.execute("kill -9 " .. victim)
+  err = T.raises("WorkerLost", lost.get, lost, 10)
+  assert(err.message:find(tostring(victim)), err.message)
+  T.eq(pool:apply(function() return "replaced" end), "replaced")
+  local pids = pool:workers()
+  T.eq(#pids, 2)
+  for _, p in ipairs(pids) do assert(p ~= victim, "the dead worker was replaced") end
+  T.raises("Unsendable", pool.apply, pool, function() return 1 end, {io.stdout})
+  T.raises("ValueError", pool.join, pool)
+  pool:close()
+  T.raises("ProcessError", pool.apply, pool, print, {})
+  pool:join()
+  local t = concur.Pool{processes = 1}
+  local pending = t:apply_async(function() concur.sleep(60) end)
+  t:terminate()
+  T.raises("ProcessError", pending.get, pending)
+  T.raises("ProcessError", t.map, t, print, {1})
+  T.eq(pcall(concur.Pool, {processes = 0}), false)
+end)
+
+T.test("initializer and maxtasksperchild", function()
+  local pool = concur.Pool{processes = 2, maxtasksperchild = 2,
+                           initializer = function(x) INIT = x end, initargs = {"set"}}
+  local pids, inits = {}, {}
+  for i = 1, 8 do
+    local r = pool:apply(function() return {concur.getpid(), INIT} end)
+    pids[r[1]] = true
+    inits[#inits + 1] = r[2]
+  end
+  local n = 0
+  for _ in pairs(pids) do n = n + 1 end
+  assert(n >= 4, "workers were replaced: " .. n .. " pids")
+  for _, v in ipairs(inits) do T.eq(v, "set") end
+  pool:close(); pool:join()
+end)
+
+T.done()

@@ -1,0 +1,125 @@
+-- test_threads: Thread, the GIL, and every primitive between threads.
+local concur = require "concur"
+local T = dofile("tests/lua/harness.lua")
+
+T.test("200 threads increment a global under a Lock: exact", function()
+  n = 0
+  local lock = concur.Lock()
+  local ts = {}
+  for i = 1, 200 do
+    ts[i] = concur.Thread{target = function()
+      for _ = 1, 50 do
+        local _ <close> = lock:hold()
+        local v = n
+        for _ = 1, 50 do end -- long enough for the hook to ask for a switch
+        n = v + 1
+      end
+    end}
+    ts[i]:start()
+  end
+  for _, t in ipairs(ts) do T.eq(t:join(30), true) end
+  T.eq(n, 200 * 50)
+end)
+
+T.test("a CPU-bound thread does not starve the others", function()
+  local counts, stop = {0, 0, 0, 0}, false
+  local ts = {}
+  for i = 1, 4 do
+    ts[i] = concur.Thread{target = function()
+      while not stop do counts[i] = counts[i] + 1 end
+    end}
+    ts[i]:start()
+  end
+  concur.sleep(0.5)
+  stop = true
+  for _, t in ipairs(ts) do t:join() end
+  local total = counts[1] + counts[2] + counts[3] + counts[4]
+  for i = 1, 4 do
+    assert(counts[i] >= 0.1 * total, ("thread %d got %.1f%% of the turns"):format(i, 100 * counts[i] / total))
+  end
+end)
+
+T.test("Thread API: names, join timeout, is_alive, ident, extend, enumerate", function()
+  local t = concur.Thread{target = function() concur.sleep(0.3) end, name = "sleeper"}
+  T.eq(t.name, "sleeper"); T.eq(t:is_alive(), false); T.eq(t.ident, nil)
+  T.raises("ValueError", t.join, t)
+  t:start()
+  T.eq(t:join(0.05), false); T.eq(t:is_alive(), true)
+  assert(math.type(t.ident) == "integer")
+  T.eq(concur.active_count(), 2)
+  T.eq(#concur.enumerate(), 2)
+  T.raises("ValueError", t.start, t)
+  T.eq(t:join(), true); T.eq(t:is_alive(), false)
+  local Sub = concur.Thread:extend()
+  local seen
+  function Sub:run() seen = {self.k, concur.current_thread() == self} end
+  local s = Sub{k = 42}
+  assert(s.name:match("^Thread%-%d+$"), s.name)
+  s:start(); s:join()
+  T.eq(seen[1], 42); T.eq(seen[2], true)
+  T.eq(concur.current_thread(), concur.main_thread())
+  T.eq(concur.main_thread().name, "MainThread")
+  T.eq(pcall(concur.Thread, {target = 5}), false)
+end)
+
+T.test("every primitive between threads", function()
+  local sem, ev, q = concur.Semaphore(0), concur.Event(), concur.Queue()
+  local cond, bar, rl = concur.Condition(), concur.Barrier(3), concur.RLock()
+  local ready = false
+  local ts = {}
+  for i = 1, 2 do
+    ts[i] = concur.Thread{target = function()
+      sem:release()
+      ev:wait()
+      q:put(i)
+      do
+        local _ <close> = cond:hold()
+        cond:wait_for(function() return ready end)
+      end
+      bar:wait(10)
+      rl:acquire(); rl:acquire(); rl:release(); rl:release()
+    end}
+    ts[i]:start()
+  end
+  T.eq(sem:acquire(true, 5), true); T.eq(sem:acquire(true, 5), true)
+  ev:set()
+  local got = q:get(true, 5) + q:get(true, 5)
+  T.eq(got, 3)
+  do
+    local _ <close> = cond:hold()
+    ready = true
+    cond:notify_all()
+  end
+  bar:wait(10)
+  for _, t in ipairs(ts) do T.eq(t:join(10), true) end
+end)
+
+T.test("an RLock is owned by a thread, not by the process", function()
+  local r = concur.RLock()
+  r:acquire()
+  local result
+  local t = concur.Thread{target = function()
+    result = {r:acquire(false), pcall(r.release, r)}
+  end}
+  t:start(); t:join()
+  T.eq(result[1], false, "another thread cannot take it")
+  T.eq(result[2], false, "nor release it")
+  r:release()
+end)
+
+T.test("forking from a process with threads: one thread, a working GIL", function()
+  local bg = concur.Thread{target = function() concur.sleep(0.5) end, daemon = true}
+  bg:start()
+  local q = concur.Queue()
+  local p = concur.Process{target = function()
+    local inner = concur.Thread{target = function() q:put("thread in child") end}
+    inner:start(); inner:join()
+    q:put(concur.active_count())
+  end}
+  p:start(); p:join()
+  T.eq(p.exitcode, 0)
+  T.eq(q:get(true, 5), "thread in child")
+  T.eq(q:get(true, 5), 1)
+end)
+
+T.done()
