@@ -25,14 +25,23 @@
 #define WRITABLE 2
 #define RAW 0x80000000u
 
+/* Received bytes are buffered per connection (one read often holds several
+ * frames), and so are received descriptors, which belong to the frames in
+ * order: each frame says how many are its own. */
 typedef struct conn {
   int fd;
   int flags;
+  char *rbuf;
+  size_t rcap, rlen, roff;
+  int fdq[64];
+  int nfdq;
 } conn;
 
 typedef struct frame {
   uint32_t len;
   uint32_t nrefs;
+  uint32_t nfds;
+  uint32_t pad;
 } frame;
 
 static cc_msg scratch;
@@ -46,6 +55,7 @@ static conn *check_conn(lua_State *L, int idx) {
 
 static void push_conn(lua_State *L, int fd, int flags) {
   conn *c = lua_newuserdatauv(L, sizeof *c, 0);
+  memset(c, 0, sizeof *c);
   c->fd = fd;
   c->flags = flags;
   luaL_setmetatable(L, CONN_MT);
@@ -90,9 +100,6 @@ static int write_all(lua_State *L, conn *c, const char *p, size_t n,
                      const cc_fds *fds) {
   int first = 1;
   while (n > 0) {
-    int r = cc_wait_fd(c->fd, POLLOUT, CC_FOREVER);
-    if (r)
-      return cc__lraise_code(L, r, NULL);
     struct iovec iov = {(void *)p, n};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
     char cbuf[CMSG_SPACE(sizeof(int) * 16)];
@@ -108,8 +115,14 @@ static int write_all(lua_State *L, conn *c, const char *p, size_t n,
     }
     ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
-      if (errno == EAGAIN || errno == EINTR)
+      if (errno == EINTR)
         continue;
+      if (errno == EAGAIN) {
+        int r = cc_wait_fd(c->fd, POLLOUT, CC_FOREVER);
+        if (r)
+          return cc__lraise_code(L, r, NULL);
+        continue;
+      }
       return broken(L, c, "send");
     }
     first = 0;
@@ -125,7 +138,8 @@ static void send_frame(lua_State *L, conn *c, uint32_t raw, const cc_fds *fds) {
   if (scratch.len >= RAW)
     cc__lraise(L, "ValueError", "a message of %d bytes is too large for a pipe",
                (int)scratch.len);
-  frame f = {(uint32_t)scratch.len | raw, scratch.nrefs};
+  frame f = {(uint32_t)scratch.len | raw, scratch.nrefs,
+             fds ? (uint32_t)fds->n : 0, 0};
   size_t head = sizeof f + scratch.nrefs * sizeof(uint32_t);
   /* The frame in one buffer (Lua's: an error while writing frees it too),
    * written in as few writes as the socket allows. */
@@ -167,22 +181,56 @@ static int conn_send_bytes(lua_State *L) {
   return 0;
 }
 
-/* Reads exactly n bytes; descriptors that come along go to fds. Returns 0,
- * or 1 at EOF before the first byte. */
-static int read_all(lua_State *L, conn *c, char *p, size_t n, cc_fds *fds) {
-  size_t got = 0;
-  while (got < n) {
-    int r = cc_wait_fd(c->fd, POLLIN, CC_FOREVER);
-    if (r)
-      return cc__lraise_code(L, r, NULL);
-    struct iovec iov = {p + got, n - got};
+/* Makes `need` bytes available in the buffer, reading what the socket has.
+ * Returns 0, or 1 at EOF with nothing buffered. */
+#define SPIN_NS 50000
+
+static int fill(lua_State *L, conn *c, size_t need) {
+  int spun = 0;
+  while (c->rlen - c->roff < need) {
+    if (c->roff && c->rcap - c->rlen < need) {
+      memmove(c->rbuf, c->rbuf + c->roff, c->rlen - c->roff);
+      c->rlen -= c->roff;
+      c->roff = 0;
+    }
+    if (c->rcap - c->roff < need || c->rcap - c->rlen < 4096) {
+      size_t cap = c->rcap ? c->rcap : 65536;
+      while (cap - c->roff < need || cap - c->rlen < 4096)
+        cap *= 2;
+      char *b = realloc(c->rbuf, cap);
+      if (!b)
+        return luaL_error(L, "not enough memory for a message of %d bytes", (int)need);
+      c->rbuf = b;
+      c->rcap = cap;
+    }
+    struct iovec iov = {c->rbuf + c->rlen, c->rcap - c->rlen};
     char cbuf[CMSG_SPACE(sizeof(int) * 16)];
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
                         .msg_controllen = sizeof cbuf};
     ssize_t k = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (k < 0) {
-      if (errno == EAGAIN || errno == EINTR)
+      if (errno == EINTR)
         continue;
+      if (errno == EAGAIN) {
+        /* A reply often comes within microseconds: look again for a
+         * little while before sleeping in poll (a wake-up on another
+         * core costs tens of microseconds). */
+        if (!spun) {
+          spun = 1;
+          int64_t until = cc_now() + SPIN_NS;
+          while (cc_now() < until) {
+            struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+            if (poll(&pf, 1, 0) > 0)
+              break;
+            cc_cpu_relax();
+          }
+          continue;
+        }
+        int r = cc_wait_fd(c->fd, POLLIN, CC_FOREVER);
+        if (r)
+          return cc__lraise_code(L, r, NULL);
+        continue;
+      }
       return broken(L, c, "recv");
     }
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
@@ -191,32 +239,35 @@ static int read_all(lua_State *L, conn *c, char *p, size_t n, cc_fds *fds) {
         for (int i = 0; i < nf; i++) {
           int fd;
           memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
-          if (fds && fds->n < 16)
-            fds->fd[fds->n++] = fd;
+          if (c->nfdq < (int)(sizeof c->fdq / sizeof *c->fdq))
+            c->fdq[c->nfdq++] = fd;
           else
             close(fd);
         }
       }
     if (k == 0) {
-      if (got == 0)
+      if (c->rlen == c->roff)
         return 1;
       return cc__lraise(L, "EOF", "the other end closed in the middle of a message");
     }
-    got += (size_t)k;
+    c->rlen += (size_t)k;
   }
   return 0;
 }
 
-/* Reads one frame into scratch. Returns its RAW bit, or raises EOF. */
+/* Reads one frame into scratch, and its descriptors into fds. Returns its
+ * RAW bit, or raises EOF. */
 static uint32_t recv_frame(lua_State *L, conn *c, cc_fds *fds, size_t maxlen) {
   if (!(c->flags & READABLE))
     cc__lraise(L, "ValueError", "this end of the pipe only sends");
-  frame f;
-  if (read_all(L, c, (char *)&f, sizeof f, fds))
+  if (fill(L, c, sizeof(frame)))
     cc__lraise(L, "EOF", "end of file: every sending end of the pipe is closed");
+  frame f;
+  memcpy(&f, c->rbuf + c->roff, sizeof f);
   uint32_t raw = f.len & RAW, len = f.len & ~RAW;
-  if (f.nrefs > 4096)
-    cc__lraise(L, "ValueError", "corrupt message: %d object references", (int)f.nrefs);
+  if (f.nrefs > 4096 || f.nfds > 16)
+    cc__lraise(L, "ValueError", "corrupt message: %d object references, %d descriptors",
+               (int)f.nrefs, (int)f.nfds);
   if (len > maxlen) {
     /* As in CPython: the rest of the message cannot be skipped safely. */
     close(c->fd);
@@ -224,26 +275,40 @@ static uint32_t recv_frame(lua_State *L, conn *c, cc_fds *fds, size_t maxlen) {
     cc__lraise(L, "OSError", "message of %d bytes is longer than maxlength %d; "
                "the connection is closed", (int)len, (int)maxlen);
   }
+  size_t head = sizeof f + f.nrefs * sizeof(uint32_t);
+  if (fill(L, c, head + len))
+    cc__lraise(L, "EOF", "the other end closed in the middle of a message");
   if (len > scratch.cap || f.nrefs > scratch.refcap) {
-    char *d = realloc(scratch.data, len > scratch.cap ? len : scratch.cap);
-    uint32_t *r = realloc(scratch.refs, (f.nrefs > scratch.refcap ? f.nrefs : scratch.refcap) *
-                                            sizeof(uint32_t) + 4);
+    size_t cap = len > scratch.cap ? len : scratch.cap;
+    uint32_t rc = f.nrefs > scratch.refcap ? f.nrefs : scratch.refcap;
+    char *d = realloc(scratch.data, cap ? cap : 1);
+    uint32_t *r = realloc(scratch.refs, (rc ? rc : 1) * sizeof(uint32_t));
     if (d) {
       scratch.data = d;
-      scratch.cap = len > scratch.cap ? len : scratch.cap;
+      scratch.cap = cap;
     }
     if (r) {
       scratch.refs = r;
-      scratch.refcap = f.nrefs > scratch.refcap ? f.nrefs : scratch.refcap;
+      scratch.refcap = rc;
     }
     if (!d || !r)
       luaL_error(L, "not enough memory for a message of %d bytes", (int)len);
   }
-  if (read_all(L, c, (char *)scratch.refs, f.nrefs * sizeof(uint32_t), fds) ||
-      read_all(L, c, scratch.data, len, fds))
-    cc__lraise(L, "EOF", "the other end closed in the middle of a message");
+  const char *p = c->rbuf + c->roff + sizeof f;
+  if (f.nrefs)
+    memcpy(scratch.refs, p, f.nrefs * sizeof(uint32_t));
+  if (len)
+    memcpy(scratch.data, p + f.nrefs * sizeof(uint32_t), len);
+  c->roff += head + len;
   scratch.len = len;
   scratch.nrefs = f.nrefs;
+  /* This frame's descriptors are the first ones queued. */
+  int take = (int)f.nfds < c->nfdq ? (int)f.nfds : c->nfdq;
+  fds->n = 0;
+  for (int i = 0; i < take; i++)
+    fds->fd[fds->n++] = c->fdq[i];
+  memmove(c->fdq, c->fdq + take, (size_t)(c->nfdq - take) * sizeof(int));
+  c->nfdq -= take;
   return raw;
 }
 
@@ -277,6 +342,10 @@ static int conn_recv_bytes(lua_State *L) {
  * not wait; poll(nil) waits until there is (as poll(None) in CPython). */
 static int conn_poll(lua_State *L) {
   conn *c = check_conn(L, 1);
+  if (c->rlen > c->roff) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   int64_t dl = lua_isnone(L, 2) ? 0 : cc__ldeadline(L, 2);
   int r = cc_wait_fd(c->fd, POLLIN, dl);
   if (r == CC_EINTR)
@@ -292,17 +361,21 @@ static int l_wait(lua_State *L) {
   int n = (int)luaL_len(L, 1);
   int64_t dl = cc__ldeadline(L, 2);
   struct pollfd *fds = lua_newuserdatauv(L, sizeof *fds * (size_t)(n ? n : 1), 0);
+  int buffered = 0;
   for (int i = 0; i < n; i++) {
     lua_geti(L, 1, i + 1);
-    fds[i].fd = check_conn(L, -1)->fd;
+    conn *c = check_conn(L, -1);
+    fds[i].fd = c->fd;
     fds[i].events = POLLIN;
-    fds[i].revents = 0;
+    /* Bytes already read from the socket are ready too. */
+    fds[i].revents = c->rlen > c->roff ? POLLIN : 0;
+    buffered += fds[i].revents != 0;
     lua_pop(L, 1);
   }
   lua_newtable(L);
   if (n == 0)
     return 1;
-  int r = cc_wait_fds(fds, n, dl);
+  int r = buffered ? buffered : cc_wait_fds(fds, n, dl);
   if (r == CC_EINTR)
     return cc__lraise_code(L, r, NULL);
   for (int i = 0, k = 0; r > 0 && i < n; i++)
@@ -342,6 +415,12 @@ static int conn_close(lua_State *L) {
   if (c->fd >= 0)
     close(c->fd);
   c->fd = -1;
+  for (int i = 0; i < c->nfdq; i++)
+    close(c->fdq[i]);
+  c->nfdq = 0;
+  free(c->rbuf);
+  c->rbuf = NULL;
+  c->rcap = c->rlen = c->roff = 0;
   return 0;
 }
 

@@ -276,11 +276,18 @@ static int no_lock(lua_State *L, cc_shm *s) {
                     cc_obj_typename(&s->hdr));
 }
 
+/* get_lock(): the same wrapper every time (kept in this one's user value),
+ * so that `with v:get_lock()` in a loop makes nothing new. */
 static int shm_get_lock(lua_State *L) {
   cc_shm *s = check_shm(L, 1);
   if (!s->lock)
     return no_lock(L, s);
+  if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA)
+    return 1;
+  lua_pop(L, 1);
   cc__lpush_obj(L, &s->lock->hdr, 0);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 1, 1);
   return 1;
 }
 

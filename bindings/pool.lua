@@ -17,6 +17,20 @@ local AsyncResult = {}
 AsyncResult.__index = AsyncResult
 AsyncResult.__name = "concur.AsyncResult"
 
+-- The tasks not yet handed out: a deque, so that thousands of them cost
+-- no more than a few.
+local function deque() return {first = 1, last = 0} end
+local function dq_len(d) return d.last - d.first + 1 end
+local function dq_push(d, v) d.last = d.last + 1; d[d.last] = v end
+local function dq_push_front(d, v) d.first = d.first - 1; d[d.first] = v end
+local function dq_pop(d)
+  if d.first > d.last then return nil end
+  local v = d[d.first]
+  d[d.first] = nil
+  d.first = d.first + 1
+  return v
+end
+
 local ERROR_MT = getmetatable(select(2, pcall(concur.error, "RemoteError", "")))
 
 local function new_error(kind, message, fields)
@@ -35,13 +49,16 @@ local function worker(conn, others, initializer, initargs, maxtasks)
   local function fail(e)
     return {msg = tostring(e), tb = debug.traceback(tostring(e), 2)}
   end
+  local fns = {} -- functions are sent once per worker, then named by id
   while true do
     local ok, task = pcall(conn.recv, conn)
     if not ok or task == nil then return end
+    if task.fn then fns[task.fid] = task.fn end
+    local fn = fns[task.fid]
     local values = {}
     local good, err = xpcall(function()
       for i, args in ipairs(task.calls) do
-        values[i] = (task.fn(table.unpack(args, 1, args.n)))
+        values[i] = (fn(table.unpack(args, 1, args.n)))
       end
     end, fail)
     done = done + 1
@@ -69,7 +86,7 @@ function Pool:_spawn(slot)
   self._spawned = self._spawned + 1
   p:start()
   child_end:close()
-  self._workers[slot] = {proc = p, conn = parent_end, pid = p.pid}
+  self._workers[slot] = {proc = p, conn = parent_end, pid = p.pid, jobs = {}, fids = {}}
 end
 
 local function construct(cls, opts)
@@ -84,9 +101,10 @@ local function construct(cls, opts)
     concur.error("ValueError", "maxtasksperchild must be a whole number of at least 1")
   end
   local self = setmetatable({_n = n, _initializer = opts.initializer, _initargs = opts.initargs,
-                             _maxtasks = opts.maxtasksperchild, _workers = {}, _pending = {},
+                             _maxtasks = opts.maxtasksperchild, _workers = {}, _pending = deque(),
                              _jobs = {}, _next_id = 0, _state = "running", _spawned = 0,
-                             _creator = concur.getpid(), _outstanding = 0, _rr = 0}, cls)
+                             _creator = concur.getpid(), _outstanding = 0, _rr = 0,
+                             _fids = setmetatable({}, {__mode = "k"}), _next_fid = 0}, cls)
   for i = 1, n do self:_spawn(i) end
   return self
 end
@@ -110,7 +128,7 @@ function Pool:_submit(fn, calls, on_result)
   self._next_id = self._next_id + 1
   local job = {id = self._next_id, fn = fn, calls = calls, on_result = on_result}
   self._jobs[job.id] = job
-  self._pending[#self._pending + 1] = job
+  dq_push(self._pending, job)
   self._outstanding = self._outstanding + 1
   self:_dispatch()
   return job
@@ -124,24 +142,43 @@ function Pool:_finish(job, ok, value)
   job.on_result(ok, value)
 end
 
--- Idle workers get the pending tasks, in turn from the one after the last
--- served, so that tasks spread over the workers.
+-- Workers get the pending tasks in turn, from the one after the last served,
+-- a few at a time when there are many (so that tiny tasks do not wait for a
+-- round trip each); a function goes to a worker once, then by its id.
+local MAX_IN_FLIGHT = 16
+
 function Pool:_dispatch()
-  for k = 1, self._n do
-    local slot = (self._rr + k - 1) % self._n + 1
-    local w = self._workers[slot]
-    if #self._pending == 0 then return end
-    if w and not w.job and not w.gone and not w.retiring then
-      self._rr = slot
-      local job = table.remove(self._pending, 1)
-      local ok, err = pcall(w.conn.send, w.conn, {id = job.id, fn = job.fn, calls = job.calls})
-      if ok then
-        w.job = job
-      elseif concur.is(err, "Unsendable") then
-        self:_finish(job, false, err)
-      else
-        table.insert(self._pending, 1, job) -- the worker is gone: it is found below
-        w.gone = true
+  local depth = math.max(1, math.min(MAX_IN_FLIGHT, -(-self._outstanding // self._n)))
+  local progress = true
+  while dq_len(self._pending) > 0 and progress do
+    progress = false
+    for k = 1, self._n do
+      if dq_len(self._pending) == 0 then return end
+      local slot = (self._rr + k - 1) % self._n + 1
+      local w = self._workers[slot]
+      if w and not w.gone and not w.retiring and #w.jobs < depth then
+        local job = dq_pop(self._pending)
+        local fid = self._fids[job.fn]
+        if not fid then
+          self._next_fid = self._next_fid + 1
+          fid = self._next_fid
+          self._fids[job.fn] = fid
+        end
+        local msg = {id = job.id, fid = fid, calls = job.calls}
+        if not w.fids[fid] then msg.fn = job.fn end
+        local ok, err = pcall(w.conn.send, w.conn, msg)
+        if ok then
+          w.fids[fid] = true
+          w.jobs[#w.jobs + 1] = job
+          self._rr = slot
+          progress = true
+        elseif concur.is(err, "Unsendable") then
+          self:_finish(job, false, err)
+          progress = true
+        else
+          dq_push_front(self._pending, job) -- the worker is gone: it is found below
+          w.gone = true
+        end
       end
     end
   end
@@ -152,10 +189,12 @@ function Pool:_lost(slot)
   local w = self._workers[slot]
   w.conn:close()
   w.proc:join(5)
-  if w.job then
+  if w.jobs[1] then
+    -- The task it was running is lost; those it had not begun go elsewhere.
     local code = w.proc.exitcode
-    self:_finish(w.job, false, new_error("WorkerLost",
+    self:_finish(w.jobs[1], false, new_error("WorkerLost",
       ("the worker (pid %d) running this task died (exit code %s)"):format(w.pid, tostring(code))))
+    for i = #w.jobs, 2, -1 do dq_push_front(self._pending, w.jobs[i]) end
   end
   self._workers[slot] = nil
   if self._state ~= "terminated" and (self._state == "running" or self._outstanding > 0) then
@@ -182,9 +221,13 @@ function Pool:_pump(timeout)
     local w = self._workers[slot]
     local ok, reply = pcall(c.recv, c)
     if ok then
-      local job = w.job
-      w.job = nil
+      local job = table.remove(w.jobs, 1)
       w.retiring = reply.last
+      if reply.last then
+        -- It ends after this reply: what it had not begun goes elsewhere.
+        for i = #w.jobs, 1, -1 do dq_push_front(self._pending, w.jobs[i]) end
+        w.jobs = {}
+      end
       if job and reply.id == job.id then
         if reply.ok then
           self:_finish(job, true, reply.values)
@@ -426,7 +469,7 @@ function Pool:terminate()
   for _, job in pairs(self._jobs) do
     self:_finish(job, false, new_error("ProcessError", "the pool was terminated before this task ended"))
   end
-  self._pending = {}
+  self._pending = deque()
 end
 
 function Pool:workers()

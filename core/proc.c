@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 static cc_proc *children;
+static int subreaper; /* only a subreaper has orphans to reap */
 
 int cc_runtime_init(size_t arena_size, unsigned max_processes) {
   int r = cc_arena_init(arena_size);
@@ -47,7 +48,10 @@ int cc_runtime_init(size_t arena_size, unsigned max_processes) {
 }
 
 int cc_runtime_subreaper(void) {
-  return prctl(PR_SET_CHILD_SUBREAPER, 1) == 0 ? 0 : CC_ESYS;
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+    return CC_ESYS;
+  subreaper = 1;
+  return 0;
 }
 
 void cc_runtime_become_main(void) {
@@ -128,6 +132,7 @@ int cc_proc_start(cc_proc *p) {
     return CC_ESYS;
   }
   if (pid == 0) {
+    subreaper = 0; /* the flag is not inherited by a forked child */
     cc__proc_set_self(slot);
     cc__tid_reset();
     forget_siblings();
@@ -377,6 +382,8 @@ int cc_proc_kill_tree(int root, int sig) {
 }
 
 int cc_proc_reap_orphans(void) {
+  if (!subreaper)
+    return 0;
   pidset d = descendants(getpid());
   int n = 0;
   for (size_t i = 1; i < d.n; i++) {

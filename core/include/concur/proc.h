@@ -65,8 +65,9 @@ int cc_proc_finish_children(void);
 /* Ends a child process: flushes stdio, drops its holds, _exit(code). */
 _Noreturn void cc_proc_exit(int code);
 
-/* Reaps ended children that are not in this process's list (orphans adopted
- * by a subreaper), dropping their holds. Returns how many. */
+/* In a subreaper: reaps ended children that are not in this process's list
+ * (adopted orphans), dropping their holds. Returns how many. Elsewhere there
+ * are none, and it costs nothing. */
 int cc_proc_reap_orphans(void);
 /* Reaps one ended child, any, dropping its holds: its pid (and *status), 0
  * when none has ended, CC_ESYS when there are no children. */

@@ -1,0 +1,113 @@
+-- bench/ops: one operation of the performance table, timed: -p op=NAME -p n=COUNT.
+-- Reports ops (operations per second); ops.py is the same in CPython.
+local concur = require "concur"
+
+local op = assert(concur.params.op, "-p op=NAME")
+local n = concur.params.n or 1000
+
+local ops = {}
+
+function ops.start_join()
+  for _ = 1, n do
+    local p = concur.Process{target = function() end}
+    p:start(); p:join()
+  end
+end
+
+local function queue_transfer(item)
+  local q = concur.Queue(1000)
+  local p = concur.Process{target = function() for _ = 1, n do q:put(item) end end}
+  p:start()
+  for _ = 1, n do q:get() end
+  p:join()
+end
+function ops.queue_int() queue_transfer(42) end
+function ops.queue_1k() queue_transfer(("x"):rep(1024)) end
+
+function ops.pipe_oneway()
+  local r, w = concur.Pipe(false)
+  local p = concur.Process{target = function() for i = 1, n do w:send(i) end end}
+  p:start()
+  for _ = 1, n do r:recv() end
+  p:join()
+end
+
+function ops.pipe_rtt()
+  local a, b = concur.Pipe()
+  local p = concur.Process{target = function() for _ = 1, n do b:send(b:recv()) end end}
+  p:start()
+  for i = 1, n do a:send(i); a:recv() end
+  p:join()
+end
+
+function ops.lock()
+  local l = concur.Lock()
+  for _ = 1, n do l:acquire(); l:release() end
+end
+
+function ops.value_incr()
+  local v = concur.Value('i', 0)
+  local function work()
+    for _ = 1, n // 2 do
+      local lock = v:get_lock()
+      lock:acquire(); v.value = v.value + 1; lock:release()
+    end
+  end
+  local p = concur.Process{target = work}
+  p:start(); work(); p:join()
+  assert(v.value == (n // 2) * 2)
+end
+
+function ops.manager_dict()
+  local m <close> = concur.Manager()
+  local d, lock = m:dict{count = 0}, m:Lock()
+  local function work()
+    for _ = 1, n // 2 do
+      lock:acquire(); d.count = d.count + 1; lock:release()
+    end
+  end
+  local p = concur.Process{target = work}
+  p:start(); work(); p:join()
+  assert(d.count == (n // 2) * 2)
+end
+
+function ops.pool_map()
+  local pool <close> = concur.Pool{processes = 2}
+  local items = {}
+  for i = 1, n do items[i] = i end
+  local r = pool:map(function(x) return x + 1 end, items)
+  assert(#r == n)
+end
+
+local function ident(x) return x end
+
+function ops.apply_async()
+  local pool <close> = concur.Pool{processes = 2}
+  local rs = {}
+  for i = 1, n do rs[i] = pool:apply_async(ident, {i}) end
+  for i = 1, n do rs[i]:get() end
+end
+
+function ops.event_rtt()
+  local ping, pong = concur.Event(), concur.Event()
+  local p = concur.Process{target = function()
+    for _ = 1, n do ping:wait(); ping:clear(); pong:set() end
+  end}
+  p:start()
+  for _ = 1, n do ping:set(); pong:wait(); pong:clear() end
+  p:join()
+end
+
+function ops.thread_start_join()
+  for _ = 1, n do
+    local t = concur.Thread{target = function() end}
+    t:start(); t:join()
+  end
+end
+
+local fn = assert(ops[op], "unknown op " .. tostring(op))
+local t0 = concur.time()
+fn()
+local elapsed = concur.time() - t0
+print(("%s: %d in %.3f s, %.0f ops/s"):format(op, n, elapsed, n / elapsed))
+concur.report{ops = n / elapsed, n = n, elapsed = elapsed}

@@ -1,0 +1,169 @@
+"""bench/ops: the CPython side of the performance table (fork start method).
+
+CONCUR_PARAM_OP names the operation, CONCUR_PARAM_N the count; the result
+({"ops": per second}) is appended to $CONCUR_METRICS, as concur.report does.
+"""
+import json
+import multiprocessing as mp
+import os
+import threading
+import time
+
+OP = os.environ["CONCUR_PARAM_OP"]
+N = int(os.environ.get("CONCUR_PARAM_N", "1000"))
+
+
+def noop():
+    pass
+
+
+def start_join():
+    for _ in range(N):
+        p = mp.Process(target=noop)
+        p.start()
+        p.join()
+
+
+def _put_all(q, item):
+    for _ in range(N):
+        q.put(item)
+
+
+def queue_transfer(item):
+    q = mp.Queue(1000)
+    p = mp.Process(target=_put_all, args=(q, item))
+    p.start()
+    for _ in range(N):
+        q.get()
+    p.join()
+
+
+def queue_int():
+    queue_transfer(42)
+
+
+def queue_1k():
+    queue_transfer("x" * 1024)
+
+
+def _send_all(w):
+    for i in range(N):
+        w.send(i)
+
+
+def pipe_oneway():
+    r, w = mp.Pipe(False)
+    p = mp.Process(target=_send_all, args=(w,))
+    p.start()
+    for _ in range(N):
+        r.recv()
+    p.join()
+
+
+def _echo(b):
+    for _ in range(N):
+        b.send(b.recv())
+
+
+def pipe_rtt():
+    a, b = mp.Pipe()
+    p = mp.Process(target=_echo, args=(b,))
+    p.start()
+    for i in range(N):
+        a.send(i)
+        a.recv()
+    p.join()
+
+
+def lock():
+    lk = mp.Lock()
+    for _ in range(N):
+        lk.acquire()
+        lk.release()
+
+
+def _value_work(v):
+    for _ in range(N // 2):
+        with v.get_lock():
+            v.value += 1
+
+
+def value_incr():
+    v = mp.Value("i", 0)
+    p = mp.Process(target=_value_work, args=(v,))
+    p.start()
+    _value_work(v)
+    p.join()
+    assert v.value == (N // 2) * 2
+
+
+def _dict_work(d, lk):
+    for _ in range(N // 2):
+        with lk:
+            d["count"] = d["count"] + 1
+
+
+def manager_dict():
+    with mp.Manager() as m:
+        d, lk = m.dict(count=0), m.Lock()
+        p = mp.Process(target=_dict_work, args=(d, lk))
+        p.start()
+        _dict_work(d, lk)
+        p.join()
+        assert d["count"] == (N // 2) * 2
+
+
+def inc(x):
+    return x + 1
+
+
+def ident(x):
+    return x
+
+
+def pool_map():
+    with mp.Pool(2) as pool:
+        assert len(pool.map(inc, range(N))) == N
+
+
+def apply_async():
+    with mp.Pool(2) as pool:
+        rs = [pool.apply_async(ident, (i,)) for i in range(N)]
+        for r in rs:
+            r.get()
+
+
+def _pong(ping, pong):
+    for _ in range(N):
+        ping.wait()
+        ping.clear()
+        pong.set()
+
+
+def event_rtt():
+    ping, pong = mp.Event(), mp.Event()
+    p = mp.Process(target=_pong, args=(ping, pong))
+    p.start()
+    for _ in range(N):
+        ping.set()
+        pong.wait()
+        pong.clear()
+    p.join()
+
+
+def thread_start_join():
+    for _ in range(N):
+        t = threading.Thread(target=noop)
+        t.start()
+        t.join()
+
+
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    fn = globals()[OP]
+    t0 = time.monotonic()
+    fn()
+    elapsed = time.monotonic() - t0
+    print(f"{OP}: {N} in {elapsed:.3f} s, {N / elapsed:.0f} ops/s")
+    with open(os.environ["CONCUR_METRICS"], "a") as f:
+        f.write(json.dumps({"ops": N / elapsed, "n": N, "elapsed": elapsed}) + "\n")
