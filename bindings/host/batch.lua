@@ -61,7 +61,7 @@ end
 -- The schema
 
 local EXPERIMENT_KEYS = {"name", "script", "command", "params", "repeat", "timeout",
-                         "time_scale", "env", "expect", "outcome_of"}
+                         "time_scale", "env", "expect", "outcome_of", "exclusive"}
 local DEFAULT_KEYS = {"params", "repeat", "timeout", "time_scale", "env", "expect",
                       "outcome_of"}
 local EXPECT_KEYS = {"outcome", "exit", "stdout", "check", "interesting"}
@@ -232,13 +232,16 @@ local function validate(doc, file)
     local expect = {}
     for k, v in pairs(validate_expect(C, d.expect, "defaults")) do expect[k] = v end
     for k, v in pairs(validate_expect(C, e.expect, what)) do expect[k] = v end
+    if e.exclusive ~= nil and type(e.exclusive) ~= "boolean" then
+      C.at(e, "exclusive", what, "exclusive must be true or false")
+    end
     local outcome_of = e.outcome_of or d.outcome_of
     if outcome_of ~= nil and type(outcome_of) ~= "string" then
       C.at(e, "outcome_of", what, "outcome_of names one metric")
     end
     out[#out + 1] = {name = name, script = script, command = e.command, params = merged,
                      rep = rep, timeout = timeout, time_scale = ts, env = env,
-                     expect = expect, outcome_of = outcome_of}
+                     expect = expect, outcome_of = outcome_of, exclusive = e.exclusive}
   end
   return out
 end
@@ -383,6 +386,12 @@ local function execute(runs, jobs, tmpdir)
   while queue <= #runs or #running > 0 do
     while queue <= #runs and #running < jobs and not interrupted do
       local run = runs[queue]
+      -- An exclusive run (a timing that needs the cores) starts alone, and
+      -- nothing starts beside it.
+      if (run.exp.exclusive and #running > 0)
+         or (running[1] and running[1].run.exp.exclusive) then
+        break
+      end
       queue = queue + 1
       local base = ("%s/run-%d"):format(tmpdir, run.index)
       local files = {stdout = base .. ".out", stderr = base .. ".err", metrics = base .. ".metrics"}
