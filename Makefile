@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_DEBS := clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps fuzz-deps build build-sanitize run test test-release test-sanitize fuzz install clean
+.PHONY: all deps fuzz-deps build build-sanitize run test test-release test-sanitize fuzz bench install clean
 
 all: build
 
@@ -44,6 +44,13 @@ test-release: build
 test-sanitize: build-sanitize
 	cd build-sanitize && ASAN_OPTIONS=abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+# The performance table: concur against CPython (python3) and the machine's
+# limits, one run at a time (a few minutes).
+bench: build
+	./build/tests/limits > build/bench-limits.jsonl
+	./build/concur batch config/bench.yaml --jobs 1 --out build/bench > /dev/null
+	./build/concur run tools/bench_table.lua -p dir=build/bench -p limits=build/bench-limits.jsonl
 
 # The codec's decoder under libFuzzer, with ASan and UBSan, for FUZZ_SECONDS.
 fuzz: deps fuzz-deps

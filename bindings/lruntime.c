@@ -40,6 +40,12 @@ static int l_cpu_count(lua_State *L) {
   return 1;
 }
 
+/* _arena_used(): bytes in live arena blocks (for make bench). */
+static int l_arena_used(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)cc_arena_used());
+  return 1;
+}
+
 /* _pid_alive(pid): the process exists and is not a zombie. */
 static int l_pid_alive(lua_State *L) {
   lua_pushboolean(L, cc__tid_alive((int)luaL_checkinteger(L, 1)));
@@ -160,6 +166,7 @@ void cc__open_runtime(lua_State *L) {
                                    {"cpu_count", l_cpu_count},
                                    {"getpid", l_getpid},
                                    {"_pid_alive", l_pid_alive},
+                                   {"_arena_used", l_arena_used},
                                    {"report", l_report},
                                    {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);

@@ -63,7 +63,7 @@ end
 local EXPERIMENT_KEYS = {"name", "script", "command", "params", "repeat", "timeout",
                          "time_scale", "env", "expect", "outcome_of", "exclusive"}
 local DEFAULT_KEYS = {"params", "repeat", "timeout", "time_scale", "env", "expect",
-                      "outcome_of"}
+                      "outcome_of", "exclusive"}
 local EXPECT_KEYS = {"outcome", "exit", "stdout", "check", "interesting"}
 local OUTCOMES = {ok = true, error = true, deadlock = true, timeout = true, crash = true}
 
@@ -172,7 +172,10 @@ local function validate(doc, file)
   if type(doc) ~= "table" or is_list(doc) then
     refuse("%s:1:1: a batch file is a mapping with 'experiments' (and optional 'defaults')", file)
   end
-  C.keys(doc, {"defaults", "experiments"})
+  C.keys(doc, {"defaults", "experiments", "order"})
+  if doc.order ~= nil and doc.order ~= "grouped" and doc.order ~= "interleaved" then
+    C.at(doc, "order", nil, "order must be grouped (each experiment's runs together) or interleaved (round after round)")
+  end
   local d = doc.defaults or {}
   if type(d) ~= "table" or is_list(d) then C.at(doc, "defaults", nil, "defaults must be a mapping") end
   C.keys(d, DEFAULT_KEYS, "defaults")
@@ -232,8 +235,10 @@ local function validate(doc, file)
     local expect = {}
     for k, v in pairs(validate_expect(C, d.expect, "defaults")) do expect[k] = v end
     for k, v in pairs(validate_expect(C, e.expect, what)) do expect[k] = v end
-    if e.exclusive ~= nil and type(e.exclusive) ~= "boolean" then
-      C.at(e, "exclusive", what, "exclusive must be true or false")
+    for _, src in ipairs{{e, what}, {d, "defaults"}} do
+      if src[1].exclusive ~= nil and type(src[1].exclusive) ~= "boolean" then
+        C.at(src[1], "exclusive", src[2], "exclusive must be true or false")
+      end
     end
     local outcome_of = e.outcome_of or d.outcome_of
     if outcome_of ~= nil and type(outcome_of) ~= "string" then
@@ -241,7 +246,8 @@ local function validate(doc, file)
     end
     out[#out + 1] = {name = name, script = script, command = e.command, params = merged,
                      rep = rep, timeout = timeout, time_scale = ts, env = env,
-                     expect = expect, outcome_of = outcome_of, exclusive = e.exclusive}
+                     expect = expect, outcome_of = outcome_of,
+                     exclusive = e.exclusive == nil and d.exclusive or e.exclusive}
   end
   return out
 end
@@ -274,14 +280,30 @@ local function combo_key(p)
   return table.concat(parts, " ")
 end
 
-local function expand(exps)
-  local runs = {}
+-- The runs, in a fixed order (so that shards are deterministic): each
+-- experiment's together, or with order: interleaved, round after round
+-- (every combination once, then again), so that slow drifts of the machine
+-- touch every side alike.
+local function expand(exps, interleaved)
+  local cells, most = {}, 0
   for _, e in ipairs(exps) do
     for _, p in ipairs(combos(e.params)) do
-      for r = 1, e.rep do
-        runs[#runs + 1] = {exp = e, params = p, combo = combo_key(p), rep = r,
-                           index = #runs + 1}
-      end
+      cells[#cells + 1] = {exp = e, params = p}
+      most = math.max(most, e.rep)
+    end
+  end
+  local runs = {}
+  local function add(c, r)
+    runs[#runs + 1] = {exp = c.exp, params = c.params, combo = combo_key(c.params), rep = r,
+                       index = #runs + 1}
+  end
+  if interleaved then
+    for r = 1, most do
+      for _, c in ipairs(cells) do if r <= c.exp.rep then add(c, r) end end
+    end
+  else
+    for _, c in ipairs(cells) do
+      for r = 1, c.exp.rep do add(c, r) end
     end
   end
   return runs
@@ -718,13 +740,14 @@ local function cmd_batch(args)
   local ok, doc = pcall(yaml.load, file)
   if not ok then refuse("%s", tostring(doc):gsub("^concur: ", "")) end
   local exps = validate(doc, file)
+  local interleaved = doc.order == "interleaved"
   if o.filter then
     local kept = {}
     for _, e in ipairs(exps) do if host.fnmatch(o.filter, e.name) then kept[#kept + 1] = e end end
     if #kept == 0 then refuse("--filter '%s' matches no experiment of %s", o.filter, file) end
     exps = kept
   end
-  local runs = expand(exps)
+  local runs = expand(exps, interleaved)
   local mine = {}
   for _, r in ipairs(runs) do
     if (r.index - 1) % sn == si - 1 then mine[#mine + 1] = r end

@@ -105,6 +105,32 @@ function ops.thread_start_join()
   end
 end
 
+-- memory: the RSS of an idle child, and arena bytes per Lock and per Queue.
+local function rss_kb()
+  for line in io.lines("/proc/self/status") do
+    local kb = line:match("^VmRSS:%s+(%d+)")
+    if kb then return tonumber(kb) end
+  end
+end
+
+if op == "memory" then
+  local q = concur.Queue()
+  local p = concur.Process{target = function() q:put(rss_kb()) end}
+  p:start()
+  local child = q:get()
+  p:join()
+  local keep, before = {}, concur._arena_used()
+  for i = 1, 1000 do keep[i] = concur.Lock() end
+  local per_lock = (concur._arena_used() - before) / 1000
+  before = concur._arena_used()
+  for i = 1, 1000 do keep[1000 + i] = concur.Queue() end
+  local per_queue = (concur._arena_used() - before) / 1000
+  print(("idle child RSS %d KiB; arena bytes: %.0f per Lock, %.0f per empty Queue"):format(
+    child, per_lock, per_queue))
+  concur.report{child_rss_kb = child, lock_bytes = per_lock, queue_bytes = per_queue, ops = 1}
+  return
+end
+
 local fn = assert(ops[op], "unknown op " .. tostring(op))
 local t0 = concur.time()
 fn()

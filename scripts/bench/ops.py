@@ -158,8 +158,29 @@ def thread_start_join():
         t.join()
 
 
+def _rss_kb(q):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                q.put(int(line.split()[1]))
+
+
+def memory():
+    q = mp.Queue()
+    p = mp.Process(target=_rss_kb, args=(q,))
+    p.start()
+    kb = q.get()
+    p.join()
+    print(f"idle child RSS {kb} KiB")
+    with open(os.environ["CONCUR_METRICS"], "a") as f:
+        f.write(json.dumps({"child_rss_kb": kb, "ops": 1}) + "\n")
+
+
 if __name__ == "__main__":
     mp.set_start_method("fork")
+    if OP == "memory":
+        memory()
+        raise SystemExit(0)
     fn = globals()[OP]
     t0 = time.monotonic()
     fn()

@@ -1,0 +1,69 @@
+-- bench_table: the performance table of make bench, from the runs of
+-- config/bench.yaml and the machine's limits (tests/bench/limits.c).
+--   concur run tools/bench_table.lua -p dir=build/bench -p limits=FILE
+local concur = require "concur"
+local cjson = require "cjson"
+
+local dir = concur.params.dir or "build/bench"
+local ops = {}
+for line in io.lines(dir .. "/runs.jsonl") do
+  local r = cjson.decode(line)
+  local op, impl = r.experiment:match("^(.-)/(%w+)$")
+  ops[op] = ops[op] or {concur = {}, cpython = {}, metrics = {}}
+  if r.outcome == "ok" and r.metrics.ops then table.insert(ops[op][impl], r.metrics.ops) end
+  ops[op].metrics[impl] = r.metrics
+end
+local limits = {}
+if concur.params.limits then
+  for line in io.lines(concur.params.limits) do
+    local l = cjson.decode(line)
+    limits[l.op] = l.ops
+  end
+end
+
+local function median(t)
+  if #t == 0 then return nil end
+  table.sort(t)
+  local n = #t
+  return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
+end
+
+local rows = {
+  {"start_join", "process start+join", 5}, {"queue_int", "Queue put/get, small ints", 20},
+  {"queue_1k", "Queue put/get, 1 KB strings", 20}, {"pipe_oneway", "Pipe send/recv, one way", 5},
+  {"pipe_rtt", "Pipe round trip", 2.5}, {"lock", "Lock acquire+release", 2.5},
+  {"value_incr", "Value increment, 2 processes", 10},
+  {"manager_dict", "Manager dict increment, 2 processes", 100},
+  {"pool_map", "Pool map, 200k items", 2}, {"apply_async", "Pool apply_async, 20k tasks", 10},
+  {"event_rtt", "Event round trip", 5}, {"thread_start_join", "Thread start+join", nil},
+}
+
+local function fmt(v)
+  if not v then return "-" end
+  if v >= 1e6 then return ("%.2fM"):format(v / 1e6) end
+  if v >= 1e3 then return ("%.1fk"):format(v / 1e3) end
+  return ("%.0f"):format(v)
+end
+
+print(("%-38s %10s %10s %8s %7s %5s %10s %8s"):format("operation (ops/s, medians of 3)",
+  "concur", "CPython", "ratio", "target", "met", "C limit", "of limit"))
+local missed = 0
+for _, row in ipairs(rows) do
+  local key, label, target = row[1], row[2], row[3]
+  local o = ops[key] or {concur = {}, cpython = {}}
+  local c, p = median(o.concur), median(o.cpython)
+  local ratio = c and p and c / p
+  local met = target and ratio and ratio >= target
+  if target and not met then missed = missed + 1 end
+  print(("%-38s %10s %10s %8s %7s %5s %10s %8s"):format(label, fmt(c), fmt(p),
+    ratio and ("%.1fx"):format(ratio) or "-", target and ("%gx"):format(target) or "-",
+    target and (met and "yes" or "NO") or "", fmt(limits[key]),
+    limits[key] and c and ("%.0f%%"):format(100 * c / limits[key]) or "-"))
+end
+local m = ops.memory and ops.memory.metrics or {}
+if m.concur then
+  print(("\nmemory: idle child RSS %d KiB (CPython %s KiB); arena bytes per Lock %d, per empty Queue %d")
+    :format(m.concur.child_rss_kb, tostring(m.cpython and m.cpython.child_rss_kb or "-"),
+            m.concur.lock_bytes, m.concur.queue_bytes))
+end
+print(("%d of %d targets missed"):format(missed, 10))
