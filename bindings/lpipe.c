@@ -33,6 +33,8 @@ typedef struct conn {
   int flags;
   char *rbuf;
   size_t rcap, rlen, roff;
+  char *wbuf; /* what send_nowait could not send yet, in order */
+  size_t wcap, wlen, woff;
   int fdq[64];
   int nfdq;
 } conn;
@@ -132,7 +134,46 @@ static int write_all(lua_State *L, conn *c, const char *p, size_t n,
   return 0;
 }
 
+/* Sends what waits in the write buffer without blocking: 0 when it is all
+ * gone, 1 when some is left. */
+static int flush(lua_State *L, conn *c) {
+  while (c->woff < c->wlen) {
+    ssize_t w = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN)
+        return 1;
+      return broken(L, c, "send");
+    }
+    c->woff += (size_t)w;
+  }
+  c->woff = c->wlen = 0;
+  return 0;
+}
+
+static void queue_bytes(lua_State *L, conn *c, const char *p, size_t n) {
+  if (c->wlen + n > c->wcap) {
+    size_t cap = c->wcap ? c->wcap : 65536;
+    while (cap < c->wlen + n)
+      cap *= 2;
+    char *b = realloc(c->wbuf, cap);
+    if (!b)
+      luaL_error(L, "not enough memory to queue a message");
+    c->wbuf = b;
+    c->wcap = cap;
+  }
+  memcpy(c->wbuf + c->wlen, p, n);
+  c->wlen += n;
+}
+
 static void send_frame(lua_State *L, conn *c, uint32_t raw, const cc_fds *fds) {
+  /* Whatever send_nowait left goes first, to keep the order. */
+  while (c->wlen && flush(L, c)) {
+    int r = cc_wait_fd(c->fd, POLLOUT, CC_FOREVER);
+    if (r)
+      cc__lraise_code(L, r, NULL);
+  }
   if (!(c->flags & WRITABLE))
     cc__lraise(L, "ValueError", "this end of the pipe only receives");
   if (scratch.len >= RAW)
@@ -160,6 +201,35 @@ static int conn_send(lua_State *L) {
   cc__lencode(L, 2, 1, &scratch, &fds, "obj");
   send_frame(L, c, 0, &fds);
   return 0;
+}
+
+/* send_nowait(v): sends without ever blocking; what the socket cannot take
+ * now waits in the connection and goes out in later sends, flush() or
+ * concur.wait. For a process that must keep reading while it sends (a pool
+ * feeding workers that answer). Connections cannot travel this way. */
+static int conn_send_nowait(lua_State *L) {
+  conn *c = check_conn(L, 1);
+  luaL_checkany(L, 2);
+  if (!(c->flags & WRITABLE))
+    return cc__lraise(L, "ValueError", "this end of the pipe only receives");
+  cc__lencode(L, 2, 1, &scratch, NULL, "obj");
+  if (scratch.len >= RAW)
+    return cc__lraise(L, "ValueError", "a message of %d bytes is too large for a pipe",
+                      (int)scratch.len);
+  frame f = {(uint32_t)scratch.len, scratch.nrefs, 0, 0};
+  queue_bytes(L, c, (const char *)&f, sizeof f);
+  if (scratch.nrefs)
+    queue_bytes(L, c, (const char *)scratch.refs, scratch.nrefs * sizeof(uint32_t));
+  if (scratch.len)
+    queue_bytes(L, c, scratch.data, scratch.len);
+  lua_pushboolean(L, flush(L, c) == 0);
+  return 1;
+}
+
+/* flush() -> true when nothing waits to be sent any more (does not block). */
+static int conn_flush(lua_State *L) {
+  lua_pushboolean(L, flush(L, check_conn(L, 1)) == 0);
+  return 1;
 }
 
 static int conn_send_bytes(lua_State *L) {
@@ -366,7 +436,7 @@ static int l_wait(lua_State *L) {
     lua_geti(L, 1, i + 1);
     conn *c = check_conn(L, -1);
     fds[i].fd = c->fd;
-    fds[i].events = POLLIN;
+    fds[i].events = POLLIN | (c->wlen > c->woff ? POLLOUT : 0);
     /* Bytes already read from the socket are ready too. */
     fds[i].revents = c->rlen > c->roff ? POLLIN : 0;
     buffered += fds[i].revents != 0;
@@ -375,15 +445,30 @@ static int l_wait(lua_State *L) {
   lua_newtable(L);
   if (n == 0)
     return 1;
-  int r = buffered ? buffered : cc_wait_fds(fds, n, dl);
-  if (r == CC_EINTR)
-    return cc__lraise_code(L, r, NULL);
-  for (int i = 0, k = 0; r > 0 && i < n; i++)
-    if (fds[i].revents) {
-      lua_geti(L, 1, i + 1);
-      lua_rawseti(L, -2, ++k);
+  for (;;) {
+    int r = buffered ? buffered : cc_wait_fds(fds, n, dl);
+    if (r == CC_EINTR)
+      return cc__lraise_code(L, r, NULL);
+    int k = 0, flushed = 0;
+    for (int i = 0; r > 0 && i < n; i++) {
+      if (fds[i].revents & POLLOUT) {
+        /* Room to send what waited: send it, and look again. */
+        lua_geti(L, 1, i + 1);
+        conn *c = check_conn(L, -1);
+        lua_pop(L, 1);
+        flushed = 1;
+        if (!flush(L, c))
+          fds[i].events = POLLIN;
+      }
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+        lua_geti(L, 1, i + 1);
+        lua_rawseti(L, -2, ++k);
+      }
+      fds[i].revents = 0;
     }
-  return 1;
+    if (k || !flushed || r <= 0)
+      return 1;
+  }
 }
 
 /* concur.Descriptor(fd): a copy (dup) of any descriptor, to send through a
@@ -421,6 +506,9 @@ static int conn_close(lua_State *L) {
   free(c->rbuf);
   c->rbuf = NULL;
   c->rcap = c->rlen = c->roff = 0;
+  free(c->wbuf);
+  c->wbuf = NULL;
+  c->wcap = c->wlen = c->woff = 0;
   return 0;
 }
 
@@ -441,6 +529,7 @@ static const luaL_Reg methods[] = {
     {"send_bytes", conn_send_bytes}, {"recv_bytes", conn_recv_bytes},
     {"poll", conn_poll},         {"fileno", conn_fileno},
     {"close", conn_close},       {"detach", conn_detach},
+    {"send_nowait", conn_send_nowait}, {"flush", conn_flush},
     {NULL, NULL}};
 
 static const luaL_Reg meta[] = {{"__gc", conn_close},

@@ -166,7 +166,9 @@ function Pool:_dispatch()
         end
         local msg = {id = job.id, fid = fid, calls = job.calls}
         if not w.fids[fid] then msg.fn = job.fn end
-        local ok, err = pcall(w.conn.send, w.conn, msg)
+        -- Never blocks: a worker busy sending its results must not wait
+        -- for a parent that waits to send it more work.
+        local ok, err = pcall(w.conn.send_nowait, w.conn, msg)
         if ok then
           w.fids[fid] = true
           w.jobs[#w.jobs + 1] = job

@@ -86,6 +86,18 @@ T.test("errors: RemoteError, Timeout, WorkerLost, closed pools", function()
   T.eq(pcall(concur.Pool, {processes = 0}), false)
 end)
 
+T.test("big maps: the parent never blocks sending while workers answer", function()
+  local pool <close> = concur.Pool{processes = 2}
+  local items = {}
+  for i = 1, 200000 do items[i] = i end
+  local r = pool:map(function(x) return x * 2 end, items)
+  T.eq(#r, 200000); T.eq(r[200000], 400000)
+  local big = ("x"):rep(300000)
+  local rs = {}
+  for i = 1, 8 do rs[i] = pool:apply_async(function(s) return s .. "!" end, {big}) end
+  for i = 1, 8 do T.eq(#rs[i]:get(30), 300001) end
+end)
+
 T.test("initializer and maxtasksperchild", function()
   local pool = concur.Pool{processes = 2, maxtasksperchild = 2,
                            initializer = function(x) INIT = x end, initargs = {"set"}}
