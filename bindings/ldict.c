@@ -89,7 +89,7 @@ static int fill(lua_State *L, cc_dict *d, int t) {
     int top = lua_gettop(L);
     if (d->is_list) {
       value(L, top);
-      check(L, cc_list_insert(d, cc_dict_len(d), &vmsg));
+      check(L, cc_list_insert(d, CC_LIST_END, &vmsg));
     } else {
       set_or_del(L, d, top - 1, top);
     }
@@ -107,7 +107,7 @@ static void fill_list(lua_State *L, cc_dict *d, int t) {
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, t, i);
     value(L, -1);
-    check(L, cc_list_insert(d, cc_dict_len(d), &vmsg));
+    check(L, cc_list_insert(d, CC_LIST_END, &vmsg));
     lua_pop(L, 1);
   }
 }
@@ -360,7 +360,7 @@ static int list_append(lua_State *L) {
   cc_dict *d = check_list(L, 1);
   luaL_checkany(L, 2);
   value(L, 2);
-  check(L, cc_list_insert(d, cc_dict_len(d), &vmsg));
+  check(L, cc_list_insert(d, CC_LIST_END, &vmsg));
   return 0;
 }
 

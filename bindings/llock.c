@@ -9,11 +9,9 @@
 #include <unistd.h>
 
 static cc_lock *check_lock(lua_State *L, int idx) {
-  cc_obj *o = cc__ltest_obj(L, idx, "Lock");
-  if (!o)
-    o = cc__ltest_obj(L, idx, "RLock");
-  if (!o)
-    o = cc__lcheck_obj(L, idx, "Lock");
+  cc_obj *o = cc__ltest_obj(L, idx, NULL);
+  if (!o || !(cc_obj_is(o, &cc_lock_type) || cc_obj_is(o, &cc_rlock_type)))
+    o = cc__lcheck_obj(L, idx, "Lock"); /* raises the right error */
   return (cc_lock *)o;
 }
 

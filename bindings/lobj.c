@@ -7,9 +7,27 @@
 #include <math.h>
 #include <string.h>
 
+/* A wrapper is recognised by its size and a magic number, without a look
+ * into its metatable: method calls check their object on every call. */
+#define WRAPPER_MAGIC 0x636f6e6375727772ULL
+
 typedef struct wrapper {
+  uint64_t magic;
   cc_obj *o;
 } wrapper;
+
+static wrapper *to_wrapper(lua_State *L, int idx) {
+  wrapper *w = lua_touserdata(L, idx);
+  if (!w || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *w ||
+      w->magic != WRAPPER_MAGIC)
+    return NULL;
+  return w;
+}
+
+static int is_type(const cc_obj *o, const char *tname) {
+  const char *name = cc_obj_typename(o);
+  return name == tname || strcmp(name, tname) == 0;
+}
 
 static double time_scale = 1.0;
 
@@ -34,6 +52,7 @@ static void push_mt(lua_State *L, const cc_obj *o) {
 
 void cc__lpush_obj(lua_State *L, cc_obj *o, int adopt) {
   wrapper *w = lua_newuserdatauv(L, sizeof *w, 1);
+  w->magic = WRAPPER_MAGIC;
   w->o = NULL;
   push_mt(L, o);
   lua_setmetatable(L, -2);
@@ -62,27 +81,25 @@ int cc__lmetaflag(lua_State *L, int idx, const char *flag) {
 }
 
 cc_obj *cc__ltest_obj(lua_State *L, int idx, const char *tname) {
-  wrapper *w = lua_touserdata(L, idx);
-  if (!cc__lmetaflag(L, idx, "__concur") || !w->o)
-    return NULL;
-  if (tname && strcmp(cc_obj_typename(w->o), tname) != 0)
+  wrapper *w = to_wrapper(L, idx);
+  if (!w || !w->o || (tname && !is_type(w->o, tname)))
     return NULL;
   return w->o;
 }
 
 cc_obj *cc__lcheck_obj(lua_State *L, int idx, const char *tname) {
-  wrapper *w = lua_touserdata(L, idx);
-  if (!cc__lmetaflag(L, idx, "__concur"))
+  wrapper *w = to_wrapper(L, idx);
+  if (!w)
     luaL_typeerror(L, idx, tname ? tname : "concur object");
   if (!w->o)
     luaL_error(L, "attempt to use a closed %s", tname ? tname : "object");
-  if (tname && strcmp(cc_obj_typename(w->o), tname) != 0)
+  if (tname && !is_type(w->o, tname))
     luaL_typeerror(L, idx, tname);
   return w->o;
 }
 
 int cc__lobj_close(lua_State *L) {
-  wrapper *w = lua_touserdata(L, 1);
+  wrapper *w = to_wrapper(L, 1);
   if (w && w->o) {
     cc_obj *o = w->o;
     w->o = NULL;
@@ -92,8 +109,8 @@ int cc__lobj_close(lua_State *L) {
 }
 
 static int obj_tostring(lua_State *L) {
-  wrapper *w = lua_touserdata(L, 1);
-  if (!w->o) {
+  wrapper *w = to_wrapper(L, 1);
+  if (!w || !w->o) {
     lua_pushstring(L, "closed concur object");
     return 1;
   }
@@ -102,7 +119,7 @@ static int obj_tostring(lua_State *L) {
 }
 
 static int obj_eq(lua_State *L) {
-  wrapper *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
+  wrapper *a = to_wrapper(L, 1), *b = to_wrapper(L, 2);
   lua_pushboolean(L, a && b && a->o && a->o == b->o);
   return 1;
 }

@@ -8,8 +8,8 @@
 #include <string.h>
 
 static cc_shm *check_shm(lua_State *L, int idx) {
-  cc_obj *o = cc__ltest_obj(L, idx, "Array");
-  if (!o)
+  cc_obj *o = cc__ltest_obj(L, idx, NULL);
+  if (!o || !(cc_obj_is(o, &cc_value_type) || cc_obj_is(o, &cc_array_type)))
     o = cc__lcheck_obj(L, idx, "Value");
   return (cc_shm *)o;
 }

@@ -57,8 +57,13 @@ local function worker(conn, others, initializer, initargs, maxtasks)
     local fn = fns[task.fid]
     local values = {}
     local good, err = xpcall(function()
-      for i, args in ipairs(task.calls) do
-        values[i] = (fn(table.unpack(args, 1, args.n)))
+      if task.items then -- map: one argument per call, sent as it is
+        local items = task.items
+        for i = 1, task.count do values[i] = (fn(items[i])) end
+      else
+        for i, args in ipairs(task.calls) do
+          values[i] = (fn(table.unpack(args, 1, args.n)))
+        end
       end
     end, fail)
     done = done + 1
@@ -120,13 +125,19 @@ function Pool:_check()
   end
 end
 
--- A job: calls of fn; on_result(ok, values_or_err) when it ends.
+-- A job: calls of fn (a list of argument lists, or for map a list of single
+-- arguments: {items = ..., count = n}); on_result(ok, values_or_err).
 function Pool:_submit(fn, calls, on_result)
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
     concur.error("ValueError", "a pool task needs a function")
   end
   self._next_id = self._next_id + 1
-  local job = {id = self._next_id, fn = fn, calls = calls, on_result = on_result}
+  local job = {id = self._next_id, fn = fn, on_result = on_result}
+  if calls.items then
+    job.items, job.count = calls.items, calls.count
+  else
+    job.calls = calls
+  end
   self._jobs[job.id] = job
   dq_push(self._pending, job)
   self._outstanding = self._outstanding + 1
@@ -164,7 +175,8 @@ function Pool:_dispatch()
           fid = self._next_fid
           self._fids[job.fn] = fid
         end
-        local msg = {id = job.id, fid = fid, calls = job.calls}
+        local msg = {id = job.id, fid = fid, calls = job.calls, items = job.items,
+                     count = job.count}
         if not w.fids[fid] then msg.fn = job.fn end
         -- Never blocks: a worker busy sending its results must not wait
         -- for a parent that waits to send it more work.
@@ -331,15 +343,21 @@ function Pool:apply(fn, args)
   return self:apply_async(fn, args):get()
 end
 
+-- The list cut into tasks of `size` calls: argument lists for starmap, the
+-- items themselves for map (one table less per item to send).
 local function chunks(list, size, star)
   local out, cur = {}, nil
   for i = 1, #list do
-    if not cur or #cur == size then
-      cur = {}
+    if not cur or cur.count == size then
+      cur = star and {count = 0} or {items = {}, count = 0}
       out[#out + 1] = cur
     end
-    local item = list[i]
-    cur[#cur + 1] = star and pack_args(item) or {item, n = 1}
+    cur.count = cur.count + 1
+    if star then
+      cur[cur.count] = pack_args(list[i])
+    else
+      cur.items[cur.count] = list[i]
+    end
   end
   return out
 end
@@ -368,7 +386,7 @@ function Pool:_map_async(fn, list, chunksize, star, opts)
   local base = 0
   for _, part in ipairs(parts) do
     local offset = base
-    base = base + #part
+    base = base + part.count
     self:_submit(fn, part, function(ok, values)
       if failed then return end
       if not ok then
@@ -376,7 +394,7 @@ function Pool:_map_async(fn, list, chunksize, star, opts)
         done(false, values)
         return
       end
-      for i = 1, #part do results[offset + i] = values[i] end
+      for i = 1, part.count do results[offset + i] = values[i] end
       left = left - 1
       if left == 0 then done(true, results) end
     end)
@@ -399,10 +417,10 @@ function Pool:_imap(fn, list, chunksize, ordered)
   local base = 0
   for _, part in ipairs(chunks(list, chunksize, false)) do
     local offset = base
-    base = base + #part
+    base = base + part.count
     self:_submit(fn, part, function(ok, values)
       if not ok then err = err or values return end
-      for i = 1, #part do
+      for i = 1, part.count do
         arrived[offset + i] = {values[i]}
         order[#order + 1] = offset + i
       end

@@ -389,6 +389,8 @@ int cc_list_insert(cc_dict *d, uint32_t i, const cc_msg *val) {
   lock(d);
   dtab *t = tab(d);
   uint32_t used = atomic_load(&t->used);
+  if (i == CC_LIST_END)
+    i = used; /* an append, decided under the lock */
   int r = 0;
   if (i > used) {
     r = CC_EEMPTY;

@@ -62,7 +62,7 @@ for _, row in ipairs(rows) do
 end
 local m = ops.memory and ops.memory.metrics or {}
 if m.concur then
-  print(("\nmemory: idle child RSS %d KiB (CPython %s KiB); arena bytes per Lock %d, per empty Queue %d")
+  print(("\nmemory: idle child RSS %d KiB (CPython %s KiB); arena bytes per Lock %.0f, per empty Queue %.0f")
     :format(m.concur.child_rss_kb, tostring(m.cpython and m.cpython.child_rss_kb or "-"),
             m.concur.lock_bytes, m.concur.queue_bytes))
 end

@@ -43,6 +43,15 @@ function T.sh(cmd)
   return code, out, e
 end
 
+-- Writes a Lua script to a temporary file and returns its path.
+function T.script(text)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
 function T.done()
   print(("%d passed, %d failed"):format(T.passed, T.failed))
   if T.failed > 0 then os.exit(1) end

@@ -3,13 +3,7 @@ local concur = require "concur"
 local T = dofile("tests/lua/harness.lua")
 local bin = os.getenv("CONCUR") or "./build/concur"
 
-local function script(text)
-  local path = os.tmpname() .. ".lua"
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
+local script = T.script
 
 T.test("Queue: order, bounds, nowait, timeouts, nil", function()
   local q = concur.Queue(2)

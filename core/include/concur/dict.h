@@ -50,7 +50,10 @@ int cc_dict_update(cc_dict *d, const char *key, size_t klen, cc_dict_fn fn, void
 /* Lists, by 0-based index. */
 int cc_list_get(cc_dict *d, uint32_t i, cc_msg *out);  /* 0 or CC_EEMPTY */
 int cc_list_set(cc_dict *d, uint32_t i, const cc_msg *val); /* 0, CC_EEMPTY, CC_EARENAFULL */
-/* Inserts before i (i == len appends). 0, CC_EEMPTY (i > len), CC_EARENAFULL. */
+/* Inserts before i (i == len, or CC_LIST_END, appends: CC_LIST_END reads the
+ * length under the lock, so concurrent appends keep their order).
+ * 0, CC_EEMPTY (i > len), CC_EARENAFULL. */
+#define CC_LIST_END UINT32_MAX
 int cc_list_insert(cc_dict *d, uint32_t i, const cc_msg *val);
 /* Removes item i into out (or drops it). 0 or CC_EEMPTY. */
 int cc_list_pop(cc_dict *d, uint32_t i, cc_msg *out);
