@@ -203,16 +203,25 @@ static int conn_send(lua_State *L) {
   return 0;
 }
 
-/* send_nowait(v): sends without ever blocking; what the socket cannot take
- * now waits in the connection and goes out in later sends, flush() or
+/* send_nowait(v): sends without blocking; what the socket cannot take now
+ * waits in the connection and goes out in later sends, flush() or
  * concur.wait. For a process that must keep reading while it sends (a pool
- * feeding workers that answer). Connections cannot travel this way. */
+ * feeding workers that answer). A message with Connections or Descriptors
+ * in it is sent whole, as send() does. */
 static int conn_send_nowait(lua_State *L) {
   conn *c = check_conn(L, 1);
   luaL_checkany(L, 2);
   if (!(c->flags & WRITABLE))
     return cc__lraise(L, "ValueError", "this end of the pipe only receives");
-  cc__lencode(L, 2, 1, &scratch, NULL, "obj");
+  cc_fds fds;
+  cc__lencode(L, 2, 1, &scratch, &fds, "obj");
+  if (fds.n > 0) {
+    /* Descriptors ride with a frame's first byte: such a frame (small, as
+     * a rule) is sent as send() does, after what waits. */
+    send_frame(L, c, 0, &fds);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   if (scratch.len >= RAW)
     return cc__lraise(L, "ValueError", "a message of %d bytes is too large for a pipe",
                       (int)scratch.len);
