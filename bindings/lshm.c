@@ -206,8 +206,8 @@ static int shm_index(lua_State *L) {
       lua_pushnil(L); /* as a table: ipairs stops at the end */
     return 1;
   }
-  const char *k = lua_tostring(L, 2);
-  if (k && strcmp(k, "value") == 0 && lua_type(L, 2) == LUA_TSTRING) {
+  /* Upvalue 1 is the string "value" (interned: compared as a pointer). */
+  if (lua_rawequal(L, 2, lua_upvalueindex(1))) {
     if (!s->is_array)
       push_item(L, s, 0);
     else if (s->typecode == 'c')
@@ -216,10 +216,8 @@ static int shm_index(lua_State *L) {
       return cc__lraise(L, "ValueError", "only a 'c' Array has .value; use a[i] or a:totable()");
     return 1;
   }
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "__methods");
   lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
+  lua_rawget(L, lua_upvalueindex(2)); /* the methods */
   return 1;
 }
 
@@ -234,8 +232,7 @@ static int shm_newindex(lua_State *L) {
     store_item(L, s, (uint32_t)(i - 1), 3);
     return 0;
   }
-  const char *k = lua_tostring(L, 2);
-  if (k && strcmp(k, "value") == 0) {
+  if (lua_rawequal(L, 2, lua_upvalueindex(1))) {
     if (!s->is_array) {
       store_item(L, s, 0, 3);
     } else if (s->typecode == 'c') {
@@ -252,6 +249,7 @@ static int shm_newindex(lua_State *L) {
     }
     return 0;
   }
+  const char *k = lua_tostring(L, 2);
   return luaL_error(L, "cannot set field '%s' of a %s", k ? k : "?",
                     cc_obj_typename(&s->hdr));
 }
@@ -359,9 +357,7 @@ static const luaL_Reg methods[] = {
     {"with", shm_with},         {"totable", shm_totable},
     {NULL, NULL}};
 
-static const luaL_Reg meta[] = {{"__index", shm_index},
-                                {"__newindex", shm_newindex},
-                                {"__len", shm_len},
+static const luaL_Reg meta[] = {{"__len", shm_len},
                                 {"__tostring", shm_tostring},
                                 {NULL, NULL}};
 
@@ -371,8 +367,18 @@ void cc__open_shm(lua_State *L) {
     cc__lnew_class(L, names[i], methods, meta);
     lua_pushfstring(L, "concur.%s", names[i]);
     luaL_getmetatable(L, lua_tostring(L, -1));
+    /* __index and __newindex run on every access: their look-ups are
+     * upvalues, "value" and the methods. */
     lua_newtable(L);
     luaL_setfuncs(L, methods, 0);
+    lua_pushliteral(L, "value");
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, shm_index, 2);
+    lua_setfield(L, -3, "__index");
+    lua_pushliteral(L, "value");
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, shm_newindex, 2);
+    lua_setfield(L, -3, "__newindex");
     lua_setfield(L, -2, "__methods");
     lua_pop(L, 2);
   }
