@@ -10,9 +10,6 @@
 #include "thread_lua.h"
 #include "pool_lua.h"
 
-void cc__lset_metrics_path(const char *path);
-void cc__linstall_sigint(lua_State *L);
-void cc__lset_switch_interval(int n);
 
 static cc_lhost host = {(size_t)256 << 20, 512, 1.0, NULL, 1000, 0};
 static int hosted;

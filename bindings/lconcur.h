@@ -95,6 +95,11 @@ void cc_lhost_configure(const cc_lhost *h);
  * reap adopted orphans. Returns 0 or CC_EINTR. */
 int cc_lfinish(lua_State *L);
 
+/* Settings and handlers that luaopen_concur installs (lruntime.c, lthread.c). */
+void cc__lset_metrics_path(const char *path);
+void cc__linstall_sigint(lua_State *L);
+void cc__lset_switch_interval(int n);
+
 /* For the host: os.exit raises SystemExit in the main process and ends a
  * child at once. */
 void cc__lhosted_os_exit(lua_State *L);

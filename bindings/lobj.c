@@ -144,8 +144,6 @@ void cc__lnew_class(lua_State *L, const char *tname, const luaL_Reg *methods,
     }
     lua_pop(L, 1);
   }
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "__concur");
   if (lua_getfield(L, -1, "__index") == LUA_TNIL) {
     lua_pop(L, 1);
     lua_newtable(L);

@@ -103,8 +103,6 @@ static int l_thread_start(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   const char *name = luaL_checkstring(L, 2);
   int daemon = lua_toboolean(L, 3);
-  lua_Debug ar;
-  (void)ar;
   if (!cc_gil_enabled())
     cc_gil_enable(5000000);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);

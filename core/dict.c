@@ -255,11 +255,17 @@ static dtab *rebuild(cc_dict *d, dtab *t, uint32_t extra, uint32_t skip, uint32_
   return n;
 }
 
-int cc_dict_get(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
-  lock(d);
+/* Takes the lock and finds key: its entry or -1; *t gets the table. */
+static int32_t locate(cc_dict *d, const char *key, size_t klen, dtab **t) {
   uint32_t slot;
-  dtab *t = tab(d);
-  int32_t i = find(t, key, klen, hash(key, klen), &slot);
+  lock(d);
+  *t = tab(d);
+  return find(*t, key, klen, hash(key, klen), &slot);
+}
+
+int cc_dict_get(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
+  dtab *t;
+  int32_t i = locate(d, key, klen, &t);
   int r = i < 0 ? CC_EEMPTY : blob_copy(atomic_load(&ents(t)[i].val), out);
   unlock(d);
   return r;
@@ -312,10 +318,8 @@ int cc_dict_set(cc_dict *d, const char *key, size_t klen, const cc_msg *val) {
 }
 
 int cc_dict_del(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
-  lock(d);
-  uint32_t slot;
-  dtab *t = tab(d);
-  int32_t i = find(t, key, klen, hash(key, klen), &slot);
+  dtab *t;
+  int32_t i = locate(d, key, klen, &t);
   if (i < 0) {
     unlock(d);
     return CC_EEMPTY;
@@ -331,10 +335,8 @@ int cc_dict_del(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
 
 int cc_dict_update(cc_dict *d, const char *key, size_t klen, cc_dict_fn fn, void *ud) {
   cc_msg old = {0}, val = {0};
-  lock(d);
-  uint32_t slot;
-  dtab *t = tab(d);
-  int32_t i = find(t, key, klen, hash(key, klen), &slot);
+  dtab *t;
+  int32_t i = locate(d, key, klen, &t);
   int r = i >= 0 ? blob_copy(atomic_load(&ents(t)[i].val), &old) : 0;
   if (!r)
     r = fn(ud, i >= 0 ? &old : NULL, &val);

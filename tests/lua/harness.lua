@@ -43,14 +43,17 @@ function T.sh(cmd)
   return code, out, e
 end
 
--- Writes a Lua script to a temporary file and returns its path.
-function T.script(text)
-  local path = os.tmpname() .. ".lua"
+-- Writes text to a new temporary file (name ending in suffix) and returns
+-- its path: scripts, configurations.
+function T.file(text, suffix)
+  local path = os.tmpname() .. (suffix or "")
   local f = assert(io.open(path, "w"))
   f:write(text)
   f:close()
   return path
 end
+
+function T.script(text) return T.file(text, ".lua") end
 
 function T.done()
   print(("%d passed, %d failed"):format(T.passed, T.failed))

@@ -174,8 +174,7 @@ T.test("Pipe: a Connection sent through another Pipe", function()
 end)
 
 T.test("a full arena raises ArenaFull and the queue stays usable", function()
-  local cfg = os.tmpname()
-  local f = io.open(cfg, "w"); f:write("arena:\n  size: 8M\n"); f:close()
+  local cfg = T.file("arena:\n  size: 8M\n")
   local path = script([[
     local concur = require "concur"
     local q = concur.Queue()

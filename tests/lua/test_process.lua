@@ -144,8 +144,7 @@ T.test("bad input is refused before anything runs", function()
   T.eq(code, 2); assert(err:find("unknown option '%-%-bogus'"), err)
   code = T.sh(bin .. " frobnicate")
   T.eq(code, 2)
-  local cfg = os.tmpname()
-  local f = io.open(cfg, "w"); f:write("limits:\n  max_proceses: 3\n"); f:close()
+  local cfg = T.file("limits:\n  max_proceses: 3\n")
   code, _, err = T.sh(bin .. " run tests/lua/harness.lua --config " .. cfg)
   T.eq(code, 2); assert(err:find(":2:3: unknown key 'limits.max_proceses'; did you mean 'max_processes'%?"), err)
   os.remove(cfg)
@@ -154,8 +153,7 @@ T.test("bad input is refused before anything runs", function()
 end)
 
 T.test("a full arena raises ArenaFull naming its size", function()
-  local cfg = os.tmpname()
-  local f = io.open(cfg, "w"); f:write("arena:\n  size: 4M\n"); f:close()
+  local cfg = T.file("arena:\n  size: 4M\n")
   local path = script([[
     local concur = require "concur"
     local keep = {}
@@ -174,8 +172,7 @@ T.test("a full arena raises ArenaFull naming its size", function()
 end)
 
 T.test("max_processes stops a fork bomb", function()
-  local cfg = os.tmpname()
-  local f = io.open(cfg, "w"); f:write("limits:\n  max_processes: 10\n"); f:close()
+  local cfg = T.file("limits:\n  max_processes: 10\n")
   local path = script([[
     local concur = require "concur"
     local function bomb()

@@ -162,15 +162,12 @@ T.test("custom manager: proxies across processes, RemoteError, shutdown", functi
 end)
 
 T.test("the manager's process is gone at the end of the run", function()
-  local path = os.tmpname() .. ".lua"
-  local f = io.open(path, "w")
-  f:write([[
+  local path = T.script([[
     local concur = require "concur"
     local M = concur.Manager:extend()
     M.register("Box", function(v) return {get = function(self) return v end} end)
     local m = M()
     print(m._server.pid, m:Box(7):get())]])
-  f:close()
   local code, out = T.sh(bin .. " run " .. path)
   T.eq(code, 0)
   local pid, seven = out:match("^(%d+)\t(%d+)")
