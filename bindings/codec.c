@@ -79,6 +79,17 @@ static uint64_t siphash(const uint8_t *in, size_t n, const uint8_t k[16]) {
 
 /* ---------------------------------------------------------------- encode */
 
+/* Where the encoder is, for Unsendable messages: one segment per level,
+ * recorded cheaply (an index, or the stack slot of the key) and spelled
+ * out only when a message cannot be sent. */
+enum { SEG_ROOT, SEG_ARG, SEG_INDEX, SEG_KEY, SEG_UPVALUE };
+typedef struct seg {
+  int kind;
+  int key;         /* SEG_KEY: the stack slot holding the key */
+  lua_Integer i;   /* SEG_ARG, SEG_INDEX */
+  const char *name; /* SEG_UPVALUE */
+} seg;
+
 typedef struct enc {
   lua_State *L;
   cc_msg *m;
@@ -86,8 +97,8 @@ typedef struct enc {
   int seen;     /* stack index of {value = id} */
   int next_id;
   int depth;
-  const char *path[MAX_DEPTH + 2]; /* segments, for Unsendable messages */
-  char segbuf[MAX_DEPTH + 2][48];
+  const char *root; /* what the whole message is called, for Unsendable */
+  seg path[MAX_DEPTH + 2];
 } enc;
 
 static void put(enc *e, const void *p, size_t n) {
@@ -124,32 +135,47 @@ static void put_varint(enc *e, uint64_t v) {
   put(e, b, (size_t)n);
 }
 
+/* The path segment at level i: .name, [1], ["a b"], [?], <upvalue x>. */
+static void add_segment(enc *e, luaL_Buffer *b, const seg *g) {
+  lua_State *L = e->L;
+  char s[64];
+  switch (g->kind) {
+  case SEG_ROOT:
+    luaL_addstring(b, e->root);
+    return;
+  case SEG_ARG:
+    snprintf(s, sizeof s, "%.30s[%lld]", e->root, (long long)g->i);
+    break;
+  case SEG_INDEX:
+    snprintf(s, sizeof s, "[%lld]", (long long)g->i);
+    break;
+  case SEG_UPVALUE:
+    snprintf(s, sizeof s, "<upvalue %.30s>", g->name && *g->name ? g->name : "?");
+    break;
+  default:
+    if (lua_type(L, g->key) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, g->key);
+      int ident = (k[0] == '_' || (k[0] >= 'a' && k[0] <= 'z') || (k[0] >= 'A' && k[0] <= 'Z'));
+      for (const char *c = k; ident && *c; c++)
+        ident = *c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                (*c >= '0' && *c <= '9');
+      snprintf(s, sizeof s, ident ? ".%.40s" : "[\"%.36s\"]", k);
+    } else if (lua_isinteger(L, g->key)) {
+      snprintf(s, sizeof s, "[%lld]", (long long)lua_tointeger(L, g->key));
+    } else {
+      snprintf(s, sizeof s, "[%s]", luaL_typename(L, g->key));
+    }
+  }
+  luaL_addstring(b, s);
+}
+
 static int unsendable(enc *e, const char *what) {
   luaL_Buffer b;
   luaL_buffinit(e->L, &b);
-  for (int i = 0; i <= e->depth && e->path[i]; i++)
-    luaL_addstring(&b, e->path[i]);
+  for (int i = 0; i <= e->depth; i++)
+    add_segment(e, &b, &e->path[i]);
   luaL_pushresult(&b);
   return cc__lraise(e->L, "Unsendable", "%s: %s", lua_tostring(e->L, -1), what);
-}
-
-/* The path segment of a key at idx: .name, [1], ["a b"], [?]. */
-static void push_segment(enc *e, int key) {
-  lua_State *L = e->L;
-  char *s = e->segbuf[e->depth + 1];
-  if (lua_type(L, key) == LUA_TSTRING) {
-    const char *k = lua_tostring(L, key);
-    int ident = (k[0] == '_' || (k[0] >= 'a' && k[0] <= 'z') || (k[0] >= 'A' && k[0] <= 'Z'));
-    for (const char *c = k; ident && *c; c++)
-      ident = *c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-              (*c >= '0' && *c <= '9');
-    snprintf(s, 48, ident ? ".%.40s" : "[\"%.36s\"]", k);
-  } else if (lua_isinteger(L, key)) {
-    snprintf(s, 48, "[%lld]", (long long)lua_tointeger(L, key));
-  } else {
-    snprintf(s, 48, "[%s]", luaL_typename(L, key));
-  }
-  e->path[e->depth + 1] = s;
 }
 
 static void encode(enc *e, int idx);
@@ -230,9 +256,7 @@ static void encode_table(enc *e, int idx) {
   put_varint(e, (uint64_t)narr);
   for (lua_Integer i = 1; i <= narr; i++) {
     lua_rawgeti(L, idx, i);
-    lua_pushinteger(L, i);
-    push_segment(e, lua_gettop(L));
-    lua_pop(L, 1);
+    e->path[e->depth + 1] = (seg){.kind = SEG_INDEX, .i = i};
     e->depth++;
     encode(e, lua_gettop(L));
     e->depth--;
@@ -244,7 +268,7 @@ static void encode_table(enc *e, int idx) {
       lua_pop(L, 1);
       continue;
     }
-    push_segment(e, lua_gettop(L) - 1);
+    e->path[e->depth + 1] = (seg){.kind = SEG_KEY, .key = lua_gettop(L) - 1};
     e->depth++;
     encode(e, lua_gettop(L) - 1);
     encode(e, lua_gettop(L));
@@ -352,9 +376,7 @@ static void encode_function(enc *e, int idx) {
       put_byte(e, UP_ENV);
     } else {
       put_byte(e, UP_VALUE);
-      snprintf(e->segbuf[e->depth + 1], 48, "<upvalue %.30s>",
-               name && *name ? name : "?");
-      e->path[e->depth + 1] = e->segbuf[e->depth + 1];
+      e->path[e->depth + 1] = (seg){.kind = SEG_UPVALUE, .name = name};
       e->depth++;
       encode(e, lua_gettop(L));
       e->depth--;
@@ -470,10 +492,8 @@ static int encode_all(lua_State *L) {
   put_byte(e, VERSION);
   put_varint(e, (uint64_t)n);
   for (int i = 0; i < n; i++) {
-    if (n > 1) {
-      snprintf(e->segbuf[0], 48, "%.30s[%d]", e->path[MAX_DEPTH + 1], i + 1);
-      e->path[0] = e->segbuf[0];
-    }
+    if (n > 1)
+      e->path[0] = (seg){.kind = SEG_ARG, .i = i + 1};
     encode(e, first + i);
   }
   return 0;
@@ -495,7 +515,7 @@ void cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
   m->nrefs = 0;
   if (fds)
     fds->n = 0;
-  /* The encoder's state is big (the path's segments): one is kept for
+  /* The encoder's state is big (the path): one is kept for
    * reuse, and a nested encode (from a __concur_encode) makes its own. */
   static enc cached;
   static int busy;
@@ -508,9 +528,8 @@ void cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
   e->fds = fds;
   e->next_id = 0;
   e->depth = 0;
-  e->path[0] = root;
-  e->path[1] = NULL;
-  e->path[MAX_DEPTH + 1] = root;
+  e->root = root;
+  e->path[0] = (seg){.kind = SEG_ROOT};
   luaL_checkstack(L, n + 4, "too many values to encode");
   lua_pushcfunction(L, encode_all);
   lua_pushlightuserdata(L, e);

@@ -346,18 +346,17 @@ end
 -- The list cut into tasks of `size` calls: argument lists for starmap, the
 -- items themselves for map (one table less per item to send).
 local function chunks(list, size, star)
-  local out, cur = {}, nil
-  for i = 1, #list do
-    if not cur or cur.count == size then
-      cur = star and {count = 0} or {items = {}, count = 0}
-      out[#out + 1] = cur
-    end
-    cur.count = cur.count + 1
+  local out, n = {}, #list
+  for first = 1, n, size do
+    local last = math.min(n, first + size - 1)
+    local cur
     if star then
-      cur[cur.count] = pack_args(list[i])
+      cur = {count = last - first + 1}
+      for i = first, last do cur[i - first + 1] = pack_args(list[i]) end
     else
-      cur.items[cur.count] = list[i]
+      cur = {items = table.move(list, first, last, 1, {}), count = last - first + 1}
     end
+    out[#out + 1] = cur
   end
   return out
 end
@@ -394,7 +393,7 @@ function Pool:_map_async(fn, list, chunksize, star, opts)
         done(false, values)
         return
       end
-      for i = 1, part.count do results[offset + i] = values[i] end
+      table.move(values, 1, part.count, offset + 1, results)
       left = left - 1
       if left == 0 then done(true, results) end
     end)
