@@ -6,6 +6,7 @@
 #include "lconcur.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,25 +102,48 @@ typedef struct enc {
   seg path[MAX_DEPTH + 2];
 } enc;
 
-static void put(enc *e, const void *p, size_t n) {
+/* Room for n more bytes; a message grows by doubling. */
+static void grow(enc *e, size_t n) {
   cc_msg *m = e->m;
-  if (m->len + n > m->cap) {
-    size_t cap = m->cap ? m->cap : 256;
-    while (cap < m->len + n)
-      cap *= 2;
-    char *d = realloc(m->data, cap);
-    if (!d)
-      luaL_error(e->L, "not enough memory to encode a message");
-    m->data = d;
-    m->cap = cap;
-  }
-  memcpy(m->data + m->len, p, n);
-  m->len += n;
+  size_t cap = m->cap ? m->cap : 256;
+  while (cap < m->len + n)
+    cap *= 2;
+  char *d = realloc(m->data, cap);
+  if (!d)
+    luaL_error(e->L, "not enough memory to encode a message");
+  m->data = d;
+  m->cap = cap;
 }
 
-static void put_byte(enc *e, int b) {
-  unsigned char c = (unsigned char)b;
-  put(e, &c, 1);
+static inline unsigned char *reserve(enc *e, size_t n) {
+  if (e->m->len + n > e->m->cap)
+    grow(e, n);
+  return (unsigned char *)e->m->data + e->m->len;
+}
+
+static inline void put(enc *e, const void *p, size_t n) {
+  memcpy(reserve(e, n), p, n);
+  e->m->len += n;
+}
+
+static inline void put_byte(enc *e, int b) {
+  *reserve(e, 1) = (unsigned char)b;
+  e->m->len++;
+}
+
+/* An integer: its tag, then zigzag as a varint (small of either sign stay
+ * short). The commonest value in a message, so written in one go. */
+static inline void put_int(enc *e, lua_Integer v) {
+  uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+  unsigned char *b = reserve(e, 11);
+  int n = 0;
+  b[n++] = T_INT;
+  while (z >= 0x80) {
+    b[n++] = (unsigned char)(z | 0x80);
+    z >>= 7;
+  }
+  b[n++] = (unsigned char)z;
+  e->m->len += (size_t)n;
 }
 
 static void put_varint(enc *e, uint64_t v) {
@@ -255,7 +279,11 @@ static void encode_table(enc *e, int idx) {
   put_byte(e, T_TABLE);
   put_varint(e, (uint64_t)narr);
   for (lua_Integer i = 1; i <= narr; i++) {
-    lua_rawgeti(L, idx, i);
+    if (lua_rawgeti(L, idx, i) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+      put_int(e, lua_tointeger(L, -1)); /* the common case, without the path */
+      lua_pop(L, 1);
+      continue;
+    }
     e->path[e->depth + 1] = (seg){.kind = SEG_INDEX, .i = i};
     e->depth++;
     encode(e, lua_gettop(L));
@@ -438,8 +466,10 @@ static void encode(enc *e, int idx) {
   lua_State *L = e->L;
   if (e->depth >= MAX_DEPTH)
     unsendable(e, "nested too deeply (more than 200 levels)");
-  luaL_checkstack(L, 8, "message nested too deeply");
-  switch (lua_type(L, idx)) {
+  int type = lua_type(L, idx);
+  if (type >= LUA_TTABLE) /* what nests, or pushes as it goes */
+    luaL_checkstack(L, 8, "message nested too deeply");
+  switch (type) {
   case LUA_TNIL:
     put_byte(e, T_NIL);
     return;
@@ -448,9 +478,7 @@ static void encode(enc *e, int idx) {
     return;
   case LUA_TNUMBER:
     if (lua_isinteger(L, idx)) {
-      lua_Integer v = lua_tointeger(L, idx);
-      put_byte(e, T_INT);
-      put_varint(e, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+      put_int(e, lua_tointeger(L, idx));
     } else {
       double d = lua_tonumber(L, idx);
       put_byte(e, T_FLOAT);
@@ -607,12 +635,22 @@ static void remember(dec *d) {
 
 static void decode_table(dec *d) {
   lua_State *L = d->L;
-  size_t narr = get_len(d); /* each item takes at least one byte */
-  lua_createtable(L, narr > 1024 ? 1024 : (int)narr, 0);
+  /* Each item takes at least one byte, so the message's size bounds the
+   * table made for it. */
+  size_t narr = get_len(d);
+  if (narr > INT_MAX)
+    corrupt(d, "a table is too long");
+  lua_createtable(L, (int)narr, 0);
   remember(d);
   int t = lua_gettop(L);
   for (size_t i = 1; i <= narr; i++) {
-    decode(d);
+    if (d->p < d->end && *d->p == T_INT) { /* the common case, inline */
+      d->p++;
+      uint64_t z = get_varint(d);
+      lua_pushinteger(L, (lua_Integer)((z >> 1) ^ (~(z & 1) + 1)));
+    } else {
+      decode(d);
+    }
     lua_rawseti(L, t, (lua_Integer)i);
   }
   for (;;) {

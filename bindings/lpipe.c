@@ -135,8 +135,8 @@ static int write_all(lua_State *L, conn *c, const char *p, size_t n,
 }
 
 /* Sends what waits in the write buffer without blocking: 0 when it is all
- * gone, 1 when some is left. */
-static int flush(lua_State *L, conn *c) {
+ * gone, 1 when some is left, -1 (errno set) when it cannot go. */
+static int try_flush(conn *c) {
   while (c->woff < c->wlen) {
     ssize_t w = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
@@ -144,12 +144,18 @@ static int flush(lua_State *L, conn *c) {
         continue;
       if (errno == EAGAIN)
         return 1;
-      return broken(L, c, "send");
+      return -1;
     }
     c->woff += (size_t)w;
   }
   c->woff = c->wlen = 0;
   return 0;
+}
+
+/* As try_flush; raises EOF or OSError when the bytes cannot go. */
+static int flush(lua_State *L, conn *c) {
+  int r = try_flush(c);
+  return r < 0 ? broken(L, c, "send") : r;
 }
 
 static void queue_bytes(lua_State *L, conn *c, const char *p, size_t n) {
@@ -466,8 +472,15 @@ static int l_wait(lua_State *L) {
         conn *c = check_conn(L, -1);
         lua_pop(L, 1);
         flushed = 1;
-        if (!flush(L, c))
+        int f = try_flush(c);
+        if (f <= 0)
           fds[i].events = POLLIN;
+        if (f < 0) {
+          /* The other end is gone: what waited is dropped, and the
+           * connection is ready, for recv to say EOF. */
+          c->woff = c->wlen = 0;
+          fds[i].revents |= POLLHUP;
+        }
       }
       if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
         lua_geti(L, 1, i + 1);

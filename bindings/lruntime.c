@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -160,6 +161,30 @@ static int l_os_exit(lua_State *L) {
   return lua_error(L);
 }
 
+/* _slice(t, i, j): a new list of t[i..j], made at its final size. For the
+ * Pool, which cuts long lists into tasks (table.move would grow the copy
+ * step by step). */
+static int l_slice(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer i = luaL_checkinteger(L, 2), j = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, i >= 1 && j - i < INT_MAX, 2, "a slice from 1 to at most INT_MAX items");
+  int n = j >= i ? (int)(j - i + 1) : 0;
+  lua_createtable(L, n, 0);
+  for (int k = 1; k <= n; k++) {
+    lua_rawgeti(L, 1, i + k - 1);
+    lua_rawseti(L, -2, k);
+  }
+  return 1;
+}
+
+/* _newtable(n): an empty table with room for a list of n. */
+static int l_newtable(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, n >= 0 && n < INT_MAX, 1, "a size from 0 to INT_MAX");
+  lua_createtable(L, (int)n, 0);
+  return 1;
+}
+
 void cc__open_runtime(lua_State *L) {
   static const luaL_Reg funcs[] = {{"sleep", l_sleep},
                                    {"time", l_time},
@@ -167,6 +192,8 @@ void cc__open_runtime(lua_State *L) {
                                    {"getpid", l_getpid},
                                    {"_pid_alive", l_pid_alive},
                                    {"_arena_used", l_arena_used},
+                                   {"_slice", l_slice},
+                                   {"_newtable", l_newtable},
                                    {"report", l_report},
                                    {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);

@@ -40,43 +40,105 @@ local function new_error(kind, message, fields)
   return e
 end
 
+-- What a task is: one call (apply), calls of one argument each (map), or
+-- calls with a list of arguments each (starmap).
+local CALL, MAP, STARMAP = 1, 2, 3
+
+-- A task's calls, in the worker. A CALL gives the function's first result;
+-- MAP and STARMAP the list of them.
+local function run_task(fn, kind, count, payload)
+  if kind == CALL then return (fn(table.unpack(payload, 1, count))) end
+  local values = concur._newtable(count)
+  if kind == MAP then
+    for i = 1, count do values[i] = (fn(payload[i])) end
+  else
+    for i = 1, count do
+      local args = payload[i]
+      values[i] = (fn(table.unpack(args, 1, args.n or #args)))
+    end
+  end
+  return values
+end
+
+local function task_failed(e)
+  return {msg = tostring(e), tb = debug.traceback(tostring(e), 2)}
+end
+
+-- How long a worker may keep finished results while it has more tasks at
+-- hand: results of tiny tasks go back many to a message, and none waits
+-- for long behind a slow task.
+local REPLY_DELAY = 0.001
+
 -- The life of a worker: run tasks until told to stop (nil) or maxtasks.
-local function worker(conn, others, initializer, initargs, maxtasks)
+--
+-- DESIGN: a message from the parent holds one or more tasks, flat:
+-- id, function id, kind, count, payload, five slots per task, with the
+-- functions not sent before in `fns`. The worker answers with the results
+-- of the tasks it has run, flat too: id, ok, value, three per task, and
+-- sends them when it has no more tasks at hand, or after REPLY_DELAY.
+-- `progress` (shared memory) counts the tasks begun and ended, so that the
+-- parent knows, if the worker dies, which task was running and which
+-- results died with it.
+local function worker(conn, others, progress, initializer, initargs, maxtasks)
   for _, c in ipairs(others) do c:close() end
   if initializer then initializer(table.unpack(initargs or {}, 1, (initargs or {}).n)) end
   local me = concur.getpid()
-  local done = 0
-  local function fail(e)
-    return {msg = tostring(e), tb = debug.traceback(tostring(e), 2)}
-  end
   local fns = {} -- functions are sent once per worker, then named by id
-  while true do
-    local ok, task = pcall(conn.recv, conn)
-    if not ok or task == nil then return end
-    if task.fn then fns[task.fid] = task.fn end
-    local fn = fns[task.fid]
-    local values = {}
-    local good, err = xpcall(function()
-      if task.items then -- map: one argument per call, sent as it is
-        local items = task.items
-        for i = 1, task.count do values[i] = (fn(items[i])) end
-      else
-        for i, args in ipairs(task.calls) do
-          values[i] = (fn(table.unpack(args, 1, args.n)))
+  local out, nout, since, busy = {pid = me}, 0, nil, 0
+  local function flush(last)
+    if nout == 0 and not last then return end
+    out.n, out.last, out.busy = nout * 3, last or nil, busy
+    local sent, why = pcall(conn.send, conn, out)
+    if not sent and concur.is(why, "Unsendable") then
+      -- Some result cannot travel: each goes on its own, and those that
+      -- cannot become errors.
+      for i = 1, nout * 3, 3 do
+        local one = {pid = me, n = 3, last = (i == nout * 3 - 2) and last or nil,
+                     busy = busy / nout, out[i], out[i + 1], out[i + 2]}
+        if not pcall(conn.send, conn, one) then
+          one[2], one[3] = false, {msg = "the result cannot be sent back: " .. tostring(why), tb = ""}
+          conn:send(one)
         end
       end
-    end, fail)
-    done = done + 1
-    -- The last reply says so, so that no task is sent to a worker that ends.
-    local last = maxtasks and done >= maxtasks or nil
-    local reply = good and {id = task.id, ok = true, values = values, pid = me, last = last}
-                       or {id = task.id, ok = false, err = err, pid = me, last = last}
-    local sent, why = pcall(conn.send, conn, reply)
-    if not sent then
-      conn:send({id = task.id, ok = false, pid = me, last = last,
-                 err = {msg = "the result cannot be sent back: " .. tostring(why), tb = ""}})
+    elseif not sent then
+      error(why, 0) -- the parent is gone
     end
-    if last then return end
+    out, nout, since, busy = {pid = me}, 0, nil, 0
+  end
+  -- A task that ends its worker with os.exit still lets the results before
+  -- it go back.
+  local exit = os.exit
+  os.exit = function(...)
+    pcall(flush)
+    return exit(...)
+  end
+  local done = 0
+  while true do
+    if nout > 0 and not conn:poll(0) then flush() end
+    local ok, msg = pcall(conn.recv, conn)
+    if not ok or msg == nil then return end
+    if msg.fns then
+      for fid, fn in pairs(msg.fns) do fns[fid] = fn end
+    end
+    for i = 1, msg.n, 5 do
+      local t0 = concur.time()
+      progress[1] = progress[1] + 1
+      local good, value = xpcall(run_task, task_failed, fns[msg[i + 1]], msg[i + 2], msg[i + 3],
+                                 msg[i + 4])
+      progress[2] = progress[2] + 1
+      out[nout * 3 + 1], out[nout * 3 + 2], out[nout * 3 + 3] = msg[i], good, value
+      nout = nout + 1
+      local t1 = concur.time()
+      busy = busy + (t1 - t0)
+      since = since or t1
+      done = done + 1
+      -- The last reply says so; the parent sends no more than maxtasks.
+      if maxtasks and done >= maxtasks then
+        flush(true)
+        return
+      end
+      if t1 - since >= REPLY_DELAY then flush() end
+    end
   end
 end
 
@@ -84,14 +146,17 @@ function Pool:_spawn(slot)
   local parent_end, child_end = concur.Pipe()
   local others = {}
   for _, w in pairs(self._workers) do others[#others + 1] = w.conn end
+  local progress = concur.RawArray('q', 2)
   local p = concur.Process{target = worker, daemon = true,
-                           args = {child_end, others, self._initializer, self._initargs,
-                                   self._maxtasks},
+                           args = {child_end, others, progress, self._initializer,
+                                   self._initargs, self._maxtasks},
                            name = ("PoolWorker-%d"):format(self._spawned + 1)}
   self._spawned = self._spawned + 1
   p:start()
   child_end:close()
-  self._workers[slot] = {proc = p, conn = parent_end, pid = p.pid, jobs = {}, fids = {}}
+  self._workers[slot] = {proc = p, conn = parent_end, pid = p.pid, jobs = deque(), fids = {},
+                         progress = progress, replied = 0, budget = self._maxtasks}
+  self._conns = nil
 end
 
 local function construct(cls, opts)
@@ -107,7 +172,7 @@ local function construct(cls, opts)
   end
   local self = setmetatable({_n = n, _initializer = opts.initializer, _initargs = opts.initargs,
                              _maxtasks = opts.maxtasksperchild, _workers = {}, _pending = deque(),
-                             _jobs = {}, _next_id = 0, _state = "running", _spawned = 0,
+                             _next_id = 0, _state = "running", _spawned = 0,
                              _creator = concur.getpid(), _outstanding = 0, _rr = 0,
                              _fids = setmetatable({}, {__mode = "k"}), _next_fid = 0}, cls)
   for i = 1, n do self:_spawn(i) end
@@ -125,94 +190,190 @@ function Pool:_check()
   end
 end
 
--- A job: calls of fn (a list of argument lists, or for map a list of single
--- arguments: {items = ..., count = n}); on_result(ok, values_or_err).
-function Pool:_submit(fn, calls, on_result)
+-- A job is a task in the parent: an AsyncResult (apply_async) or a part of
+-- a map. It has _fn, _kind, _count, _payload, and a method _done(ok, value)
+-- called once when it ends.
+function Pool:_submit(job)
+  local fn = job._fn
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
     concur.error("ValueError", "a pool task needs a function")
   end
   self._next_id = self._next_id + 1
-  local job = {id = self._next_id, fn = fn, on_result = on_result}
-  if calls.items then
-    job.items, job.count = calls.items, calls.count
-  else
-    job.calls = calls
-  end
-  self._jobs[job.id] = job
-  dq_push(self._pending, job)
+  job._id = self._next_id
+  local pending = self._pending
+  dq_push(pending, job)
   self._outstanding = self._outstanding + 1
-  self:_dispatch()
+  -- With others still waiting, every worker is full: the next _pump sends.
+  if pending.first == pending.last then self:_dispatch() end
   return job
 end
 
 function Pool:_finish(job, ok, value)
-  if job.finished then return end
-  job.finished = true
-  self._jobs[job.id] = nil
+  if job._finished then return end
+  job._finished = true
   self._outstanding = self._outstanding - 1
-  job.on_result(ok, value)
+  job._fn, job._payload = nil, nil
+  job:_done(ok, value)
 end
 
--- Workers get the pending tasks in turn, from the one after the last served,
--- a few at a time when there are many (so that tiny tasks do not wait for a
--- round trip each); a function goes to a worker once, then by its id.
-local MAX_IN_FLIGHT = 16
+-- How many tasks a worker has in its pipe. The workers cannot take work
+-- from each other's pipes, so a task queued behind a slow one waits for
+-- it: slow tasks (SLOW seconds and more, by the time tasks have taken so
+-- far) go one at a time; others two at a time, so that a worker has its
+-- next task at hand while the parent handles its last result, and tiny
+-- ones up to QUEUED_WORK seconds' worth (at most MAX_IN_FLIGHT), so that
+-- they travel many to a message.
+local QUEUED_WORK, SLOW, MAX_IN_FLIGHT = 0.002, 0.05, 64
 
-function Pool:_dispatch()
-  local depth = math.max(1, math.min(MAX_IN_FLIGHT, -(-self._outstanding // self._n)))
-  local progress = true
-  while dq_len(self._pending) > 0 and progress do
-    progress = false
-    for k = 1, self._n do
-      if dq_len(self._pending) == 0 then return end
-      local slot = (self._rr + k - 1) % self._n + 1
-      local w = self._workers[slot]
-      if w and not w.gone and not w.retiring and #w.jobs < depth then
-        local job = dq_pop(self._pending)
-        local fid = self._fids[job.fn]
-        if not fid then
-          self._next_fid = self._next_fid + 1
-          fid = self._next_fid
-          self._fids[job.fn] = fid
-        end
-        local msg = {id = job.id, fid = fid, calls = job.calls, items = job.items,
-                     count = job.count}
-        if not w.fids[fid] then msg.fn = job.fn end
-        -- Never blocks: a worker busy sending its results must not wait
-        -- for a parent that waits to send it more work.
-        local ok, err = pcall(w.conn.send_nowait, w.conn, msg)
-        if ok then
-          w.fids[fid] = true
-          w.jobs[#w.jobs + 1] = job
-          self._rr = slot
-          progress = true
-        elseif concur.is(err, "Unsendable") then
-          self:_finish(job, false, err)
-          progress = true
+function Pool:_depth()
+  local t = self._task_time
+  local depth = 2
+  if t and t >= SLOW then
+    depth = 1
+  elseif t and t * MAX_IN_FLIGHT < QUEUED_WORK then
+    depth = MAX_IN_FLIGHT
+  elseif t then
+    depth = math.max(2, math.ceil(QUEUED_WORK / t))
+  end
+  return math.min(depth, -(-self._outstanding // self._n))
+end
+
+-- Sends jobs (a list) to worker w as one message. A job that cannot be
+-- sent fails with Unsendable; if the worker is gone, the jobs go back to
+-- the front of the queue.
+function Pool:_send(w, jobs)
+  local n = #jobs
+  local msg = concur._newtable(n * 5)
+  local fns, fids, wfids = nil, self._fids, w.fids
+  local last_fn, fid
+  for i = 1, n do
+    local job = jobs[i]
+    local fn = job._fn
+    if fn ~= last_fn then
+      last_fn, fid = fn, fids[fn]
+      if not fid then
+        self._next_fid = self._next_fid + 1
+        fid = self._next_fid
+        fids[fn] = fid
+      end
+      if not wfids[fid] then
+        fns = fns or {}
+        fns[fid] = fn
+      end
+    end
+    local b = (i - 1) * 5
+    msg[b + 1], msg[b + 2], msg[b + 3], msg[b + 4], msg[b + 5] =
+      job._id, fid, job._kind, job._count, job._payload
+  end
+  msg.n, msg.fns = n * 5, fns
+  -- Never blocks: a worker busy sending its results must not wait for a
+  -- parent that waits to send it more work.
+  local ok, err = pcall(w.conn.send_nowait, w.conn, msg)
+  if ok then
+    if fns then
+      for f in pairs(fns) do wfids[f] = true end
+    end
+    local q = w.jobs
+    for i = 1, n do q[q.last + i] = jobs[i] end
+    q.last = q.last + n
+    if w.budget then w.budget = w.budget - n end
+  elseif concur.is(err, "Unsendable") then
+    if n == 1 then
+      self:_finish(jobs[1], false, err)
+    else
+      for i = 1, n do
+        if w.gone then
+          dq_push(self._pending, jobs[i])
         else
-          dq_push_front(self._pending, job) -- the worker is gone: it is found below
-          w.gone = true
+          self:_send(w, {jobs[i]})
         end
+      end
+    end
+  else
+    for i = n, 1, -1 do dq_push_front(self._pending, jobs[i]) end
+    w.gone = true -- found by _pump
+  end
+end
+
+-- Workers get the pending tasks in turn, from the one after the last
+-- served, as many as each has room for, in one message.
+function Pool:_dispatch()
+  local pending = self._pending
+  if dq_len(pending) == 0 then return end
+  local depth = self:_depth()
+  for k = 1, self._n do
+    local slot = (self._rr + k - 1) % self._n + 1
+    local w = self._workers[slot]
+    if w and not w.gone and not w.retiring then
+      local room = math.min(depth - dq_len(w.jobs), w.budget or depth, dq_len(pending))
+      if room > 0 then
+        local jobs = {}
+        for i = 1, room do jobs[i] = dq_pop(pending) end
+        self:_send(w, jobs)
+        self._rr = slot
+        if dq_len(pending) == 0 then return end
       end
     end
   end
 end
 
--- A worker's pipe said EOF: it ended (maxtasksperchild) or died.
+-- A worker's pipe said EOF: it ended (maxtasksperchild) or died. Its
+-- progress counters tell which results died with it and which task it was
+-- running; both fail with WorkerLost, and those it had not begun go to
+-- the others.
 function Pool:_lost(slot)
   local w = self._workers[slot]
   w.conn:close()
   w.proc:join(5)
-  if w.jobs[1] then
-    -- The task it was running is lost; those it had not begun go elsewhere.
-    local code = w.proc.exitcode
-    self:_finish(w.jobs[1], false, new_error("WorkerLost",
-      ("the worker (pid %d) running this task died (exit code %s)"):format(w.pid, tostring(code))))
-    for i = #w.jobs, 2, -1 do dq_push_front(self._pending, w.jobs[i]) end
+  local code = tostring(w.proc.exitcode)
+  local ended = w.progress[2] - w.replied
+  local running = w.progress[1] - w.progress[2]
+  for _ = 1, ended do
+    local job = dq_pop(w.jobs)
+    if not job then break end
+    self:_finish(job, false, new_error("WorkerLost",
+      ("the worker (pid %d) died (exit code %s) before sending this task's result"):format(w.pid, code)))
   end
+  if running > 0 and dq_len(w.jobs) > 0 then
+    self:_finish(dq_pop(w.jobs), false, new_error("WorkerLost",
+      ("the worker (pid %d) running this task died (exit code %s)"):format(w.pid, code)))
+  end
+  for i = w.jobs.last, w.jobs.first, -1 do dq_push_front(self._pending, w.jobs[i]) end
   self._workers[slot] = nil
+  self._conns = nil
   if self._state ~= "terminated" and (self._state == "running" or self._outstanding > 0) then
     self:_spawn(slot)
+  end
+end
+
+-- A worker's reply: the results of its oldest tasks, in order.
+function Pool:_handle(w, reply)
+  local n, q = reply.n, w.jobs
+  if n > 0 then
+    local per = reply.busy / (n // 3)
+    self._task_time = self._task_time and self._task_time * 0.75 + per * 0.25 or per
+    w.replied = w.replied + n // 3
+  end
+  for i = 1, n, 3 do
+    local job = q[q.first]
+    if not job or job._id ~= reply[i] then
+      concur.error("ProcessError", "a pool worker answered out of turn")
+    end
+    q[q.first] = nil
+    q.first = q.first + 1
+    if reply[i + 1] then
+      self:_finish(job, true, reply[i + 2])
+    else
+      local err = reply[i + 2]
+      self:_finish(job, false, new_error("RemoteError",
+        ("a pool task failed in worker %d: %s"):format(reply.pid, err.msg), {remote_traceback = err.tb}))
+    end
+  end
+  if reply.last then
+    -- It ends after this reply: what it had not begun goes elsewhere.
+    w.retiring = true
+    for i = q.last, q.first, -1 do dq_push_front(self._pending, q[i]) end
+    w.jobs = deque()
   end
 end
 
@@ -220,37 +381,24 @@ end
 -- comes). Returns true when something was handled.
 function Pool:_pump(timeout)
   self:_dispatch()
-  local conns, slots = {}, {}
-  for slot = 1, self._n do
-    local w = self._workers[slot]
-    if w then
-      conns[#conns + 1] = w.conn
-      slots[w.conn] = slot
+  if not self._conns then
+    local conns, slots = {}, {}
+    for slot = 1, self._n do
+      local w = self._workers[slot]
+      if w then
+        conns[#conns + 1] = w.conn
+        slots[w.conn] = slot
+      end
     end
+    self._conns, self._slots = conns, slots
   end
-  if #conns == 0 then return false end
-  local ready = concur.wait(conns, timeout)
+  if #self._conns == 0 then return false end
+  local ready = concur.wait(self._conns, timeout)
   for _, c in ipairs(ready) do
-    local slot = slots[c]
-    local w = self._workers[slot]
+    local slot = self._slots[c]
     local ok, reply = pcall(c.recv, c)
     if ok then
-      local job = table.remove(w.jobs, 1)
-      w.retiring = reply.last
-      if reply.last then
-        -- It ends after this reply: what it had not begun goes elsewhere.
-        for i = #w.jobs, 1, -1 do dq_push_front(self._pending, w.jobs[i]) end
-        w.jobs = {}
-      end
-      if job and reply.id == job.id then
-        if reply.ok then
-          self:_finish(job, true, reply.values)
-        else
-          self:_finish(job, false, new_error("RemoteError",
-            ("a pool task failed in worker %d: %s"):format(reply.pid, reply.err.msg),
-            {remote_traceback = reply.err.tb}))
-        end
-      end
+      self:_handle(self._workers[slot], reply)
     elseif concur.is(reply, "EOF") or concur.is(reply, "OSError") then
       self:_lost(slot)
     else
@@ -271,26 +419,36 @@ local function remaining(dl)
   return math.max(0, (dl - concur.time()) / concur.time_scale)
 end
 
-local function new_result(pool, callback, error_callback, single)
-  local r = setmetatable({_pool = pool, _ready = false}, AsyncResult)
-  local function done(ok, value)
-    r._ready, r._ok = true, ok
-    if ok then
-      r._value = single and value[1] or value
-      if callback then
-        local good, err = pcall(callback, r._value)
-        if not good then io.stderr:write("concur: error in a pool callback: ", tostring(err), "\n") end
-      end
-    else
-      r._error = value
-      if error_callback then
-        local good, err = pcall(error_callback, value)
-        if not good then io.stderr:write("concur: error in a pool error_callback: ", tostring(err), "\n") end
-      end
+-- An AsyncResult ends once: its value or error kept, its callback run.
+local function complete(r, ok, value)
+  r._ready, r._ok = true, ok
+  if ok then
+    r._value = value
+    if r._callback then
+      local good, err = pcall(r._callback, value)
+      if not good then io.stderr:write("concur: error in a pool callback: ", tostring(err), "\n") end
+    end
+  else
+    r._error = value
+    if r._error_callback then
+      local good, err = pcall(r._error_callback, value)
+      if not good then io.stderr:write("concur: error in a pool error_callback: ", tostring(err), "\n") end
     end
   end
-  return r, done
 end
+
+-- Every field at once: a table that grows field by field is resized
+-- on the way, and thousands of these are made in a loop.
+local function new_result(pool, opts, fn, kind, count, payload)
+  return setmetatable({_pool = pool, _ready = false, _ok = nil, _value = nil, _error = nil,
+                       _callback = opts and opts.callback,
+                       _error_callback = opts and opts.error_callback, _fn = fn, _kind = kind,
+                       _count = count, _payload = payload, _id = 0, _finished = false},
+                      AsyncResult)
+end
+
+-- apply_async's AsyncResult is its own job.
+AsyncResult._done = complete
 
 function AsyncResult:ready()
   if not self._ready then self._pool:_pump(0) end
@@ -324,41 +482,65 @@ AsyncResult.__tostring = function(r)
   return ("AsyncResult(%s)"):format(not r._ready and "pending" or r._ok and "ready" or "failed")
 end
 
-local function pack_args(args)
-  if args == nil then return {n = 0} end
+-- An argument list and its length (args.n, else #args); the table is sent
+-- as it is.
+local function arg_count(args)
   if type(args) ~= "table" then concur.error("ValueError", "args must be a table") end
-  args.n = args.n or #args
-  return args
+  return args.n or #args
 end
+
+local NO_ARGS = {}
 
 function Pool:apply_async(fn, args, opts)
   self:_check()
-  opts = opts or {}
-  local r, done = new_result(self, opts.callback, opts.error_callback, true)
-  self:_submit(fn, {pack_args(args)}, done)
-  return r
+  local r
+  if args == nil then
+    r = new_result(self, opts, fn, CALL, 0, NO_ARGS)
+  else
+    r = new_result(self, opts, fn, CALL, arg_count(args), args)
+  end
+  return self:_submit(r)
 end
 
 function Pool:apply(fn, args)
   return self:apply_async(fn, args):get()
 end
 
--- The list cut into tasks of `size` calls: argument lists for starmap, the
--- items themselves for map (one table less per item to send).
-local function chunks(list, size, star)
-  local out, n = {}, #list
-  for first = 1, n, size do
-    local last = math.min(n, first + size - 1)
-    local cur
-    if star then
-      cur = {count = last - first + 1}
-      for i = first, last do cur[i - first + 1] = pack_args(list[i]) end
-    else
-      cur = {items = table.move(list, first, last, 1, {}), count = last - first + 1}
-    end
-    out[#out + 1] = cur
+-- The parts of a map: each puts its values in place in the whole; the
+-- first failure ends the map.
+local Part = {}
+Part.__index = Part
+
+function Part:_done(ok, values)
+  local whole = self.whole
+  if whole.failed then return end
+  if not ok then
+    whole.failed = true
+    complete(whole.result, false, values)
+    return
   end
-  return out
+  table.move(values, 1, self._count, self.offset + 1, whole.values)
+  whole.left = whole.left - 1
+  if whole.left == 0 then complete(whole.result, true, whole.values) end
+end
+
+-- The list cut into parts of `size` calls, one at a time (so the first
+-- goes out before the last is cut): the items themselves for map, the
+-- argument lists for starmap. Yields each part's offset, kind, count and
+-- payload.
+local function parts(list, size, star)
+  local n, first = #list, 1
+  return function()
+    if first > n then return nil end
+    local last = math.min(n, first + size - 1)
+    local offset = first - 1
+    first = last + 1
+    local payload = concur._slice(list, offset + 1, last)
+    if star then
+      for i = 1, last - offset do arg_count(payload[i]) end
+    end
+    return offset, star and STARMAP or MAP, last - offset, payload
+  end
 end
 
 local function default_chunksize(self, n)
@@ -367,36 +549,26 @@ local function default_chunksize(self, n)
   return math.max(1, c)
 end
 
-function Pool:_map_async(fn, list, chunksize, star, opts)
+local function check_map(self, fn, list, chunksize)
   self:_check()
   if type(list) ~= "table" then concur.error("ValueError", "map takes a list") end
-  chunksize = chunksize or default_chunksize(self, #list)
-  if math.type(chunksize) ~= "integer" or chunksize < 1 then
+  if chunksize ~= nil and (math.type(chunksize) ~= "integer" or chunksize < 1) then
     concur.error("ValueError", "chunksize must be a whole number of at least 1")
   end
-  opts = opts or {}
-  local r, done = new_result(self, opts.callback, opts.error_callback, false)
-  local parts = chunks(list, chunksize, star)
-  local results, left, failed = {}, #parts, false
-  if left == 0 then
-    done(true, {})
+end
+
+function Pool:_map_async(fn, list, chunksize, star, opts)
+  check_map(self, fn, list, chunksize)
+  chunksize = chunksize or default_chunksize(self, #list)
+  local r = new_result(self, opts)
+  local whole = {result = r, values = concur._newtable(#list), left = -(-#list // chunksize)}
+  if whole.left == 0 then
+    complete(r, true, {})
     return r
   end
-  local base = 0
-  for _, part in ipairs(parts) do
-    local offset = base
-    base = base + part.count
-    self:_submit(fn, part, function(ok, values)
-      if failed then return end
-      if not ok then
-        failed = true
-        done(false, values)
-        return
-      end
-      table.move(values, 1, part.count, offset + 1, results)
-      left = left - 1
-      if left == 0 then done(true, results) end
-    end)
+  for offset, kind, count, payload in parts(list, chunksize, star) do
+    self:_submit(setmetatable({_fn = fn, _kind = kind, _count = count, _payload = payload,
+                               _id = 0, _finished = false, offset = offset, whole = whole}, Part))
   end
   return r
 end
@@ -406,43 +578,52 @@ function Pool:map(fn, list, chunksize) return self:_map_async(fn, list, chunksiz
 function Pool:starmap_async(fn, list, chunksize, opts) return self:_map_async(fn, list, chunksize, true, opts) end
 function Pool:starmap(fn, list, chunksize) return self:_map_async(fn, list, chunksize, true):get() end
 
+-- The parts of an imap: their values wait in `arrived` until taken.
+local IPart = {}
+IPart.__index = IPart
+
+function IPart:_done(ok, values)
+  local it = self.it
+  if not ok then
+    it.err = it.err or values
+    return
+  end
+  for i = 1, self._count do
+    it.arrived[self.offset + i] = {values[i]}
+    it.norder = it.norder + 1
+    it.order[it.norder] = self.offset + i
+  end
+end
+
 -- imap and imap_unordered: iterators of index, value; lazy, so the first
 -- result comes as soon as it is ready.
 function Pool:_imap(fn, list, chunksize, ordered)
-  self:_check()
-  chunksize = chunksize or 1
-  local arrived, order, next_i, total = {}, {}, 1, #list
-  local err
-  local base = 0
-  for _, part in ipairs(chunks(list, chunksize, false)) do
-    local offset = base
-    base = base + part.count
-    self:_submit(fn, part, function(ok, values)
-      if not ok then err = err or values return end
-      for i = 1, part.count do
-        arrived[offset + i] = {values[i]}
-        order[#order + 1] = offset + i
-      end
-    end)
+  check_map(self, fn, list, chunksize)
+  local it = {arrived = {}, order = {}, norder = 0}
+  for offset, kind, count, payload in parts(list, chunksize or 1, false) do
+    self:_submit(setmetatable({_fn = fn, _kind = kind, _count = count, _payload = payload,
+                               _id = 0, _finished = false, offset = offset, it = it}, IPart))
   end
-  local taken = 0
+  local next_i, total, taken, head = 1, #list, 0, 1
   return function()
     while true do
-      if err then error(err, 2) end
+      if it.err then error(it.err, 2) end
       if ordered then
         if next_i > total then return nil end
-        local got = arrived[next_i]
+        local got = it.arrived[next_i]
         if got then
-          arrived[next_i] = nil
+          it.arrived[next_i] = nil
           next_i = next_i + 1
           return next_i - 1, got[1]
         end
       else
         if taken >= total then return nil end
-        if #order > 0 then
-          local i = table.remove(order, 1)
-          local got = arrived[i]
-          arrived[i] = nil
+        local i = it.order[head]
+        if i then
+          it.order[head] = nil
+          head = head + 1
+          local got = it.arrived[i]
+          it.arrived[i] = nil
           taken = taken + 1
           return i, got[1]
         end
@@ -474,21 +655,32 @@ function Pool:join()
     w.conn:close()
     self._workers[slot] = nil
   end
+  self._conns = nil
 end
 
 function Pool:terminate()
   if self._state == "terminated" then return end
   self._state = "terminated"
-  for _, w in pairs(self._workers) do w.proc:terminate() end
+  -- Every task not ended is in a worker's pipe or in the queue.
+  local left = {}
+  for slot = 1, self._n do
+    local w = self._workers[slot]
+    if w then
+      for i = w.jobs.first, w.jobs.last do left[#left + 1] = w.jobs[i] end
+      w.proc:terminate()
+    end
+  end
+  for i = self._pending.first, self._pending.last do left[#left + 1] = self._pending[i] end
+  self._pending = deque()
   for slot, w in pairs(self._workers) do
     w.proc:join()
     w.conn:close()
     self._workers[slot] = nil
   end
-  for _, job in pairs(self._jobs) do
+  self._conns = nil
+  for _, job in ipairs(left) do
     self:_finish(job, false, new_error("ProcessError", "the pool was terminated before this task ended"))
   end
-  self._pending = deque()
 end
 
 function Pool:workers()

@@ -98,6 +98,63 @@ T.test("big maps: the parent never blocks sending while workers answer", functio
   for i = 1, 8 do T.eq(#rs[i]:get(30), 300001) end
 end)
 
+T.test("batches: a dying worker takes its own task only, and nothing runs twice", function()
+  local pool <close> = concur.Pool{processes = 2}
+  for _, how in ipairs{"exit", "kill"} do
+    local runs = concur.RawArray('i', 201)
+    local function tiny(i)
+      runs[i] = runs[i] + 1
+      return i * 2
+    end
+    local rs = {}
+    for i = 1, 100 do rs[i] = pool:apply_async(tiny, {i}) end
+    rs[101] = pool:apply_async(function(kill)
+      runs[101] = runs[101] + 1
+      if kill then os.execute("kill -9 " .. concur.getpid()) concur.sleep(10) end
+      os.exit(3)
+    end, {how == "kill"})
+    for i = 102, 201 do rs[i] = pool:apply_async(tiny, {i}) end
+    local ok, lost = 0, 0
+    for i, r in ipairs(rs) do
+      T.eq(r:wait(30), true, "every task ends")
+      T.eq(runs[i], 1, "task " .. i .. " ran once")
+      if r:successful() then
+        ok = ok + 1
+        T.eq(r:get(), i * 2)
+      else
+        local err = T.raises("WorkerLost", r.get, r)
+        if i == 101 then assert(err.message:find("running this task"), err.message) end
+        lost = lost + 1
+      end
+    end
+    T.eq(rs[101]:successful(), false)
+    if how == "exit" then
+      T.eq(lost, 1, "os.exit sends the results before it") -- results of earlier tasks went back
+    end
+    T.eq(ok + lost, 201)
+  end
+  T.eq(#pool:workers(), 2)
+end)
+
+T.test("a slow task holds up at most one other", function()
+  local pool <close> = concur.Pool{processes = 2}
+  local order = {}
+  local function note(v) order[#order + 1] = v end
+  local function nap(s) concur.sleep(s) return s end
+  local slow = pool:apply_async(nap, {0.6}, {callback = note})
+  for _ = 1, 10 do pool:apply_async(nap, {0.01}, {callback = note}) end
+  pool:close()
+  pool:join()
+  T.eq(#order, 11)
+  local before = 0
+  for _, v in ipairs(order) do
+    if v == 0.6 then break end
+    before = before + 1
+  end
+  assert(before >= 9, ("%d quick tasks ended before the slow one"):format(before))
+  T.eq(slow:get(), 0.6)
+end)
+
 T.test("initializer and maxtasksperchild", function()
   local pool = concur.Pool{processes = 2, maxtasksperchild = 2,
                            initializer = function(x) INIT = x end, initargs = {"set"}}
@@ -111,6 +168,16 @@ T.test("initializer and maxtasksperchild", function()
   for _ in pairs(pids) do n = n + 1 end
   assert(n >= 4, "workers were replaced: " .. n .. " pids")
   for _, v in ipairs(inits) do T.eq(v, "set") end
+  -- Many tasks at once: a worker gets no more than it may run.
+  local per = {}
+  local rs = {}
+  for i = 1, 50 do rs[i] = pool:apply_async(function(x) return {concur.getpid(), x} end, {i}) end
+  for i = 1, 50 do
+    local r = rs[i]:get(30)
+    T.eq(r[2], i)
+    per[r[1]] = (per[r[1]] or 0) + 1
+  end
+  for pid, count in pairs(per) do assert(count <= 2, pid .. " ran " .. count .. " tasks") end
   pool:close(); pool:join()
 end)
 
