@@ -202,6 +202,24 @@ static int unsendable(enc *e, const char *what) {
   return cc__lraise(e->L, "Unsendable", "%s: %s", lua_tostring(e->L, -1), what);
 }
 
+/* A length written after what it counts: the slot of VARINT_SLOT bytes
+ * left at `at` gets the varint, and what follows moves up to it. */
+#define VARINT_SLOT 5
+
+static void fill_slot(enc *e, size_t at, uint64_t v) {
+  unsigned char b[VARINT_SLOT];
+  int n = 0;
+  while (v >= 0x80) {
+    b[n++] = (unsigned char)(v | 0x80);
+    v >>= 7;
+  }
+  b[n++] = (unsigned char)v;
+  char *d = e->m->data;
+  memmove(d + at + n, d + at + VARINT_SLOT, e->m->len - at - VARINT_SLOT);
+  memcpy(d + at, b, (size_t)n);
+  e->m->len -= (size_t)(VARINT_SLOT - n);
+}
+
 static void encode(enc *e, int idx);
 
 /* Tables and functions already met are sent as a REF to their id. The
@@ -275,27 +293,32 @@ static void encode_table(enc *e, int idx) {
       return;
     }
   }
-  lua_Integer narr = (lua_Integer)lua_rawlen(L, idx);
+  /* One pass of lua_next: the keys 1, 2, 3... that come first (Lua's
+   * array part, in order) are the list, sent without their keys; the rest
+   * go as pairs. The list's length goes before it, in a slot of the
+   * longest varint, made as short as it needs once the table is done. */
   put_byte(e, T_TABLE);
-  put_varint(e, (uint64_t)narr);
-  for (lua_Integer i = 1; i <= narr; i++) {
-    if (lua_rawgeti(L, idx, i) == LUA_TNUMBER && lua_isinteger(L, -1)) {
-      put_int(e, lua_tointeger(L, -1)); /* the common case, without the path */
-      lua_pop(L, 1);
-      continue;
-    }
-    e->path[e->depth + 1] = (seg){.kind = SEG_INDEX, .i = i};
-    e->depth++;
-    encode(e, lua_gettop(L));
-    e->depth--;
-    lua_pop(L, 1);
-  }
+  size_t slot = e->m->len;
+  reserve(e, VARINT_SLOT);
+  e->m->len += VARINT_SLOT;
+  lua_Integer narr = 0;
+  int listing = 1;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1 && lua_tointeger(L, -2) <= narr) {
+    if (listing && lua_isinteger(L, -2) && lua_tointeger(L, -2) == narr + 1) {
+      narr++;
+      if (lua_type(L, -1) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+        put_int(e, lua_tointeger(L, -1)); /* the common case, without the path */
+      } else {
+        e->path[e->depth + 1] = (seg){.kind = SEG_INDEX, .i = narr};
+        e->depth++;
+        encode(e, lua_gettop(L));
+        e->depth--;
+      }
       lua_pop(L, 1);
       continue;
     }
+    listing = 0;
     e->path[e->depth + 1] = (seg){.kind = SEG_KEY, .key = lua_gettop(L) - 1};
     e->depth++;
     encode(e, lua_gettop(L) - 1);
@@ -304,6 +327,7 @@ static void encode_table(enc *e, int idx) {
     lua_pop(L, 1);
   }
   put_byte(e, T_END);
+  fill_slot(e, slot, (uint64_t)narr);
 }
 
 /* As lstrlib.c's str_dump: the buffer starts inside the writer, once
@@ -413,8 +437,38 @@ static void encode_function(enc *e, int idx) {
   }
 }
 
+/* A view goes as the list it shows (items only: nil ones too). */
+static void encode_view(enc *e, int idx, const cc_lview *v) {
+  lua_State *L = e->L;
+  if (seen_before(e, idx)) /* it takes an id, as the table it becomes */
+    return;
+  lua_getiuservalue(L, idx, 1);
+  int t = lua_gettop(L);
+  lua_Integer n = v->last >= v->first ? v->last - v->first + 1 : 0;
+  put_byte(e, T_TABLE);
+  put_varint(e, (uint64_t)n);
+  for (lua_Integer i = 0; i < n; i++) {
+    if (lua_rawgeti(L, t, v->first + i) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+      put_int(e, lua_tointeger(L, -1));
+    } else {
+      e->path[e->depth + 1] = (seg){.kind = SEG_INDEX, .i = i + 1};
+      e->depth++;
+      encode(e, lua_gettop(L));
+      e->depth--;
+    }
+    lua_pop(L, 1);
+  }
+  put_byte(e, T_END);
+  lua_pop(L, 1);
+}
+
 static void encode_userdata(enc *e, int idx) {
   lua_State *L = e->L;
+  const cc_lview *v = luaL_testudata(L, idx, CC_LVIEW);
+  if (v) {
+    encode_view(e, idx, v);
+    return;
+  }
   cc_obj *o = cc__ltest_obj(L, idx, NULL);
   if (o) {
     uint32_t off = cc_arena_off(o);

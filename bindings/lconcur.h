@@ -104,6 +104,14 @@ void cc__lset_switch_interval(int n);
  * child at once. */
 void cc__lhosted_os_exit(lua_State *L);
 
+/* A view of list[first..last] (lruntime.c's _view), which the codec sends
+ * as that list, without the copy: the Pool's parts of a map. The list is
+ * the userdata's user value. */
+#define CC_LVIEW "concur.view"
+typedef struct cc_lview {
+  lua_Integer first, last;
+} cc_lview;
+
 int luaopen_concur(lua_State *L);
 
 #endif

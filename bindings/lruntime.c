@@ -177,6 +177,20 @@ static int l_slice(lua_State *L) {
   return 1;
 }
 
+/* _view(t, i, j): t[i..j] as the codec sends it, without a copy. */
+static int l_view(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer i = luaL_checkinteger(L, 2), j = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, i >= 1 && j - i < INT_MAX, 2, "a view from 1 to at most INT_MAX items");
+  cc_lview *v = lua_newuserdatauv(L, sizeof *v, 1);
+  v->first = i;
+  v->last = j;
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  luaL_setmetatable(L, CC_LVIEW);
+  return 1;
+}
+
 /* _newtable(n): an empty table with room for a list of n. */
 static int l_newtable(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
@@ -194,9 +208,14 @@ void cc__open_runtime(lua_State *L) {
                                    {"_arena_used", l_arena_used},
                                    {"_slice", l_slice},
                                    {"_newtable", l_newtable},
+                                   {"_view", l_view},
                                    {"report", l_report},
                                    {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);
+  luaL_newmetatable(L, CC_LVIEW);
+  lua_pushliteral(L, "concur.view");
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
   if (lua_getfield(L, -1, "params") != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);

