@@ -82,6 +82,24 @@ T.test("codec: values, cycles, functions, objects, Unsendable paths", function()
   T.eq(math.type(r.int), "integer"); T.eq(math.type(r.float), "float")
   T.eq(r.big, math.maxinteger); T.eq(r.neg, math.mininteger)
   T.eq(r[1.5], "f"); T.eq(r[true], false); T.eq(r.s, "\0bin\255")
+  -- Lists and the rest: holes, a list built backwards (in Lua's hash part),
+  -- keys past the list, a shared table inside; views as the lists they show.
+  local back = {}
+  for i = 300, 1, -1 do back[i] = i * 2 end
+  local holes = {1, nil, 3, [5] = 5, [-1] = "neg", [0] = "zero", x = {1.5, shared, shared}}
+  local list = {}
+  for i = 1, 1000 do list[i] = i % 7 == 0 and ("s" .. i) or i end
+  q:put({back, holes, concur._view(list, 10, 20), concur._view({1, nil, 3}, 1, 3),
+         concur._view(list, 5, 4), list})
+  local got = q:get()
+  for i = 1, 300 do T.eq(got[1][i], i * 2) end
+  T.eq(got[2][1], 1); T.eq(got[2][2], nil); T.eq(got[2][3], 3); T.eq(got[2][5], 5)
+  T.eq(got[2][-1], "neg"); T.eq(got[2][0], "zero"); T.eq(got[2].x[1], 1.5)
+  T.eq(got[2].x[2] == got[2].x[3], true)
+  T.eq(#got[3], 11); T.eq(got[3][1], 10); T.eq(got[3][5], "s14"); T.eq(got[3][11], 20)
+  T.eq(got[4][1], 1); T.eq(got[4][2], nil); T.eq(got[4][3], 3)
+  T.eq(next(got[5]), nil, "an empty view")
+  T.eq(#got[6], 1000); T.eq(got[6][994], "s994"); T.eq(got[6][1000], 1000)
   q:put(0 / 0)
   local nan = q:get()
   T.eq(nan ~= nan, true, "NaN")
