@@ -58,11 +58,31 @@ static void offsets_round_trip_and_validate(void **state) {
   assert_null(cc_obj_from_off(off)); /* freed: no longer an object */
 }
 
+/* Blocks of 64 bytes and more start on a cache line, whatever was cut
+ * before them, so no two objects share a line. */
+static void big_blocks_own_their_cache_lines(void **state) {
+  (void)state;
+  void *p[64];
+  for (int i = 0; i < 64; i++) {
+    /* 16-byte and bigger objects in turn, to leave the bump unaligned. */
+    size_t n = i % 3 == 0 ? 16 : i % 3 == 1 ? 40 : 200;
+    p[i] = cc_arena_alloc(n);
+    assert_non_null(p[i]);
+    if (n > 16) /* with its 16-byte header, a block of 64 bytes or more */
+      assert_int_equal(((uintptr_t)p[i] - 16) % CC_CACHE_LINE, 0);
+    else
+      assert_int_equal((uintptr_t)p[i] % 16, 0);
+  }
+  for (int i = 0; i < 64; i++)
+    cc_arena_free(p[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(ten_thousand_cycles_leak_nothing),
       cmocka_unit_test(exhaustion_is_reported_not_fatal),
       cmocka_unit_test(offsets_round_trip_and_validate),
+      cmocka_unit_test(big_blocks_own_their_cache_lines),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -34,8 +34,11 @@ int cc_arena_init(size_t size);
 void cc_arena_fini(void);
 int cc_arena_ready(void);
 
-/* Allocates `n` bytes, 16-byte aligned, not zeroed. Returns NULL when the arena
- * is full. Safe between processes and threads; lock-free. */
+#define CC_CACHE_LINE 64
+
+/* Allocates `n` bytes, 16-byte aligned, not zeroed; a block of 64 bytes or
+ * more (n > 16, with its header) is alone in its cache lines. Returns NULL
+ * when the arena is full. Safe between processes and threads; lock-free. */
 void *cc_arena_alloc(size_t n);
 void cc_arena_free(void *p);
 /* The usable size of a block from cc_arena_alloc. */
@@ -60,10 +63,20 @@ int cc_arena_contains(const void *p);
 /* Room for the process table, reserved at init. */
 void *cc__arena_reserved(size_t *len);
 
-/* Type registry. Registering the same type twice returns the same tag. */
+/* Type registry. Registering the same type twice returns the same tag. Every
+ * process registers the same types in the same order before its first fork
+ * (cc_proc_init), so a tag means the same type everywhere. */
 int cc_type_register(const cc_type *t);
-const cc_type *cc_type_get(uint32_t tag);
 const cc_type *cc_type_find(const char *name);
+
+/* The registry, read inline: bindings check an object's type on every
+ * method call. */
+extern const cc_type *cc__types[CC_TYPES_MAX];
+extern int cc__ntypes;
+
+static inline const cc_type *cc_type_get(uint32_t tag) {
+  return tag >= 1 && (int)tag <= cc__ntypes ? cc__types[tag] : NULL;
+}
 
 /* Allocates a zeroed object of type t (t->size bytes) with one reference,
  * owned by the caller. NULL when the arena is full. */
@@ -76,7 +89,9 @@ void cc_obj_ref(cc_obj *o);
 void cc_obj_unref(cc_obj *o);
 const char *cc_obj_typename(const cc_obj *o);
 /* True when t is o's type. */
-int cc_obj_is(const cc_obj *o, const cc_type *t);
+static inline int cc_obj_is(const cc_obj *o, const cc_type *t) {
+  return cc_type_get(o->type) == t;
+}
 /* Validates an offset received from elsewhere: an object in the arena, live. */
 cc_obj *cc_obj_from_off(uint32_t off);
 
