@@ -34,6 +34,26 @@ cc_obj *cc__lcheck_obj(lua_State *L, int idx, const char *tname);
 int cc__lmetaflag(lua_State *L, int idx, const char *flag);
 /* The object at idx if it is a concur object wrapper of type tname, or NULL. */
 cc_obj *cc__ltest_obj(lua_State *L, int idx, const char *tname);
+
+/* A wrapper is recognised by its size and a magic number, without a look
+ * into its metatable: method calls check their object on every call. */
+#define CC_WRAPPER_MAGIC 0x636f6e6375727772ULL
+typedef struct cc_wrapper {
+  uint64_t magic;
+  cc_obj *o; /* NULL once closed */
+} cc_wrapper;
+
+/* The open object at idx when it is of type t1 or t2, else NULL: inline,
+ * for the check_<type> of types whose methods are called in tight loops. */
+static inline cc_obj *cc__ltest_type(lua_State *L, int idx, const cc_type *t1,
+                                     const cc_type *t2) {
+  cc_wrapper *w = lua_touserdata(L, idx);
+  /* lua_rawlen is 0 for a light userdata: its pointer is never read. */
+  if (!w || lua_rawlen(L, idx) != sizeof *w || w->magic != CC_WRAPPER_MAGIC || !w->o)
+    return NULL;
+  const cc_type *t = cc_type_get(w->o->type);
+  return t == t1 || t == t2 ? w->o : NULL;
+}
 /* Makes the metatable "concur.<tname>" with methods, meta (__gc, __close and
  * __tostring are added when missing) and __index = methods. */
 void cc__lnew_class(lua_State *L, const char *tname, const luaL_Reg *methods,

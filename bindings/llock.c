@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 static cc_lock *check_lock(lua_State *L, int idx) {
-  cc_obj *o = cc__ltest_obj(L, idx, NULL);
-  if (!o || !(cc_obj_is(o, &cc_lock_type) || cc_obj_is(o, &cc_rlock_type)))
+  cc_obj *o = cc__ltest_type(L, idx, &cc_lock_type, &cc_rlock_type);
+  if (!o)
     o = cc__lcheck_obj(L, idx, "Lock"); /* raises the right error */
   return (cc_lock *)o;
 }
@@ -72,6 +72,8 @@ int cc__lpush_acquired(lua_State *L, int r) {
 
 /* The deadline of acquire([block=true], [timeout]). */
 int64_t cc__lblock_deadline(lua_State *L, int idx) {
+  if (lua_gettop(L) < idx)
+    return CC_FOREVER; /* acquire(): the usual call, answered at once */
   int block = lua_isnone(L, idx) || lua_isnil(L, idx) || lua_toboolean(L, idx);
   if (!block)
     return 0;

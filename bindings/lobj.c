@@ -7,19 +7,13 @@
 #include <math.h>
 #include <string.h>
 
-/* A wrapper is recognised by its size and a magic number, without a look
- * into its metatable: method calls check their object on every call. */
-#define WRAPPER_MAGIC 0x636f6e6375727772ULL
-
-typedef struct wrapper {
-  uint64_t magic;
-  cc_obj *o;
-} wrapper;
+typedef cc_wrapper wrapper;
+#define WRAPPER_MAGIC CC_WRAPPER_MAGIC
 
 static wrapper *to_wrapper(lua_State *L, int idx) {
   wrapper *w = lua_touserdata(L, idx);
-  if (!w || lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof *w ||
-      w->magic != WRAPPER_MAGIC)
+  /* lua_rawlen is 0 for a light userdata: its pointer is never read. */
+  if (!w || lua_rawlen(L, idx) != sizeof *w || w->magic != WRAPPER_MAGIC)
     return NULL;
   return w;
 }

@@ -8,8 +8,8 @@
 #include <string.h>
 
 static cc_shm *check_shm(lua_State *L, int idx) {
-  cc_obj *o = cc__ltest_obj(L, idx, NULL);
-  if (!o || !(cc_obj_is(o, &cc_value_type) || cc_obj_is(o, &cc_array_type)))
+  cc_obj *o = cc__ltest_type(L, idx, &cc_value_type, &cc_array_type);
+  if (!o)
     o = cc__lcheck_obj(L, idx, "Value");
   return (cc_shm *)o;
 }
@@ -51,14 +51,24 @@ static void push_item(lua_State *L, cc_shm *s, uint32_t i) {
   }
 }
 
-static const struct {
-  char code;
-  lua_Integer min, max;
-} ranges[] = {{'b', -128, 127},       {'B', 0, 255},
-              {'h', -32768, 32767},   {'H', 0, 65535},
-              {'i', INT32_MIN, INT32_MAX}, {'I', 0, UINT32_MAX},
-              {'l', LUA_MININTEGER, LUA_MAXINTEGER}, {'q', LUA_MININTEGER, LUA_MAXINTEGER},
-              {'L', 0, LUA_MAXINTEGER}, {'Q', 0, LUA_MAXINTEGER}};
+/* Raises unless v fits the integer typecode t: a switch, as every store of
+ * an integer asks. */
+static void check_range(lua_State *L, char t, lua_Integer v) {
+  lua_Integer min = 0, max = LUA_MAXINTEGER;
+  switch (t) {
+  case 'b': min = INT8_MIN; max = INT8_MAX; break;
+  case 'B': max = UINT8_MAX; break;
+  case 'h': min = INT16_MIN; max = INT16_MAX; break;
+  case 'H': max = UINT16_MAX; break;
+  case 'i': min = INT32_MIN; max = INT32_MAX; break;
+  case 'I': max = UINT32_MAX; break;
+  case 'L': case 'Q': break;
+  default: return; /* l, q: every Lua integer */
+  }
+  if (v < min || v > max)
+    cc__lraise(L, "ValueError", "%lld is out of range for typecode '%c' (%lld to %lld)",
+               (long long)v, t, (long long)min, (long long)max);
+}
 
 /* Writes the value at idx into item i, checking its type and range. */
 static void store_item(lua_State *L, cc_shm *s, uint32_t i, int idx) {
@@ -87,10 +97,7 @@ static void store_item(lua_State *L, cc_shm *s, uint32_t i, int idx) {
     if (!isint || lua_type(L, idx) != LUA_TNUMBER)
       cc__lraise(L, "ValueError", "typecode '%c' takes an integer, not %s", t,
                  lua_type(L, idx) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, idx));
-    for (size_t k = 0; k < sizeof ranges / sizeof *ranges; k++)
-      if (ranges[k].code == t && (v < ranges[k].min || v > ranges[k].max))
-        cc__lraise(L, "ValueError", "%lld is out of range for typecode '%c' (%lld to %lld)",
-                   (long long)v, t, (long long)ranges[k].min, (long long)ranges[k].max);
+    check_range(L, t, v);
     switch (s->itemsize) {
     case 1: u.b = (int8_t)v; break;
     case 2: u.h = (int16_t)v; break;
@@ -101,8 +108,8 @@ static void store_item(lua_State *L, cc_shm *s, uint32_t i, int idx) {
   cc_shm_store(s, i, &u);
 }
 
-/* {lock = true | false | a Lock or RLock}: the lock, or NULL; *own says a
- * new RLock was made (the caller drops its creation reference). */
+/* {lock = true | false | a Lock or RLock}: the lock given, or NULL; *own
+ * says the object is to make an RLock of its own. */
 static cc_lock *lock_option(lua_State *L, int idx, int raw, int *own) {
   *own = 0;
   if (raw)
@@ -125,7 +132,7 @@ static cc_lock *lock_option(lua_State *L, int idx, int raw, int *own) {
     lua_pop(L, 1);
   }
   *own = 1;
-  return cc__lcheck_alloc(L, cc_lock_new(1)); /* CPython's default: an RLock */
+  return NULL;
 }
 
 static char check_typecode(lua_State *L, int idx) {
@@ -139,9 +146,16 @@ static char check_typecode(lua_State *L, int idx) {
 static cc_shm *make(lua_State *L, char t, int is_array, uint32_t n, int opts, int raw) {
   int own;
   cc_lock *lock = lock_option(L, opts, raw, &own);
-  cc_shm *s = cc_shm_new(t, is_array, n, lock);
-  if (own)
-    cc_obj_unref(&lock->hdr);
+  cc_shm *s;
+  if (own && !is_array) {
+    s = cc_shm_new_locked(t);
+  } else {
+    if (own)
+      lock = cc__lcheck_alloc(L, cc_lock_new(1)); /* CPython's default: an RLock */
+    s = cc_shm_new(t, is_array, n, lock);
+    if (own)
+      cc_obj_unref(&lock->hdr);
+  }
   cc__lcheck_alloc(L, s);
   cc__lpush_obj(L, &s->hdr, 1);
   return s;
@@ -179,7 +193,7 @@ static int new_array(lua_State *L, int raw) {
       lua_pop(L, 1);
     }
   } else if (kind == LUA_TSTRING) {
-    memcpy(s->items, lua_tostring(L, 2), n);
+    memcpy(s->data, lua_tostring(L, 2), n);
   }
   return 1;
 }
@@ -191,7 +205,7 @@ static int l_rawarray(lua_State *L) { return new_array(L, 1); }
 
 /* The bytes of a "c" array up to its first NUL, as CPython's .value. */
 static void push_cvalue(lua_State *L, cc_shm *s) {
-  const char *p = (const char *)s->items;
+  const char *p = (const char *)s->data;
   lua_pushlstring(L, p, strnlen(p, s->length));
 }
 
@@ -241,9 +255,9 @@ static int shm_newindex(lua_State *L) {
       if (n > s->length)
         return cc__lraise(L, "ValueError", "a string of %d bytes does not fit in %d",
                           (int)n, (int)s->length);
-      memcpy(s->items, v, n);
+      memcpy(s->data, v, n);
       if (n < s->length)
-        ((char *)s->items)[n] = '\0';
+        ((char *)s->data)[n] = '\0';
     } else {
       return cc__lraise(L, "ValueError", "only a 'c' Array has .value");
     }

@@ -35,6 +35,7 @@ cc_shm *cc_shm_new(char typecode, int is_array, uint32_t length, cc_lock *lock) 
                                sizeof(cc_shm) + (size_t)size * length + 8);
   if (!s)
     return NULL;
+  s->data = s->items;
   s->typecode = typecode;
   s->itemsize = (uint8_t)size;
   s->is_array = (uint16_t)is_array;
@@ -46,26 +47,26 @@ cc_shm *cc_shm_new(char typecode, int is_array, uint32_t length, cc_lock *lock) 
   return s;
 }
 
-void *cc_shm_item(cc_shm *s, uint32_t i) {
-  return (char *)s->items + (size_t)i * s->itemsize;
-}
+/* An RLock with room for one item after it: 48 bytes, so with its block
+ * header one 64-byte block, which the arena puts on a cache line of its own. */
+typedef struct lock_with_item {
+  cc_lock lock;
+  uint64_t item;
+} lock_with_item;
 
-void cc_shm_load(cc_shm *s, uint32_t i, void *out) {
-  void *p = cc_shm_item(s, i);
-  switch (s->itemsize) {
-  case 1: *(uint8_t *)out = __atomic_load_n((uint8_t *)p, __ATOMIC_SEQ_CST); break;
-  case 2: *(uint16_t *)out = __atomic_load_n((uint16_t *)p, __ATOMIC_SEQ_CST); break;
-  case 4: *(uint32_t *)out = __atomic_load_n((uint32_t *)p, __ATOMIC_SEQ_CST); break;
-  default: *(uint64_t *)out = __atomic_load_n((uint64_t *)p, __ATOMIC_SEQ_CST); break;
-  }
-}
+_Static_assert(sizeof(lock_with_item) <= CC_CACHE_LINE - 16,
+               "a Value's lock and item must fit one cache line");
 
-void cc_shm_store(cc_shm *s, uint32_t i, const void *in) {
-  void *p = cc_shm_item(s, i);
-  switch (s->itemsize) {
-  case 1: __atomic_store_n((uint8_t *)p, *(const uint8_t *)in, __ATOMIC_SEQ_CST); break;
-  case 2: __atomic_store_n((uint16_t *)p, *(const uint16_t *)in, __ATOMIC_SEQ_CST); break;
-  case 4: __atomic_store_n((uint32_t *)p, *(const uint32_t *)in, __ATOMIC_SEQ_CST); break;
-  default: __atomic_store_n((uint64_t *)p, *(const uint64_t *)in, __ATOMIC_SEQ_CST); break;
-  }
+cc_shm *cc_shm_new_locked(char typecode) {
+  if (!cc_shm_itemsize(typecode))
+    return NULL;
+  lock_with_item *li = cc_obj_new_sized(&cc_rlock_type, sizeof *li);
+  if (!li)
+    return NULL;
+  cc_lock_init(&li->lock, 1);
+  cc_shm *s = cc_shm_new(typecode, 0, 1, &li->lock);
+  cc_obj_unref(&li->lock.hdr); /* s holds it now, or nobody does */
+  if (s)
+    s->data = &li->item;
+  return s;
 }
