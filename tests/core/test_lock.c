@@ -111,6 +111,49 @@ static void owner_death_hands_over(void **state) {
   }
 }
 
+/* A try (deadline 0) does not wait, but takes over from a dead holder. */
+static void a_try_takes_over_from_a_dead_holder(void **state) {
+  (void)state;
+  cc_lock *l = cc_lock_new(0);
+  pid_t holder = spawn(hold_forever, l, 0);
+  while (!cc_lock_locked(l))
+    cc_sleep_until(cc_now() + MS);
+  assert_int_equal(cc_lock_acquire(l, 0), CC_ETIMEDOUT);
+  kill(holder, SIGKILL);
+  assert_int_equal(await(holder, 5), 128 + SIGKILL);
+  assert_int_equal(cc_lock_acquire(l, 0), CC_EOWNERDEAD);
+  assert_int_equal(cc_lock_dead_owner(l), holder);
+  assert_true(cc_lock_is_mine(l));
+  assert_int_equal(cc_lock_release(l), 0);
+  cc_obj_unref(&l->hdr);
+}
+
+static int hold_briefly(void *arg, int i) {
+  (void)i;
+  cc_lock *l = arg;
+  if (cc_lock_acquire(l, CC_FOREVER))
+    return 1;
+  cc_sleep_until(cc_now() + 300 * MS);
+  return cc_lock_release(l) ? 2 : 0;
+}
+
+/* A waiter that has given up spinning sleeps, and the release wakes it at
+ * once (not at its next look for a dead holder). */
+static void a_sleeping_waiter_is_woken_by_the_release(void **state) {
+  (void)state;
+  cc_lock *l = cc_lock_new(0);
+  pid_t holder = spawn(hold_briefly, l, 0);
+  while (!cc_lock_locked(l))
+    cc_sleep_until(cc_now() + MS);
+  int64_t t0 = cc_now();
+  assert_int_equal(cc_lock_acquire(l, cc_now() + 5000 * MS), 0);
+  double ms = elapsed_ms(t0);
+  assert_true(ms < 1000);
+  assert_int_equal(await(holder, 5), 0);
+  assert_int_equal(cc_lock_release(l), 0);
+  cc_obj_unref(&l->hdr);
+}
+
 static void interrupt_wakes_a_waiter(void **state) {
   (void)state;
   cc_lock *l = cc_lock_new(0);
@@ -129,6 +172,8 @@ int main(void) {
       cmocka_unit_test(rlock_recursion_and_owner),
       cmocka_unit_test(owner_death_hands_over),
       cmocka_unit_test(interrupt_wakes_a_waiter),
+      cmocka_unit_test(a_try_takes_over_from_a_dead_holder),
+      cmocka_unit_test(a_sleeping_waiter_is_woken_by_the_release),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
