@@ -155,6 +155,32 @@ static void mutex(long n) {
   report("lock", n, now() - t0);
 }
 
+/* Value increment: a shared int under a process-shared mutex, from two
+ * processes at once. */
+static void value_incr(long n) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  struct {
+    pthread_mutex_t m;
+    volatile int value;
+  } *v = shared(sizeof *v);
+  pthread_mutex_init(&v->m, &a);
+  double t0 = now();
+  pid_t p = fork();
+  for (long i = 0; i < n / 2; i++) {
+    pthread_mutex_lock(&v->m);
+    v->value = v->value + 1;
+    pthread_mutex_unlock(&v->m);
+  }
+  if (p == 0)
+    _exit(0);
+  waitpid(p, NULL, 0);
+  if (v->value != (int)(n / 2 * 2))
+    fprintf(stderr, "limits: value_incr counted %d of %ld\n", v->value, n / 2 * 2);
+  report("value_incr", n, now() - t0);
+}
+
 static void *noop(void *x) { return x; }
 
 static void thread_start_join(long n) {
@@ -174,6 +200,7 @@ int main(void) {
   futex_rtt(30000);
   ring(20000000);
   mutex(20000000);
+  value_incr(20000000);
   thread_start_join(20000);
   return 0;
 }
