@@ -21,8 +21,7 @@ int cc_event_is_set(cc_event *e) { return atomic_load(&e->flag) != 0; }
 int cc_event_wait(cc_event *e, int64_t deadline) {
   /* Setters often follow within microseconds: look a little before
    * sleeping (a wake-up on another core costs tens of microseconds). */
-  for (int i = 0; i < CC_SPIN * 4 && !atomic_load_explicit(&e->flag, memory_order_acquire); i++)
-    cc_cpu_relax();
+  cc_spin_while(&e->flag, 0, deadline);
   while (!atomic_load(&e->flag)) {
     atomic_fetch_add(&e->waiters, 1);
     int r = cc_futex_wait(&e->flag, 0, deadline);

@@ -12,10 +12,6 @@
 const cc_type cc_lock_type = {"Lock", sizeof(cc_lock), NULL};
 const cc_type cc_rlock_type = {"RLock", sizeof(cc_lock), NULL};
 
-/* How long a waiter spins before it sleeps in the kernel: about what going
- * to sleep and being woken would cost, so spinning never wastes more than
- * twice the best choice made in hindsight. */
-#define LOCK_SPIN_NS 20000
 /* Pauses between two looks at a held lock, at most. */
 #define LOCK_BACKOFF_MAX 16
 
@@ -86,8 +82,9 @@ static void owned(cc_lock *l) {
   l->count = 1;
 }
 
-/* Spins for the lock, setting it to `mine`, for about LOCK_SPIN_NS or until
- * the deadline; true when it has it. A holder usually lets go within a few
+/* Spins for the lock, setting it to `mine`, for about CC_SPIN_NS or until
+ * the deadline; true when it has it. Not cc_spin_while: it takes the lock the
+ * moment it sees it free, and looks less and less often. A holder usually lets go within a few
  * hundred nanoseconds, sooner than sleeping in the kernel and being woken.
  * The looks come further and further apart: each one takes the cache line
  * from the holder, and a holder that releases and takes the lock again at
@@ -103,7 +100,7 @@ static int spin(cc_lock *l, uint32_t mine, int64_t deadline) {
     if (pause >= LOCK_BACKOFF_MAX) {
       int64_t now = cc_now();
       if (!end)
-        end = now + LOCK_SPIN_NS;
+        end = now + CC_SPIN_NS;
       else if (now >= end || now >= deadline)
         return 0;
     }

@@ -18,8 +18,10 @@
  * a bigger ring, copies the records, and switches with one store.
  *
  * Waiting is outside the lock: getters sleep on put_seq, putters on get_seq,
- * and a waker only makes the syscall when somebody waits. There is no feeder
- * thread: a put is in the queue when it returns.
+ * counted (cc_futex_wait_counted), and a waker only makes the syscall while
+ * somebody sleeps that no wake-up has reached: a consumer that runs ahead of
+ * a just-woken producer does not pay a syscall per message. There is no
+ * feeder thread: a put is in the queue when it returns.
  */
 
 #define MIN_CAP 4096u
@@ -175,17 +177,6 @@ static int grow(cc_queue *q, cc_ring *r, size_t need) {
   return 0;
 }
 
-/* Looks at seq a little while before the caller sleeps: the other side is
- * often about to move. True when it moved. */
-static int spin_for(_Atomic uint32_t *seq, uint32_t seen) {
-  for (int i = 0; i < CC_SPIN; i++) {
-    if (atomic_load_explicit(seq, memory_order_acquire) != seen)
-      return 1;
-    cc_cpu_relax();
-  }
-  return 0;
-}
-
 static int lock(cc_queue *q, int64_t deadline) {
   int r = cc_lock_acquire(&q->lock, deadline);
   return r == CC_EOWNERDEAD ? 0 : r;
@@ -193,10 +184,9 @@ static int lock(cc_queue *q, int64_t deadline) {
 
 static void unlock(cc_queue *q) { cc_lock_release(&q->lock); }
 
-static void bump(_Atomic uint32_t *seq, _Atomic uint32_t *waiters, int n) {
+static void bump(_Atomic uint32_t *seq, _Atomic uint32_t *sleepers) {
   atomic_fetch_add(seq, 1);
-  if (atomic_load(waiters))
-    cc_futex_wake(seq, n);
+  cc_futex_wake_one(seq, sleepers);
 }
 
 int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline) {
@@ -231,15 +221,14 @@ int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline) {
         atomic_fetch_add(&q->unfinished, 1);
       atomic_store(&ring->tail, pack(count(t) + 1, at + (uint32_t)need)); /* the commit */
       unlock(q);
-      bump(&q->put_seq, &q->get_waiters, 1);
+      bump(&q->put_seq, &q->get_waiters);
       return 0;
     }
     unlock(q);
-    if (spin_for(&q->get_seq, seen))
+    /* The other side is often about to move: look before sleeping. */
+    if (cc_spin_while(&q->get_seq, seen, deadline))
       continue;
-    atomic_fetch_add(&q->put_waiters, 1);
-    r = cc_futex_wait(&q->get_seq, seen, deadline);
-    atomic_fetch_sub(&q->put_waiters, 1);
+    r = cc_futex_wait_counted(&q->get_seq, seen, &q->put_waiters, deadline);
     if (r == CC_ETIMEDOUT)
       return CC_EFULL;
     if (r == CC_EINTR)
@@ -293,15 +282,13 @@ int cc_queue_get(cc_queue *q, cc_msg *m, int64_t deadline) {
       atomic_store(&ring->head,
                    pack(count(h) + 1, at + (uint32_t)rec_size(hd.len, hd.nrefs)));
       unlock(q);
-      bump(&q->get_seq, &q->put_waiters, 1);
+      bump(&q->get_seq, &q->put_waiters);
       return 0;
     }
     unlock(q);
-    if (spin_for(&q->put_seq, seen))
+    if (cc_spin_while(&q->put_seq, seen, deadline))
       continue;
-    atomic_fetch_add(&q->get_waiters, 1);
-    r = cc_futex_wait(&q->put_seq, seen, deadline);
-    atomic_fetch_sub(&q->get_waiters, 1);
+    r = cc_futex_wait_counted(&q->put_seq, seen, &q->get_waiters, deadline);
     if (r == CC_ETIMEDOUT)
       return CC_EEMPTY;
     if (r == CC_EINTR)

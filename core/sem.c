@@ -32,11 +32,9 @@ int cc_sem_wait(cc_sem *s, int64_t deadline) {
   for (;;) {
     if (cc_sem_trywait(s) == 0)
       return 0;
-    /* Announce the sleeper before sleeping; the futex compares the value, so
-     * a post between the two is never missed (both sides are seq_cst). */
-    atomic_fetch_add(&s->waiters, 1);
-    int r = cc_futex_wait(&s->value, 0, deadline);
-    atomic_fetch_sub(&s->waiters, 1);
+    /* The sleeper is counted before it sleeps; the futex compares the value,
+     * so a post between the two is never missed (both sides are seq_cst). */
+    int r = cc_futex_wait_counted(&s->value, 0, &s->waiters, deadline);
     if (r == CC_ETIMEDOUT || r == CC_EINTR)
       return r;
   }
@@ -48,8 +46,7 @@ int cc_sem_post(cc_sem *s) {
     if ((s->bounded && v >= s->bound) || v >= CC_SEM_MAX)
       return CC_EVALUE;
   } while (!atomic_compare_exchange_weak(&s->value, &v, v + 1));
-  if (atomic_load(&s->waiters))
-    cc_futex_wake(&s->value, 1);
+  cc_futex_wake_one(&s->value, &s->waiters);
   return 0;
 }
 

@@ -20,6 +20,22 @@ int64_t cc_now(void) {
   return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+int cc_spin_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline) {
+  int64_t end = 0;
+  for (int i = 1;; i++) {
+    if (atomic_load_explicit(word, memory_order_acquire) != seen)
+      return 1;
+    if (i % 16 == 0) { /* the clock costs a few looks: read it now and then */
+      int64_t now = cc_now();
+      if (!end)
+        end = now + CC_SPIN_NS;
+      if (now >= end || now >= deadline)
+        return 0;
+    }
+    cc_cpu_relax();
+  }
+}
+
 int64_t cc_deadline(double seconds) {
   if (isnan(seconds) || seconds < 0 || seconds > 1e9)
     return CC_FOREVER;
@@ -44,7 +60,11 @@ static int64_t slice_end(int64_t deadline, int64_t now, int *sliced) {
   return *sliced ? end : deadline;
 }
 
-int cc_futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline) {
+/* cc_futex_wait, telling in *woken whether a FUTEX_WAKE ended the wait (the
+ * kernel returns 0 then, and only then, even when a timeout or a signal
+ * came at the same time). */
+static int futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline, int *woken) {
+  *woken = 0;
   if (interrupted)
     return CC_EINTR;
   int64_t now = cc_now();
@@ -61,14 +81,41 @@ int cc_futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline) {
   int e = errno;
   if (hook)
     hook(word, 0);
-  if (r == 0)
+  if (r == 0) {
+    *woken = 1;
     return 0;
+  }
   if (e == EINTR)
     return interrupted ? CC_EINTR : 0;
   if (e == ETIMEDOUT)
     return sliced ? CC_WAIT_SLICE
                   : (atomic_load(word) == expect ? CC_ETIMEDOUT : 0);
   return 0; /* EAGAIN: the value had changed already */
+}
+
+int cc_futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline) {
+  int woken;
+  return futex_wait(word, expect, deadline, &woken);
+}
+
+/* *sleepers counts the sleepers no wake-up has reached: each one adds
+ * itself, and is taken off again exactly once, by the waker whose
+ * FUTEX_WAKE woke it or by itself when something else ended its wait. So
+ * while one sleeps in the kernel unreached, the count is not 0 and the next
+ * change wakes it; once it is reached, the changes after cost nothing. */
+int cc_futex_wait_counted(_Atomic uint32_t *word, uint32_t expect, _Atomic uint32_t *sleepers,
+                          int64_t deadline) {
+  int woken;
+  atomic_fetch_add(sleepers, 1);
+  int r = futex_wait(word, expect, deadline, &woken);
+  if (!woken)
+    atomic_fetch_sub(sleepers, 1);
+  return r;
+}
+
+void cc_futex_wake_one(_Atomic uint32_t *word, _Atomic uint32_t *sleepers) {
+  if (atomic_load(sleepers) && syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0) == 1)
+    atomic_fetch_sub(sleepers, 1);
 }
 
 int cc_futex_wait_plain(_Atomic uint32_t *word, uint32_t expect, int64_t deadline) {

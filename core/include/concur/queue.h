@@ -28,8 +28,8 @@ typedef struct cc_queue {
   uint32_t joinable;
   _Atomic uint32_t put_seq;     /* bumped after each put: getters sleep on it */
   _Atomic uint32_t get_seq;     /* bumped after each get: putters sleep on it */
-  _Atomic uint32_t get_waiters;
-  _Atomic uint32_t put_waiters;
+  _Atomic uint32_t get_waiters;   /* sleeping getters no wake-up reached */
+  _Atomic uint32_t put_waiters;   /* the same for putters */
   _Atomic uint32_t unfinished;  /* JoinableQueue: puts not yet task_done */
   _Atomic uint32_t join_waiters;
 } cc_queue;

@@ -10,7 +10,7 @@
 typedef struct cc_sem {
   cc_obj hdr;
   _Atomic uint32_t value;
-  _Atomic uint32_t waiters;
+  _Atomic uint32_t waiters; /* sleepers no wake-up reached (cc_futex_wait_counted) */
   uint32_t bound; /* the start value of a BoundedSemaphore */
   uint32_t bounded;
 } cc_sem;

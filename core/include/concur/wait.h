@@ -28,6 +28,17 @@ int cc_futex_wait_plain(_Atomic uint32_t *word, uint32_t expect, int64_t deadlin
 /* Wakes up to n waiters of word (INT32_MAX: all). */
 void cc_futex_wake(_Atomic uint32_t *word, int n);
 
+/* Waits on a word that wakers change one at a time (a queue's sequence, a
+ * semaphore), counted in *sleepers so that cc_futex_wake_one makes a system
+ * call only while a sleeper is there that no wake-up has reached yet: a
+ * woken process takes microseconds to run again, and a fast other side
+ * would otherwise pay a syscall for every change until it does. Returns as
+ * cc_futex_wait. */
+int cc_futex_wait_counted(_Atomic uint32_t *word, uint32_t expect, _Atomic uint32_t *sleepers,
+                          int64_t deadline);
+/* Wakes one sleeper of cc_futex_wait_counted after the caller changed word. */
+void cc_futex_wake_one(_Atomic uint32_t *word, _Atomic uint32_t *sleepers);
+
 /* Waits until fd is ready for `events` (POLLIN, ...). 0, CC_ETIMEDOUT, CC_EINTR. */
 int cc_wait_fd(int fd, short events, int64_t deadline);
 /* Waits until one of n descriptors is ready (poll's revents are filled in).
@@ -50,9 +61,18 @@ void cc_interrupt_clear(void);
  * (interrupt set between its check and the syscall, a holder that died). */
 #define CC_WAIT_SLICE_NS 100000000LL
 
-/* How many times a waiter looks again before it sleeps in the kernel, and
- * the pause between looks. */
-#define CC_SPIN 200
+/* How long a waiter spins before it sleeps in the kernel: about what going
+ * to sleep and being woken on another core costs, so that spinning never
+ * wastes more than twice what the best choice made in hindsight would. A
+ * time, not a count of pauses: a pause takes 3 ns on some processors and
+ * 140 on others. */
+#define CC_SPIN_NS 20000LL
+
+/* Spins while *word == seen, for about CC_SPIN_NS and not past the deadline.
+ * True when the word changed (no need to sleep). */
+int cc_spin_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline);
+
+/* The pause between two looks at a word another core is about to change. */
 static inline void cc_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
