@@ -268,7 +268,7 @@ static int conn_send_bytes(lua_State *L) {
 
 /* Makes `need` bytes available in the buffer, reading what the socket has.
  * Returns 0, or 1 at EOF with nothing buffered. */
-#define SPIN_NS 50000
+#define SPIN_NS CC_SPIN_NS
 
 static int fill(lua_State *L, conn *c, size_t need) {
   int spun = 0;

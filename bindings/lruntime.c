@@ -54,7 +54,7 @@ static int l_pid_alive(lua_State *L) {
 }
 
 static int l_getpid(lua_State *L) {
-  lua_pushinteger(L, getpid());
+  lua_pushinteger(L, cc_pid());
   return 1;
 }
 

@@ -35,8 +35,7 @@ int cc_tid(void) {
   return cached_tid;
 }
 
-/* getpid() is a system call in glibc: cached like the tid. */
-static int my_pid(void) {
+int cc_pid(void) {
   if (!cached_pid) {
     pthread_once(&atfork_once, register_atfork);
     cached_pid = getpid();
@@ -78,7 +77,7 @@ void cc_lock_init(cc_lock *l, int recursive) {
 }
 
 static void owned(cc_lock *l) {
-  atomic_store_explicit(&l->owner_pid, my_pid(), memory_order_relaxed);
+  atomic_store_explicit(&l->owner_pid, cc_pid(), memory_order_relaxed);
   l->count = 1;
 }
 

@@ -53,6 +53,9 @@ int cc__lock_restore(cc_lock *l, uint32_t depth, int64_t deadline);
 
 /* The calling thread's kernel id, cached. */
 int cc_tid(void);
+/* The calling process's id, cached: getpid() is a system call in glibc, and
+ * a pool asks for it on every task. Both are forgotten in a new child. */
+int cc_pid(void);
 /* Forgets the cached tid (in a new child). */
 void cc__tid_reset(void);
 /* True when the thread tid exists and is not a zombie. */
