@@ -222,20 +222,48 @@ static void fill_slot(enc *e, size_t at, uint64_t v) {
 
 static void encode(enc *e, int idx);
 
-/* Tables and functions already met are sent as a REF to their id. The
- * table of them is made at the first one: plain values need none. */
+/* Tables and functions already met are sent as a REF to their id, and
+ * loaded modules (package.loaded[name] == the table: string, math, concur,
+ * ...) by name. One table maps both, made at the first table or function
+ * (plain values need none) from package.loaded: one pass per message, and
+ * one look-up per table in it. */
 static int seen_before(enc *e, int idx) {
   lua_State *L = e->L;
   if (!e->seen) {
     idx = lua_absindex(L, idx);
     lua_newtable(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -1) == LUA_TTABLE && lua_type(L, -2) == LUA_TSTRING) {
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, -5) == LUA_TNIL) { /* the first name found */
+          lua_pushvalue(L, -2);
+          lua_pushvalue(L, -4);
+          lua_rawset(L, -7);
+        }
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     lua_replace(L, 2); /* the slot encode_all keeps for it */
     e->seen = 2;
   }
   lua_pushvalue(L, idx);
-  if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
+  int kind = lua_rawget(L, e->seen);
+  if (kind == LUA_TNUMBER) {
     put_byte(e, T_REF);
     put_varint(e, (uint64_t)lua_tointeger(L, -1));
+    lua_pop(L, 1);
+    return 1;
+  }
+  if (kind == LUA_TSTRING) {
+    size_t n;
+    const char *mod = lua_tolstring(L, -1, &n);
+    put_byte(e, T_MODULE);
+    put_varint(e, n);
+    put(e, mod, n);
     lua_pop(L, 1);
     return 1;
   }
@@ -246,36 +274,9 @@ static int seen_before(enc *e, int idx) {
   return 0;
 }
 
-/* The name of a loaded module (package.loaded[name] == the table), or NULL:
- * modules (string, math, concur, ...) travel by name, not by value. */
-static const char *module_name(lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  const char *name = NULL;
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    if (lua_rawequal(L, -1, idx) && lua_type(L, -2) == LUA_TSTRING) {
-      name = lua_tostring(L, -2); /* alive in package.loaded */
-      lua_pop(L, 2);
-      break;
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return name;
-}
-
 static void encode_table(enc *e, int idx) {
   lua_State *L = e->L;
-  const char *mod = module_name(L, idx);
-  if (mod) {
-    size_t n = strlen(mod);
-    put_byte(e, T_MODULE);
-    put_varint(e, n);
-    put(e, mod, n);
-    return;
-  }
-  if (seen_before(e, idx))
+  if (seen_before(e, idx)) /* or a module */
     return;
   if (lua_getmetatable(L, idx)) {
     lua_pop(L, 1);

@@ -191,11 +191,12 @@ static int l_view(lua_State *L) {
   return 1;
 }
 
-/* _newtable(n): an empty table with room for a list of n. */
+/* _newtable(n, [rec]): an empty table with room for a list of n and rec fields. */
 static int l_newtable(lua_State *L) {
-  lua_Integer n = luaL_checkinteger(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 1), rec = luaL_optinteger(L, 2, 0);
   luaL_argcheck(L, n >= 0 && n < INT_MAX, 1, "a size from 0 to INT_MAX");
-  lua_createtable(L, (int)n, 0);
+  luaL_argcheck(L, rec >= 0 && rec < INT_MAX, 2, "a size from 0 to INT_MAX");
+  lua_createtable(L, (int)n, (int)rec);
   return 1;
 }
 

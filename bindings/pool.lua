@@ -44,6 +44,18 @@ end
 -- calls with a list of arguments each (starmap).
 local CALL, MAP, STARMAP = 1, 2, 3
 
+-- A job is a task in the parent: an AsyncResult (apply_async) or a part of
+-- a map, with a method _done(ok, value) called once when it ends. Its
+-- fields are slots of a list, made all at once: a table with named fields
+-- costs several times more to make, and thousands of these are made in a
+-- loop. STATE is false until the job ends, then "ok" or "failed"; VALUE is
+-- an AsyncResult's value or error; the slots after it are the AsyncResult's
+-- pool and callbacks, or the part's offset in the list and its whole.
+local FN <const>, KIND <const>, COUNT <const>, PAYLOAD <const>, ID <const> = 1, 2, 3, 4, 5
+local STATE <const>, VALUE <const> = 6, 7
+local POOL <const>, CALLBACK <const>, ERROR_CALLBACK <const> = 8, 9, 10
+local OFFSET <const>, WHOLE <const> = 8, 9
+
 -- A task's calls, in the worker. A CALL gives the function's first result;
 -- MAP and STARMAP the list of them.
 local function run_task(fn, kind, count, payload)
@@ -190,16 +202,13 @@ function Pool:_check()
   end
 end
 
--- A job is a task in the parent: an AsyncResult (apply_async) or a part of
--- a map. It has _fn, _kind, _count, _payload, and a method _done(ok, value)
--- called once when it ends.
 function Pool:_submit(job)
-  local fn = job._fn
+  local fn = job[FN]
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
     concur.error("ValueError", "a pool task needs a function")
   end
   self._next_id = self._next_id + 1
-  job._id = self._next_id
+  job[ID] = self._next_id
   local pending = self._pending
   dq_push(pending, job)
   self._outstanding = self._outstanding + 1
@@ -209,10 +218,10 @@ function Pool:_submit(job)
 end
 
 function Pool:_finish(job, ok, value)
-  if job._finished then return end
-  job._finished = true
+  if job[STATE] then return end
+  job[STATE] = ok and "ok" or "failed"
   self._outstanding = self._outstanding - 1
-  job._fn, job._payload = nil, nil
+  job[FN], job[PAYLOAD] = false, false
   job:_done(ok, value)
 end
 
@@ -243,12 +252,12 @@ end
 -- the front of the queue.
 function Pool:_send(w, jobs)
   local n = #jobs
-  local msg = concur._newtable(n * 5)
+  local msg = concur._newtable(n * 5, 2)
   local fns, fids, wfids = nil, self._fids, w.fids
   local last_fn, fid
   for i = 1, n do
     local job = jobs[i]
-    local fn = job._fn
+    local fn = job[FN]
     if fn ~= last_fn then
       last_fn, fid = fn, fids[fn]
       if not fid then
@@ -263,7 +272,7 @@ function Pool:_send(w, jobs)
     end
     local b = (i - 1) * 5
     msg[b + 1], msg[b + 2], msg[b + 3], msg[b + 4], msg[b + 5] =
-      job._id, fid, job._kind, job._count, job._payload
+      job[ID], fid, job[KIND], job[COUNT], job[PAYLOAD]
   end
   msg.n, msg.fns = n * 5, fns
   -- Never blocks: a worker busy sending its results must not wait for a
@@ -356,7 +365,7 @@ function Pool:_handle(w, reply)
   end
   for i = 1, n, 3 do
     local job = q[q.first]
-    if not job or job._id ~= reply[i] then
+    if not job or job[ID] ~= reply[i] then
       concur.error("ProcessError", "a pool worker answered out of turn")
     end
     q[q.first] = nil
@@ -419,67 +428,63 @@ local function remaining(dl)
   return math.max(0, (dl - concur.time()) / concur.time_scale)
 end
 
--- An AsyncResult ends once: its value or error kept, its callback run.
+-- An AsyncResult ends once: its value or error kept in _value, its
+-- callback run.
 local function complete(r, ok, value)
-  r._ready, r._ok = true, ok
+  r[STATE], r[VALUE] = ok and "ok" or "failed", value
   if ok then
-    r._value = value
-    if r._callback then
-      local good, err = pcall(r._callback, value)
+    if r[CALLBACK] then
+      local good, err = pcall(r[CALLBACK], value)
       if not good then io.stderr:write("concur: error in a pool callback: ", tostring(err), "\n") end
     end
   else
-    r._error = value
-    if r._error_callback then
-      local good, err = pcall(r._error_callback, value)
+    if r[ERROR_CALLBACK] then
+      local good, err = pcall(r[ERROR_CALLBACK], value)
       if not good then io.stderr:write("concur: error in a pool error_callback: ", tostring(err), "\n") end
     end
   end
 end
 
--- Every field at once: a table that grows field by field is resized
--- on the way, and thousands of these are made in a loop.
 local function new_result(pool, opts, fn, kind, count, payload)
-  return setmetatable({_pool = pool, _ready = false, _ok = nil, _value = nil, _error = nil,
-                       _callback = opts and opts.callback,
-                       _error_callback = opts and opts.error_callback, _fn = fn, _kind = kind,
-                       _count = count, _payload = payload, _id = 0, _finished = false},
-                      AsyncResult)
+  return setmetatable({fn or false, kind or false, count or false, payload or false, 0, false,
+                       false, pool, opts and opts.callback or false,
+                       opts and opts.error_callback or false}, AsyncResult)
 end
 
 -- apply_async's AsyncResult is its own job.
 AsyncResult._done = complete
 
 function AsyncResult:ready()
-  if not self._ready then self._pool:_pump(0) end
-  return self._ready
+  if not self[STATE] then self[POOL]:_pump(0) end
+  return self[STATE] ~= false
 end
 
 function AsyncResult:wait(timeout)
   local dl = deadline(timeout)
-  while not self._ready do
+  while not self[STATE] do
     local left = remaining(dl)
     if left == 0 then break end
-    self._pool:_pump(left)
+    self[POOL]:_pump(left)
   end
-  return self._ready
+  return self[STATE] ~= false
 end
 
 function AsyncResult:get(timeout)
   if not self:wait(timeout) then
     concur.error("Timeout", ("the result was not ready after %g s"):format(timeout))
   end
-  if not self._ok then error(self._error, 2) end
-  return self._value
+  if self[STATE] ~= "ok" then error(self[VALUE], 2) end
+  return self[VALUE]
 end
 
 function AsyncResult:successful()
   if not self:ready() then concur.error("ValueError", "the result is not ready yet") end
-  return self._ok
+  return self[STATE] == "ok"
 end
 
 AsyncResult.__tostring = function(r)
-  return ("AsyncResult(%s)"):format(not r._ready and "pending" or r._ok and "ready" or "failed")
+  return ("AsyncResult(%s)"):format(not r[STATE] and "pending" or r[STATE] == "ok" and "ready"
+                                    or "failed")
 end
 
 -- An argument list and its length (args.n, else #args); the table is sent
@@ -512,14 +517,14 @@ local Part = {}
 Part.__index = Part
 
 function Part:_done(ok, values)
-  local whole = self.whole
+  local whole = self[WHOLE]
   if whole.failed then return end
   if not ok then
     whole.failed = true
     complete(whole.result, false, values)
     return
   end
-  table.move(values, 1, self._count, self.offset + 1, whole.values)
+  table.move(values, 1, self[COUNT], self[OFFSET] + 1, whole.values)
   whole.left = whole.left - 1
   if whole.left == 0 then complete(whole.result, true, whole.values) end
 end
@@ -569,8 +574,7 @@ function Pool:_map_async(fn, list, chunksize, star, opts, view)
     return r
   end
   for offset, kind, count, payload in parts(list, chunksize, star, not view) do
-    self:_submit(setmetatable({_fn = fn, _kind = kind, _count = count, _payload = payload,
-                               _id = 0, _finished = false, offset = offset, whole = whole}, Part))
+    self:_submit(setmetatable({fn, kind, count, payload, 0, false, false, offset, whole}, Part))
   end
   return r
 end
@@ -585,15 +589,16 @@ local IPart = {}
 IPart.__index = IPart
 
 function IPart:_done(ok, values)
-  local it = self.it
+  local it = self[WHOLE]
   if not ok then
     it.err = it.err or values
     return
   end
-  for i = 1, self._count do
-    it.arrived[self.offset + i] = {values[i]}
+  local offset = self[OFFSET]
+  for i = 1, self[COUNT] do
+    it.arrived[offset + i] = {values[i]}
     it.norder = it.norder + 1
-    it.order[it.norder] = self.offset + i
+    it.order[it.norder] = offset + i
   end
 end
 
@@ -603,8 +608,7 @@ function Pool:_imap(fn, list, chunksize, ordered)
   check_map(self, fn, list, chunksize)
   local it = {arrived = {}, order = {}, norder = 0}
   for offset, kind, count, payload in parts(list, chunksize or 1, false, true) do
-    self:_submit(setmetatable({_fn = fn, _kind = kind, _count = count, _payload = payload,
-                               _id = 0, _finished = false, offset = offset, it = it}, IPart))
+    self:_submit(setmetatable({fn, kind, count, payload, 0, false, false, offset, it}, IPart))
   end
   local next_i, total, taken, head = 1, #list, 0, 1
   return function()
