@@ -1,9 +1,11 @@
--- bench/ops: one operation of the performance table, timed: -p op=NAME -p n=COUNT.
+-- bench/ops: one operation of the performance table, timed: -p op=NAME -p n=COUNT
+-- [-p rounds=R: the operation R times, for a whole Pool map is one round].
 -- Reports ops (operations per second); ops.py is the same in CPython.
 local concur = require "concur"
 
 local op = assert(concur.params.op, "-p op=NAME")
 local n = concur.params.n or 1000
+local rounds = concur.params.rounds or 1
 
 local ops = {}
 
@@ -141,7 +143,8 @@ end
 local fn = assert(ops[op], "unknown op " .. tostring(op))
 local input = inputs[op] and inputs[op]()
 local t0 = concur.time()
-fn(input)
+for _ = 1, rounds do fn(input) end
 local elapsed = concur.time() - t0
-print(("%s: %d in %.3f s, %.0f ops/s"):format(op, n, elapsed, n / elapsed))
-concur.report{ops = n / elapsed, n = n, elapsed = elapsed}
+local done = n * rounds
+print(("%s: %d in %.3f s, %.0f ops/s"):format(op, done, elapsed, done / elapsed))
+concur.report{ops = done / elapsed, n = done, elapsed = elapsed}
