@@ -9,20 +9,26 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /*
- * A Connection is one end of a socketpair (a simplex Pipe shuts down one
- * direction of each end), so that descriptors can travel with SCM_RIGHTS and
- * the lesson holds: recv sees EOF only when every copy of the other end, in
- * every process, is closed. A message is a frame: {length | RAW bit, number
- * of refs}, the refs, the payload.
+ * A Connection is one end of a socketpair (a duplex Pipe), so that
+ * descriptors can travel with SCM_RIGHTS, or of a pipe(2) (a simplex one, as
+ * CPython's: the kernel takes a small write to a pipe for a third of what a
+ * socket costs, which is most of what a one-way stream of messages costs).
+ * Either way the lesson holds: recv sees EOF only when every copy of the
+ * other end, in every process, is closed. A message is a frame: {length |
+ * RAW bit, number of refs}, the refs, the payload.
  */
 
 #define CONN_MT "concur.Connection"
 #define READABLE 1
 #define WRITABLE 2
+#define OS_PIPE 4 /* a pipe(2) end: read and write, no descriptors */
 #define RAW 0x80000000u
 
 /* Received bytes are buffered per connection (one read often holds several
@@ -59,7 +65,8 @@ static void push_conn(lua_State *L, int fd, int flags) {
   conn *c = lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
   c->fd = fd;
-  c->flags = flags;
+  struct stat st;
+  c->flags = flags | (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) ? OS_PIPE : 0);
   luaL_setmetatable(L, CONN_MT);
 }
 
@@ -76,17 +83,44 @@ void cc__lpipe_wrap(lua_State *L, int fd, int flags) {
 }
 
 /* Pipe([duplex=true]) -> a, b; simplex: a only receives, b only sends. */
+static void on_sigpipe(int sig) { (void)sig; }
+
+/* A write to a pipe whose readers are all gone must fail with EPIPE (raised
+ * as EOF), not kill the process: SIGPIPE gets a handler that does nothing
+ * (not SIG_IGN, so that programs this process runs get the default back),
+ * unless the program chose something else for it already. */
+static void catch_sigpipe(void) {
+  static int done;
+  if (done)
+    return;
+  done = 1;
+  struct sigaction old;
+  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigpipe;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+}
+
 static int l_pipe(lua_State *L) {
   int duplex = lua_isnoneornil(L, 1) || lua_toboolean(L, 1);
   int sv[2];
+  if (!duplex) {
+    /* Non-blocking: every read and write here is a try, then a wait. */
+    if (pipe2(sv, O_CLOEXEC | O_NONBLOCK) != 0)
+      return cc__lraise(L, "OSError", "cannot make a pipe: %s", strerror(errno));
+    catch_sigpipe();
+    push_conn(L, sv[0], READABLE);
+    push_conn(L, sv[1], WRITABLE);
+    return 2;
+  }
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     return cc__lraise(L, "OSError", "cannot make a pipe: %s", strerror(errno));
-  if (!duplex) {
-    shutdown(sv[0], SHUT_WR);
-    shutdown(sv[1], SHUT_RD);
-  }
-  push_conn(L, sv[0], duplex ? READABLE | WRITABLE : READABLE);
-  push_conn(L, sv[1], duplex ? READABLE | WRITABLE : WRITABLE);
+  push_conn(L, sv[0], READABLE | WRITABLE);
+  push_conn(L, sv[1], READABLE | WRITABLE);
   return 2;
 }
 
@@ -98,12 +132,24 @@ static int broken(lua_State *L, conn *c, const char *what) {
   return cc__lraise(L, "OSError", "%s: %s", what, strerror(e));
 }
 
-static int write_all(lua_State *L, conn *c, const char *p, size_t n,
+/* Writes the pieces iov[0..niov) of the frame in scratch whole (iov is
+ * consumed), the descriptors with the first byte. When it raises, the
+ * references the frame carried are dropped: nobody will receive them. */
+static int write_all(lua_State *L, conn *c, struct iovec *iov, int niov,
                      const cc_fds *fds) {
   int first = 1;
-  while (n > 0) {
-    struct iovec iov = {(void *)p, n};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+  while (niov > 0 && iov->iov_len == 0) {
+    iov++;
+    niov--;
+  }
+  if (c->flags & OS_PIPE && fds && fds->n > 0) {
+    cc__lmsg_unref(&scratch);
+    return cc__lraise(L, "ValueError",
+                      "a one-way Pipe cannot carry Connections or Descriptors: "
+                      "send them through a two-way Pipe (Pipe() or Pipe(true))");
+  }
+  while (niov > 0) {
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
     char cbuf[CMSG_SPACE(sizeof(int) * 16)];
     if (first && fds && fds->n > 0) {
       memset(cbuf, 0, sizeof cbuf);
@@ -115,21 +161,35 @@ static int write_all(lua_State *L, conn *c, const char *p, size_t n,
       cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)fds->n);
       memcpy(CMSG_DATA(cm), fds->fd, sizeof(int) * (size_t)fds->n);
     }
-    ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w = c->flags & OS_PIPE ? writev(c->fd, iov, niov)
+                                   : sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       if (errno == EINTR)
         continue;
       if (errno == EAGAIN) {
         int r = cc_wait_fd(c->fd, POLLOUT, CC_FOREVER);
-        if (r)
+        if (r) {
+          cc__lmsg_unref(&scratch);
           return cc__lraise_code(L, r, NULL);
+        }
         continue;
       }
+      int e = errno;
+      cc__lmsg_unref(&scratch);
+      errno = e;
       return broken(L, c, "send");
     }
     first = 0;
-    p += w;
-    n -= (size_t)w;
+    size_t done = (size_t)w;
+    while (niov > 0 && done >= iov->iov_len) {
+      done -= iov->iov_len;
+      iov++;
+      niov--;
+    }
+    if (niov > 0) {
+      iov->iov_base = (char *)iov->iov_base + done;
+      iov->iov_len -= done;
+    }
   }
   return 0;
 }
@@ -138,7 +198,10 @@ static int write_all(lua_State *L, conn *c, const char *p, size_t n,
  * gone, 1 when some is left, -1 (errno set) when it cannot go. */
 static int try_flush(conn *c) {
   while (c->woff < c->wlen) {
-    ssize_t w = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const char *p = c->wbuf + c->woff;
+    size_t n = c->wlen - c->woff;
+    ssize_t w = c->flags & OS_PIPE ? write(c->fd, p, n)
+                                   : send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -187,17 +250,11 @@ static void send_frame(lua_State *L, conn *c, uint32_t raw, const cc_fds *fds) {
                (int)scratch.len);
   frame f = {(uint32_t)scratch.len | raw, scratch.nrefs,
              fds ? (uint32_t)fds->n : 0, 0};
-  size_t head = sizeof f + scratch.nrefs * sizeof(uint32_t);
-  /* The frame in one buffer (Lua's: an error while writing frees it too),
-   * written in as few writes as the socket allows. */
-  char *buf = lua_newuserdatauv(L, head + scratch.len, 0);
-  memcpy(buf, &f, sizeof f);
-  if (scratch.nrefs)
-    memcpy(buf + sizeof f, scratch.refs, scratch.nrefs * sizeof(uint32_t));
-  if (scratch.len)
-    memcpy(buf + head, scratch.data, scratch.len);
-  write_all(L, c, buf, head + scratch.len, fds);
-  lua_pop(L, 1);
+  /* The frame's three pieces in one sendmsg, as a rule: no copy. */
+  struct iovec iov[3] = {{&f, sizeof f},
+                         {scratch.refs, scratch.nrefs * sizeof(uint32_t)},
+                         {scratch.data, scratch.len}};
+  write_all(L, c, iov, 3, fds);
 }
 
 static int conn_send(lua_State *L) {
@@ -292,7 +349,10 @@ static int fill(lua_State *L, conn *c, size_t need) {
     char cbuf[CMSG_SPACE(sizeof(int) * 16)];
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
                         .msg_controllen = sizeof cbuf};
-    ssize_t k = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    ssize_t k = c->flags & OS_PIPE ? read(c->fd, iov.iov_base, iov.iov_len)
+                                   : recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (c->flags & OS_PIPE)
+      mh.msg_controllen = 0; /* no descriptors come through a pipe */
     if (k < 0) {
       if (errno == EINTR)
         continue;

@@ -191,6 +191,58 @@ T.test("Pipe: a Connection sent through another Pipe", function()
   T.eq(p.exitcode, 0)
 end)
 
+T.test("one-way Pipe: a pipe(2), big messages, EOF not SIGPIPE, no descriptors", function()
+  local r, w = concur.Pipe(false)
+  -- 10 MB fill the pipe many times over: partial writes, waits, in order.
+  local big = ("y"):rep(10 * 1024 * 1024)
+  local p = concur.Process{target = function() r:close(); w:send(big); w:send("after") end}
+  p:start()
+  T.eq(r:recv() == big, true, "10 MB through a one-way pipe")
+  T.eq(r:recv(), "after")
+  p:join()
+  T.eq(p.exitcode, 0)
+  -- Descriptors need a socket: a clear error says where to send them.
+  local a, b = concur.Pipe()
+  local ok, err = pcall(w.send, w, a)
+  T.eq(ok, false)
+  assert(tostring(err):find("two%-way Pipe"), tostring(err))
+  -- Once every reader is closed, a write fails with EOF; the writer lives on.
+  r:close()
+  local q = concur.Process{target = function()
+    local sent, why = pcall(w.send, w, "nobody reads")
+    os.exit(not sent and concur.is(why, "EOF") and 0 or 1)
+  end}
+  q:start(); q:join()
+  T.eq(q.exitcode, 0, "EOF raised, not killed by SIGPIPE")
+  T.raises("EOF", w.send, w, "nobody reads")
+  -- What a message that could not go referred to is not kept alive by it.
+  -- (A first round grows this process's table of held objects, which stays.)
+  local function round(send)
+    for _ = 1, 200 do
+      local l = concur.Lock()
+      if send then T.raises("EOF", w.send, w, {l}) end
+    end
+    collectgarbage(); collectgarbage()
+  end
+  round(false)
+  local used = concur._arena_used()
+  round(true)
+  T.eq(concur._arena_used(), used, "no arena object leaked by failed sends")
+  w:close()
+  -- A one-way end handed over through a two-way Pipe still works there.
+  local r2, w2 = concur.Pipe(false)
+  local h = concur.Process{target = function()
+    local got = b:recv()
+    got:send("through a passed one-way end")
+  end}
+  h:start()
+  a:send(w2)
+  w2:close()
+  T.eq(r2:recv(), "through a passed one-way end")
+  h:join()
+  T.raises("EOF", r2.recv, r2)
+end)
+
 T.test("a full arena raises ArenaFull and the queue stays usable", function()
   local cfg = T.file("arena:\n  size: 8M\n")
   local path = script([[
