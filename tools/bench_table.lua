@@ -60,6 +60,12 @@ for _, row in ipairs(rows) do
     target and (met and "yes" or "NO") or "", fmt(limits[key]),
     limits[key] and c and ("%.0f%%"):format(100 * c / limits[key]) or "-"))
 end
+local floor, lock_py = ops.call_floor and median(ops.call_floor.concur),
+                      ops.lock and median(ops.lock.cpython)
+if floor and lock_py then
+  print(("\nLua's own floor: two calls of a C method (s:len(); s:len()) run %s pairs a second,"
+         .. " %.1fx CPython's Lock acquire+release"):format(fmt(floor), floor / lock_py))
+end
 local m = ops.memory and ops.memory.metrics or {}
 if m.concur then
   print(("\nmemory: idle child RSS %d KiB (CPython %s KiB); arena bytes per Lock %.0f, per empty Queue %.0f")
