@@ -1,6 +1,7 @@
 /* lpipe - Lua binding of Pipe and its Connections: framed messages on sockets */
 #include "codec.h"
 #include "concur/error.h"
+#include "concur/gil.h"
 #include "concur/wait.h"
 #include "lconcur.h"
 
@@ -363,7 +364,7 @@ static int fill(lua_State *L, conn *c, size_t need) {
         if (!spun) {
           spun = 1;
           int64_t until = cc_now() + SPIN_NS;
-          while (cc_now() < until) {
+          while (cc_now() < until && !cc_gil_wanted()) {
             struct pollfd pf = {.fd = c->fd, .events = POLLIN};
             if (poll(&pf, 1, 0) > 0)
               break;

@@ -17,6 +17,7 @@ static _Thread_local int released_for_wait;
 
 int cc_gil_enabled(void) { return enabled; }
 int cc_gil_held(void) { return held; }
+int cc_gil_wanted(void) { return held && atomic_load_explicit(&waiters, memory_order_relaxed) > 0; }
 
 static void taken(void) {
   held = 1;

@@ -1,6 +1,7 @@
 /* lock - Lock and RLock between processes and threads, with owner-death recovery */
 #include "concur/lock.h"
 #include "concur/error.h"
+#include "concur/gil.h"
 #include "concur/wait.h"
 
 #include <fcntl.h>
@@ -91,11 +92,17 @@ static void owned(cc_lock *l) {
  * without a miss, instead of handing over on every turn, which costs both
  * processes a cache miss each time. */
 static int spin(cc_lock *l, uint32_t mine, int64_t deadline) {
+  /* A holder that is another thread of this process needs the GIL to get
+   * on, and this thread has it: spinning would only keep it waiting. */
+  if (cc_gil_held() && atomic_load_explicit(&l->owner_pid, memory_order_relaxed) == cc_pid())
+    return 0;
   int64_t end = 0;
   for (int pause = 1;; pause = pause < LOCK_BACKOFF_MAX ? pause * 2 : pause) {
     uint32_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
     if (w == 0 && atomic_compare_exchange_weak(&l->word, &w, mine))
       return 1;
+    if (cc_gil_wanted())
+      return 0; /* another thread here waits for the GIL: sleep, letting go */
     if (pause >= LOCK_BACKOFF_MAX) {
       int64_t now = cc_now();
       if (!end)

@@ -1,6 +1,7 @@
 /* wait - the one place where concur blocks: futexes, descriptors, sleeps */
 #include "concur/wait.h"
 #include "concur/error.h"
+#include "concur/gil.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -25,6 +26,10 @@ int cc_spin_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline) {
   for (int i = 1;; i++) {
     if (atomic_load_explicit(word, memory_order_acquire) != seen)
       return 1;
+    /* Another thread of this process waits for the GIL this one holds (and
+     * may be the one to change the word): better sleep, which lets go. */
+    if (cc_gil_wanted())
+      return 0;
     if (i % 16 == 0) { /* the clock costs a few looks: read it now and then */
       int64_t now = cc_now();
       if (!end)

@@ -18,6 +18,9 @@ void cc_gil_acquire(void);
 void cc_gil_release(void);
 /* True when the calling thread holds it. */
 int cc_gil_held(void);
+/* True when the calling thread holds it and another thread waits for it:
+ * a spin would only keep that thread waiting. */
+int cc_gil_wanted(void);
 /* For the interpreter's hook: gives the GIL away if a waiter asked. */
 void cc_gil_check(void);
 /* In a new child: the calling thread holds it and nobody waits. */
