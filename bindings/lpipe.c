@@ -2,6 +2,7 @@
 #include "codec.h"
 #include "concur/error.h"
 #include "concur/gil.h"
+#include "concur/lock.h"
 #include "concur/wait.h"
 #include "lconcur.h"
 
@@ -40,8 +41,9 @@ typedef struct conn {
   int flags;
   char *rbuf;
   size_t rcap, rlen, roff;
-  char *wbuf; /* what send_nowait could not send yet, in order */
+  char *wbuf; /* what send_nowait could not send yet: whole frames, in order */
   size_t wcap, wlen, woff;
+  int wpid; /* the process whose frames wait in wbuf (a child has a copy) */
   int fdq[64];
   int nfdq;
 } conn;
@@ -195,9 +197,38 @@ static int write_all(lua_State *L, conn *c, struct iovec *iov, int niov,
   return 0;
 }
 
+/* Empties the write buffer. The frames not wholly sent will never be
+ * decoded, so the references they carry are dropped, by the process that
+ * queued them only: a forked child's copy of the buffer holds no
+ * references of its own. */
+static void drop_unsent(conn *c) {
+  if (c->wpid == cc_pid()) {
+    size_t at = 0;
+    while (at + sizeof(frame) <= c->wlen) {
+      frame f;
+      memcpy(&f, c->wbuf + at, sizeof f);
+      size_t end = at + sizeof f + f.nrefs * sizeof(uint32_t) + (f.len & ~RAW);
+      if (end > c->woff) {
+        for (uint32_t i = 0; i < f.nrefs; i++) {
+          uint32_t off;
+          memcpy(&off, c->wbuf + at + sizeof f + i * sizeof off, sizeof off);
+          cc_obj *o = cc_obj_from_off(off);
+          if (o)
+            cc_obj_unref(o);
+        }
+      }
+      at = end;
+    }
+  }
+  c->woff = c->wlen = 0;
+}
+
 /* Sends what waits in the write buffer without blocking: 0 when it is all
- * gone, 1 when some is left, -1 (errno set) when it cannot go. */
+ * gone, 1 when some is left, -1 (errno set) when it cannot go. What a
+ * forked child inherited is its parent's to send, not the child's. */
 static int try_flush(conn *c) {
+  if (c->wlen && c->wpid != cc_pid())
+    drop_unsent(c);
   while (c->woff < c->wlen) {
     const char *p = c->wbuf + c->woff;
     size_t n = c->wlen - c->woff;
@@ -235,6 +266,7 @@ static void queue_bytes(lua_State *L, conn *c, const char *p, size_t n) {
   }
   memcpy(c->wbuf + c->wlen, p, n);
   c->wlen += n;
+  c->wpid = cc_pid();
 }
 
 static void send_frame(lua_State *L, conn *c, uint32_t raw, const cc_fds *fds) {
@@ -539,7 +571,7 @@ static int l_wait(lua_State *L) {
         if (f < 0) {
           /* The other end is gone: what waited is dropped, and the
            * connection is ready, for recv to say EOF. */
-          c->woff = c->wlen = 0;
+          drop_unsent(c);
           fds[i].revents |= POLLHUP;
         }
       }
@@ -589,6 +621,7 @@ static int conn_close(lua_State *L) {
   free(c->rbuf);
   c->rbuf = NULL;
   c->rcap = c->rlen = c->roff = 0;
+  drop_unsent(c);
   free(c->wbuf);
   c->wbuf = NULL;
   c->wcap = c->wlen = c->woff = 0;

@@ -243,6 +243,69 @@ T.test("one-way Pipe: a pipe(2), big messages, EOF not SIGPIPE, no descriptors",
   T.raises("EOF", r2.recv, r2)
 end)
 
+T.test("send_nowait: what waits is the sender's own; frames never sent drop their references", function()
+  local chunk = ("z"):rep(64 * 1024)
+  -- Fills a's socket and leaves frames waiting in a; returns how many.
+  local function fill(a, extra)
+    local n = 0
+    repeat n = n + 1 until not a:send_nowait({n, chunk, extra and extra(n)})
+    return n
+  end
+  local a, b = concur.Pipe()
+  local sent = fill(a)
+  local room = concur.Event()
+  -- The reader checks each message arrives once, in order.
+  local reader = concur.Process{target = function()
+    a:close()
+    local first = b:recv()
+    room:set()
+    local want = 2
+    assert(first[1] == 1, "first message")
+    while true do
+      local ok, m = pcall(b.recv, b)
+      if not ok then
+        assert(concur.is(m, "EOF"), tostring(m))
+        break
+      end
+      assert(m[1] == want and m[2] == chunk, ("message %s where %d was due"):format(m[1], want))
+      want = want + 1
+    end
+    os.exit(want - 1 == sent and 0 or 1)
+  end}
+  -- A child inherits a copy of what waits: its flush and close send none of it.
+  local child = concur.Process{target = function()
+    room:wait(10)
+    a:flush()
+    a:close()
+  end}
+  child:start()
+  reader:start()
+  child:join(10)
+  T.eq(child.exitcode, 0)
+  while not a:flush() do concur.sleep(0.001) end
+  a:close()
+  b:close()
+  reader:join(10)
+  T.eq(reader.exitcode, 0, "every message once, in order")
+  -- Frames still waiting when the sender closes are dropped, and so are
+  -- the references they carry; those in the socket live until read.
+  local function round()
+    local c, d = concur.Pipe()
+    local n = fill(c, function() return concur.Lock() end)
+    c:close()
+    local got = 0
+    while pcall(d.recv, d) do got = got + 1 end
+    d:close()
+    collectgarbage(); collectgarbage()
+    return n, got
+  end
+  round()
+  local used = concur._arena_used()
+  local n, got = round()
+  T.eq(got < n, true, "some frames were still waiting at close")
+  T.eq(concur._arena_used(), used, "no arena object leaked by dropped frames")
+end)
+
 T.test("a full arena raises ArenaFull and the queue stays usable", function()
   local cfg = T.file("arena:\n  size: 8M\n")
   local path = script([[
