@@ -1,4 +1,5 @@
 /* llock - Lua binding of Lock and RLock */
+#include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/lock.h"
 #include "concur/proctab.h"
@@ -67,6 +68,8 @@ int cc__lpush_acquired(lua_State *L, int r) {
     lua_pushboolean(L, 0);
     return 1;
   }
+  if (r == CC_EDEADLK)
+    return cc__lraise(L, "Deadlock", "%s", cc_deadlock_report());
   return cc__lraise_code(L, r, NULL);
 }
 

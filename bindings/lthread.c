@@ -1,4 +1,5 @@
 /* lthread - threads of one Lua state under the GIL: handles and the hook */
+#include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/gil.h"
 #include "concur/wait.h"
@@ -75,6 +76,7 @@ static void *thread_main(void *arg) {
   cc_gil_acquire();
   current = t;
   atomic_store(&t->tid, (int)gettid());
+  cc_deadlock_set_name(t->name);
   lua_State *L1 = t->L1;
   /* L1's stack: msgh, fn. */
   if (lua_pcall(L1, 0, 0, 1) != LUA_OK) {

@@ -1,5 +1,6 @@
 /* lock - Lock and RLock between processes and threads, with owner-death recovery */
 #include "concur/lock.h"
+#include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/gil.h"
 #include "concur/wait.h"
@@ -115,6 +116,8 @@ static int spin(cc_lock *l, uint32_t mine, int64_t deadline) {
   }
 }
 
+static int sleep_for(cc_lock *l, uint32_t me, int64_t deadline);
+
 int cc_lock_acquire(cc_lock *l, int64_t deadline) {
   uint32_t me = (uint32_t)cc_tid();
   uint32_t w = 0;
@@ -142,9 +145,19 @@ int cc_lock_acquire(cc_lock *l, int64_t deadline) {
     owned(l);
     return 0;
   }
+  int r = sleep_for(l, me, deadline);
+  cc__deadlock_done();
+  return r;
+}
+
+/* The slow part of cc_lock_acquire: sleeps until l is free, the deadline,
+ * an interrupt, a holder's death, or (with no deadline) a deadlock. */
+static int sleep_for(cc_lock *l, uint32_t me, int64_t deadline) {
   /* A holder that died is looked for after 1 ms of waiting, then after
-   * 2, 4, ... up to the wait slice: quickly after a kill, rarely otherwise. */
-  int64_t probe_ns = 1000000;
+   * 2, 4, ... up to the wait slice: quickly after a kill, rarely otherwise.
+   * A wait with no deadline looks for a deadlock at the same times. */
+  int64_t probe_ns = 1000000, since = cc_now();
+  uint32_t w;
   for (;;) {
     w = atomic_load(&l->word);
     if (w == 0) {
@@ -176,6 +189,8 @@ int cc_lock_acquire(cc_lock *l, int64_t deadline) {
         }
         continue;
       }
+      if (deadline == CC_FOREVER && cc__deadlock_check(l, since) == CC_EDEADLK)
+        return CC_EDEADLK;
     }
     if (r == CC_ETIMEDOUT || r == CC_EINTR)
       return r;

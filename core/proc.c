@@ -2,6 +2,7 @@
 #include "concur/proc.h"
 #include "concur/barrier.h"
 #include "concur/cond.h"
+#include "concur/deadlock.h"
 #include "concur/dict.h"
 #include "concur/error.h"
 #include "concur/event.h"
@@ -32,6 +33,8 @@ int cc_runtime_init(size_t arena_size, unsigned max_processes) {
   if (r)
     return r;
   r = cc_proctab_init(max_processes);
+  if (!r)
+    r = cc_deadlock_init();
   if (r) {
     cc_arena_fini();
     return r;

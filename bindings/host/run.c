@@ -1,4 +1,5 @@
 /* run - concur run: a supervisor that owns the run, and the Lua runner it forks */
+#include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/proc.h"
 #include "concur/wait.h"
@@ -161,9 +162,13 @@ int host_run(const run_opts *o) {
     return EXIT_USAGE;
   }
   cc_runtime_subreaper();
+  /* A deadlock found in the run is reported by one of its threads, which
+   * then sends SIGUSR1 here: the run ends with exit 3. */
+  cc_deadlock_set_supervisor(getpid());
   sigset_t set, old;
   sigemptyset(&set);
   sigaddset(&set, SIGCHLD);
+  sigaddset(&set, SIGUSR1);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
@@ -203,6 +208,10 @@ int host_run(const run_opts *o) {
       if (grace < deadline)
         deadline = grace;
       continue;
+    }
+    if (s == SIGUSR1) {
+      code = EXIT_DEADLOCK;
+      break;
     }
     if (s == SIGTERM || s == SIGHUP) {
       code = 128 + s;

@@ -1,6 +1,7 @@
 -- test_sync: every method and error kind of the synchronisation primitives.
 local concur = require "concur"
 local T = dofile("tests/lua/harness.lua")
+local bin = os.getenv("CONCUR") or "./build/concur"
 
 T.test("Lock acquire, release, locked, timeouts", function()
   local l = concur.Lock()
@@ -170,6 +171,53 @@ T.test("closed objects and wrong types are refused", function()
   T.eq(ok, false)
   assert(tostring(err):find("Lock expected"), tostring(err))
   T.eq(concur.is("not an error", "ValueError"), false)
+end)
+
+T.test("a deadlock ends the run with exit 3 and the cycle; waits that can end are not one", function()
+  -- Threads of one process, and two processes: exit 3, each thread of the
+  -- cycle named with what it holds and what it waits for.
+  local code, out, err = T.sh(bin .. " run scripts/threads/deadlock.lua")
+  T.eq(code, 3, "exit status of the lesson's deadlock")
+  assert(out:find("has A"), out)
+  assert(err:find("concur: deadlock: 2 threads wait for each other's locks, forever:", 1, true), err)
+  assert(err:find("Thread%-%d of MainProcess %(pid %d+%) holds Lock%(id=%d+%) and waits for Lock%(id=%d+%)"), err)
+  code, _, err = T.sh(bin .. " run " .. T.script([[
+    local concur = require "concur"
+    local A, B = concur.RLock(), concur.Lock()
+    local ready = concur.Barrier(2)
+    concur.Process{name = "Taker", target = function()
+      B:acquire(); ready:wait(); A:acquire()
+    end}:start()
+    A:acquire(); ready:wait(); B:acquire()
+  ]]))
+  T.eq(code, 3, "exit status of a deadlock between processes")
+  assert(err:find("MainThread of Taker (pid ", 1, true) and err:find("holds Lock(id=2) and waits for RLock(id=1)", 1, true), err)
+  -- Not deadlocks: one wait of the cycle has a timeout; a holder sleeps
+  -- (a process), then releases; a Lock waited for by its holder is
+  -- released by another thread, as CPython allows.
+  code = T.sh(bin .. " run " .. T.script([[
+    local concur = require "concur"
+    local A, B = concur.Lock(), concur.Lock()
+    local ready = concur.Barrier(2)
+    local t = concur.Thread{target = function()
+      B:acquire(); ready:wait(); assert(A:acquire(true, 1.5) == false); B:release()
+    end}
+    t:start()
+    A:acquire(); ready:wait(); B:acquire(); A:release(); B:release()
+    t:join()
+    B:acquire()
+    local s = concur.Process{target = function() concur.sleep(1.5); B:release() end}
+    s:start()
+    B:acquire()
+    s:join()
+    local L = concur.Lock()
+    L:acquire()
+    local r = concur.Thread{target = function() concur.sleep(1.5); L:release() end}
+    r:start()
+    L:acquire()
+    r:join()
+  ]]) .. " --timeout 20")
+  T.eq(code, 0, "waits that end are no deadlock")
 end)
 
 T.done()

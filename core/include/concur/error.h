@@ -22,7 +22,8 @@
   X(INTR, "Interrupted", "interrupted")                                        \
   X(NOTOWNER, "ValueError", "not owned by the caller")                         \
   X(LIMIT, "ProcessError", "too many processes")                               \
-  X(SYS, "OSError", "system call failed")
+  X(SYS, "OSError", "system call failed")                                      \
+  X(DEADLK, "Deadlock", "threads wait for each other forever")
 
 enum cc__err_index {
   CC__I_NONE,

@@ -33,8 +33,9 @@ void cc_lock_init(cc_lock *l, int recursive);
 
 /* Acquires l before the deadline (0: try once). Returns 0; CC_EOWNERDEAD when
  * acquired from a holder that died (the caller now owns it; the protected
- * state may be inconsistent); CC_ETIMEDOUT; CC_EINTR. An RLock's owner
- * acquires again at once. */
+ * state may be inconsistent); CC_ETIMEDOUT; CC_EINTR; CC_EDEADLK when the
+ * wait has no deadline, is part of a deadlock, and no supervisor ends the
+ * run (deadlock.h). An RLock's owner acquires again at once. */
 int cc_lock_acquire(cc_lock *l, int64_t deadline);
 /* Releases l. A Lock may be released by anybody while locked (as in CPython);
  * an RLock only by its owner. CC_EVALUE when not locked, CC_ENOTOWNER when an
