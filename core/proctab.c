@@ -69,7 +69,6 @@ int cc_proctab_alloc(void) {
       atomic_store(&e->pid, 0);
       e->ppid = 0;
       e->daemon = 0;
-      atomic_store(&e->waiting_on, 0);
       e->holds = e->holds_cap = e->holds_len = 0;
       e->nchildren = 0;
       e->ident[0] = e->name[0] = '\0';

@@ -20,7 +20,6 @@ typedef struct cc_procent {
   _Atomic int32_t pid;
   int32_t ppid;
   uint32_t daemon;
-  _Atomic uint32_t waiting_on; /* arena offset of the word waited on, or 0 */
   uint32_t holds;              /* arena offset of the hold table, or 0 */
   uint32_t holds_cap;
   uint32_t holds_len;
