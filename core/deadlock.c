@@ -201,7 +201,9 @@ int cc__deadlock_check(cc_lock *l, int64_t since) {
   int sup = atomic_load(&D->supervisor);
   if (sup <= 0)
     return CC_EDEADLK;
-  /* One write, so that the lines of the report stay together. */
+  /* What this process printed goes out before the run is killed; one
+   * write, so that the lines of the report stay together. */
+  fflush(stdout);
   char out[sizeof report + 64];
   int len = snprintf(out, sizeof out, "concur: %s\nconcur: the run ends (exit 3)\n", report);
   if (len > (int)sizeof out - 1)
