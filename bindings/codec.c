@@ -920,3 +920,94 @@ int cc__ldecode(lua_State *L, const cc_msg *m, const cc_fds *fds) {
     return lua_error(L);
   return lua_gettop(L) - base;
 }
+
+/* ------------------------------------------------------- lists in place */
+
+/* unpack_all(dec, refs slot, target, offset): the list in d put into
+ * target[offset + i], in a protected call. */
+static int unpack_all(lua_State *L) {
+  dec *d = lua_touserdata(L, 1);
+  d->L = L;
+  d->refs = 0;
+  lua_Integer off = lua_tointeger(L, 4);
+  if (get_byte(d) != VERSION)
+    corrupt(d, "an unknown version");
+  if (get_varint(d) != 1 || get_byte(d) != T_TABLE)
+    corrupt(d, "not one list");
+  size_t narr = get_len(d);
+  lua_pushvalue(L, 3);
+  remember(d); /* the list is the target, for references to it */
+  lua_pop(L, 1);
+  for (size_t i = 1; i <= narr; i++) {
+    if (d->p < d->end && *d->p == T_INT) {
+      d->p++;
+      uint64_t z = get_varint(d);
+      lua_pushinteger(L, (lua_Integer)((z >> 1) ^ (~(z & 1) + 1)));
+    } else {
+      decode(d);
+    }
+    lua_rawseti(L, 3, off + (lua_Integer)i);
+  }
+  /* After a nil, the items go as pairs. */
+  for (;;) {
+    if (d->p < d->end && *d->p == T_END) {
+      d->p++;
+      break;
+    }
+    decode(d);
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
+        lua_tointeger(L, -1) > LUA_MAXINTEGER - off)
+      corrupt(d, "a list's key is not a position");
+    lua_Integer k = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    decode(d);
+    lua_rawseti(L, 3, off + k);
+  }
+  if (d->p != d->end)
+    corrupt(d, "bytes after the list");
+  return 0;
+}
+
+/* _pack(list) -> string, or nil when the list holds objects or Connections
+ * (which travel only as a message's own references). */
+static int l_pack(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  cc_msg m = {0};
+  cc_fds fds;
+  cc__lencode(L, 1, 1, &m, &fds, "list");
+  if (m.nrefs == 0 && fds.n == 0)
+    lua_pushlstring(L, m.data, m.len);
+  else
+    lua_pushnil(L);
+  cc__lmsg_unref(&m);
+  free(m.data);
+  free(m.refs);
+  return 1;
+}
+
+/* _unpack_into(s, target, offset): puts the list _pack made into
+ * target[offset + 1 ...], without a list of its own on the way. */
+static int l_unpack_into(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer off = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, off >= 0, 3, "an offset of 0 or more");
+  cc_msg m = {.data = (char *)s, .len = len};
+  dec d = {.start = (const unsigned char *)s, .m = &m, .adopted = NULL};
+  d.p = d.start;
+  d.end = d.p + len;
+  lua_pushcfunction(L, unpack_all);
+  lua_pushlightuserdata(L, &d);
+  lua_pushnil(L); /* the slot for references */
+  lua_pushvalue(L, 2);
+  lua_pushinteger(L, off);
+  lua_call(L, 4, 0);
+  return 0;
+}
+
+void cc__open_codec(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"_pack", l_pack}, {"_unpack_into", l_unpack_into}, {NULL, NULL}};
+  luaL_setfuncs(L, funcs, 0);
+}
+

@@ -60,6 +60,7 @@ int luaopen_concur(lua_State *L) {
   cc__open_dict(L);
   cc__open_thread(L);
   cc__open_runtime(L);
+  cc__open_codec(L);
   if (host.pool_processes) {
     lua_pushinteger(L, host.pool_processes);
     lua_setfield(L, -2, "_pool_processes");

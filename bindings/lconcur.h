@@ -98,6 +98,7 @@ void cc__lthreads_after_fork(lua_State *L);
 /* The interpreter hook's normal setting, after Ctrl-C took it over. */
 void cc__lhook_restore(lua_State *L);
 void cc__open_runtime(lua_State *L);
+void cc__open_codec(lua_State *L);
 
 /* The host's settings passed to the module before luaopen_concur. */
 typedef struct cc_lhost {

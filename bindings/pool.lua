@@ -57,7 +57,9 @@ local POOL <const>, CALLBACK <const>, ERROR_CALLBACK <const> = 8, 9, 10
 local OFFSET <const>, WHOLE <const> = 8, 9
 
 -- A task's calls, in the worker. A CALL gives the function's first result;
--- MAP and STARMAP the list of them.
+-- MAP and STARMAP the list of them, packed (a string the parent puts in
+-- place in the whole list, with no list of its own on the way) unless it
+-- holds objects, which travel only as the message's own references.
 local function run_task(fn, kind, count, payload)
   if kind == CALL then return (fn(table.unpack(payload, 1, count))) end
   local values = concur._newtable(count)
@@ -69,7 +71,8 @@ local function run_task(fn, kind, count, payload)
       values[i] = (fn(table.unpack(args, 1, args.n or #args)))
     end
   end
-  return values
+  local ok, packed = pcall(concur._pack, values)
+  return ok and packed or values
 end
 
 local function task_failed(e)
@@ -524,7 +527,11 @@ function Part:_done(ok, values)
     complete(whole.result, false, values)
     return
   end
-  table.move(values, 1, self[COUNT], self[OFFSET] + 1, whole.values)
+  if type(values) == "string" then
+    concur._unpack_into(values, whole.values, self[OFFSET])
+  else
+    table.move(values, 1, self[COUNT], self[OFFSET] + 1, whole.values)
+  end
   whole.left = whole.left - 1
   if whole.left == 0 then complete(whole.result, true, whole.values) end
 end
@@ -593,6 +600,11 @@ function IPart:_done(ok, values)
   if not ok then
     it.err = it.err or values
     return
+  end
+  if type(values) == "string" then
+    local list = concur._newtable(self[COUNT])
+    concur._unpack_into(values, list, 0)
+    values = list
   end
   local offset = self[OFFSET]
   for i = 1, self[COUNT] do

@@ -25,6 +25,42 @@ T.test("apply, apply_async, map, starmap, imap, imap_unordered", function()
   T.eq(pool:apply(late, {1}), "late 1")
 end)
 
+T.test("map results of every kind land in place: holes, floats, shared tables, objects", function()
+  local pool <close> = concur.Pool{processes = 2}
+  -- Holes: a nil result, then more after it (sent as pairs).
+  local r = pool:map(function(x) if x % 3 == 0 then return nil end return x end, {1, 2, 3, 4, 5, 6, 7}, 4)
+  for i = 1, 7 do
+    if i % 3 == 0 then T.eq(r[i], nil, "item " .. i) else T.eq(r[i], i, "item " .. i) end
+  end
+  -- 2.0 stays a float, strings and shared tables keep their shape.
+  r = pool:map(function(x)
+    local t = {x}
+    return x == 1 and 2.0 or x == 2 and ("s"):rep(3) or {t, t}
+  end, {1, 2, 3}, 3)
+  T.eq(math.type(r[1]), "float")
+  T.eq(r[2], "sss")
+  T.eq(r[3][1], r[3][2], "a table shared twice in a result is one table")
+  T.eq(r[3][1][1], 3)
+  -- Objects travel as the reply's own references, not packed.
+  local locks = pool:map(function() return concur.Lock() end, {1, 2, 3}, 2)
+  T.eq(#locks, 3)
+  T.eq(locks[3]:acquire(), true)
+  locks[3]:release()
+  local seq = {}
+  for i, v in pool:imap(function(x) if x == 2 then return nil end return x end, {1, 2, 3}, 2) do
+    seq[#seq + 1] = i .. "=" .. tostring(v)
+  end
+  T.eq(table.concat(seq, ","), "1=1,2=nil,3=3")
+  -- What _pack makes, _unpack_into places; bad bytes are an error, not a crash.
+  local t = {"a"}
+  concur._unpack_into(concur._pack({10, 20}), t, 1)
+  T.eq(t[1], "a"); T.eq(t[2], 10); T.eq(t[3], 20)
+  T.raises("ValueError", concur._unpack_into, concur._pack({1, n = 1}), {}, 0)
+  T.eq(concur._pack({concur.Lock()}), nil)
+  T.raises("ValueError", concur._unpack_into, "\1\2\3", {}, 0)
+  T.raises("ValueError", concur._unpack_into, concur._pack({1, 2}):sub(1, -2), {}, 0)
+end)
+
 T.test("imap is lazy: the first result before the last task ends", function()
   local pool <close> = concur.Pool{processes = 2}
   local it = pool:imap(function(x) concur.sleep(x) return x end, {0.01, 1})
