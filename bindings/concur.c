@@ -11,7 +11,7 @@
 #include "pool_lua.h"
 
 
-static cc_lhost host = {(size_t)256 << 20, 512, 1.0, NULL, 1000, 0};
+static cc_lhost host = {(size_t)256 << 20, 512, 1.0, NULL, 0.005, 0};
 static int hosted;
 
 void cc_lhost_configure(const cc_lhost *h) {
@@ -45,7 +45,7 @@ int luaopen_concur(lua_State *L) {
   runtime(L);
   cc__lset_time_scale(host.time_scale);
   cc__lset_metrics_path(host.metrics_path);
-  cc__lset_switch_interval((int)host.switch_interval);
+  cc__lset_switch_interval(host.switch_interval);
   lua_newtable(L);
   cc__open_error(L);
   cc__open_lock(L);

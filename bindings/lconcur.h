@@ -106,7 +106,7 @@ typedef struct cc_lhost {
   unsigned max_processes;
   double time_scale;
   const char *metrics_path; /* where concur.report appends; NULL: nowhere */
-  unsigned switch_interval;  /* VM instructions between GIL checks */
+  double switch_interval;    /* seconds a thread waits for the GIL before it asks */
   unsigned pool_processes;   /* 0: cpu_count() */
 } cc_lhost;
 /* Called by the host before luaopen_concur (and not by a stock lua5.4, where
@@ -119,7 +119,11 @@ int cc_lfinish(lua_State *L);
 /* Settings and handlers that luaopen_concur installs (lruntime.c, lthread.c). */
 void cc__lset_metrics_path(const char *path);
 void cc__linstall_sigint(lua_State *L);
-void cc__lset_switch_interval(int n);
+/* Installs handler for sig (restarting the calls it interrupts or not);
+ * the handler before it goes to *prev unless prev is NULL. */
+struct sigaction;
+void cc__lcatch(int sig, void (*handler)(int), int restart, struct sigaction *prev);
+void cc__lset_switch_interval(double seconds);
 
 /* For the host: os.exit raises SystemExit in the main process and ends a
  * child at once. */

@@ -98,14 +98,8 @@ static void catch_sigpipe(void) {
     return;
   done = 1;
   struct sigaction old;
-  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigpipe;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGPIPE, &sa, NULL);
-  }
+  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+    cc__lcatch(SIGPIPE, on_sigpipe, 1, NULL);
 }
 
 static int l_pipe(lua_State *L) {

@@ -121,6 +121,8 @@ void cc__lhook(lua_State *L, lua_Debug *ar) {
     cc_interrupt_clear();
     cc__lraise(L, "Interrupted", "interrupted (Ctrl-C)");
   }
+  /* A one-shot hook (a poke for the GIL): the next poke sets it again. */
+  cc__lhook_restore(L);
   cc_gil_check();
 }
 
@@ -132,14 +134,19 @@ static void on_sigint(int sig) {
     lua_sethook(sig_state, cc__lhook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
-void cc__linstall_sigint(lua_State *L) {
-  sig_state = L;
+void cc__lcatch(int sig, void (*handler)(int), int restart, struct sigaction *prev) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
+  sa.sa_handler = handler;
   sigemptyset(&sa.sa_mask);
+  sa.sa_flags = restart ? SA_RESTART : 0;
+  sigaction(sig, &sa, prev);
+}
+
+void cc__linstall_sigint(lua_State *L) {
+  sig_state = L;
   /* No SA_RESTART: blocking calls must come back to look at the flag. */
-  sigaction(SIGINT, &sa, &prev_sigint);
+  cc__lcatch(SIGINT, on_sigint, 0, &prev_sigint);
 }
 
 /* os.exit in a child process ends it at once, as os._exit does in Python

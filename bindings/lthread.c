@@ -2,25 +2,40 @@
 #include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/gil.h"
+#include "concur/lock.h"
 #include "concur/wait.h"
 #include "lconcur.h"
 
+#include <lualib.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /*
  * A Thread runs a function on a Lua thread (lua_newthread) of the process's
  * one Lua state, in a pthread of its own, holding the GIL while it runs Lua.
  * The GIL is let go in every blocking call (through wait.c's hook) and, on
- * request, in the interpreter's count hook every switch_interval
- * instructions. The handle is anchored in the registry while it runs.
+ * request, from the interpreter's hook.
+ *
+ * DESIGN. No hook is set while Lua runs: Lua 5.4 traps every instruction
+ * while any hook is, which made threads three times slower than one thread
+ * alone. A thread that has waited a switch interval for the GIL pokes its
+ * holder instead (gil.h): a signal to the holder's pthread, whose handler
+ * sets a one-shot count hook on the Lua state that pthread runs now, as
+ * lua.c does for Ctrl-C. The hook hands the GIL over and removes itself.
+ * The state a pthread runs is its Lua thread, or the coroutine it resumed:
+ * coroutine.resume and coroutine.wrap are replaced by the same functions
+ * that also keep track of it.
  */
 
 #define HANDLE_MT "concur.ThreadHandle"
 #define RUNNING_KEY "concur.threads"
+/* The poke: SIGURG is ignored by default, so a stray one harms nobody. */
+#define POKE_SIGNAL SIGURG
 
 typedef struct thr {
   _Atomic uint32_t done;
@@ -31,27 +46,106 @@ typedef struct thr {
   char name[64];
 } thr;
 
-static int switch_interval = 1000;
+static int64_t switch_ns = 5000000;
 static _Thread_local thr *current;
-/* Threads started and not ended (the GIL guards it). A count hook makes
- * Lua 5.4 trap every instruction, so it is set only while this is not 0. */
-static int running;
-static lua_State *main_state;
+/* The Lua state this pthread runs now, for the poke's handler. */
+static _Thread_local lua_State *running_L;
 
-void cc__lset_switch_interval(int n) { switch_interval = n > 0 ? n : 1000; }
+void cc__lset_switch_interval(double seconds) {
+  switch_ns = seconds > 0 ? (int64_t)(seconds * 1e9) : 5000000;
+}
 
 /* The interpreter's hook: Ctrl-C, and giving the GIL away on request. */
 void cc__lhook(lua_State *L, lua_Debug *ar);
 
-static void install_hook(lua_State *L) {
-  lua_sethook(L, cc__lhook, LUA_MASKCOUNT, switch_interval);
+void cc__lhook_restore(lua_State *L) { lua_sethook(L, NULL, 0, 0); }
+
+static void on_poke(int sig) {
+  (void)sig;
+  lua_State *L = running_L;
+  if (L)
+    lua_sethook(L, cc__lhook, LUA_MASKCOUNT, 1);
 }
 
-void cc__lhook_restore(lua_State *L) {
-  if (cc_gil_enabled() && running > 0)
-    install_hook(L);
-  else
-    lua_sethook(L, NULL, 0, 0);
+static void poke(int tid) { syscall(SYS_tgkill, cc_pid(), tid, POKE_SIGNAL); }
+
+static void enable_gil(void) {
+  /* Calls the poked thread makes without letting go of the GIL (a read,
+   * a socket's) go on after the handler. */
+  cc__lcatch(POKE_SIGNAL, on_poke, 1, NULL);
+  cc_gil_set_poke(poke);
+  cc_gil_enable(switch_ns);
+}
+
+/* coroutine.resume and coroutine.wrap, as lcorolib.c's, with running_L
+ * set to the coroutine while it runs. */
+static int auxresume(lua_State *L, lua_State *co, int narg) {
+  if (!lua_checkstack(co, narg)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return -1;
+  }
+  lua_xmove(L, co, narg);
+  lua_State *outer = running_L;
+  running_L = co;
+  int nres;
+  int status = lua_resume(co, L, narg, &nres);
+  running_L = outer;
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      lua_pushliteral(L, "too many results to resume");
+      return -1;
+    }
+    lua_xmove(co, L, nres);
+    return nres;
+  }
+  lua_xmove(co, L, 1); /* the error */
+  return -1;
+}
+
+static int co_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "thread");
+  int r = auxresume(L, co, lua_gettop(L) - 1);
+  if (r < 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -(r + 1));
+  return r + 1;
+}
+
+static int co_auxwrap(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  int r = auxresume(L, co, lua_gettop(L));
+  if (r >= 0)
+    return r;
+  int stat = lua_status(co);
+  if (stat != LUA_OK && stat != LUA_YIELD) { /* an error in the coroutine */
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    stat = lua_closethread(co, L);
+#else
+    stat = lua_resetthread(co);
+#endif
+    lua_xmove(co, L, 1);
+  }
+  if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+static int co_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, co_auxwrap, 1);
+  return 1;
 }
 
 static int msgh(lua_State *L) {
@@ -75,6 +169,7 @@ static void *thread_main(void *arg) {
   thr *t = arg;
   cc_gil_acquire();
   current = t;
+  running_L = t->L1;
   atomic_store(&t->tid, (int)gettid());
   cc_deadlock_set_name(t->name);
   lua_State *L1 = t->L1;
@@ -93,9 +188,8 @@ static void *thread_main(void *arg) {
   lua_pop(L1, 1);
   atomic_store(&t->done, 1);
   cc_futex_wake(&t->done, INT32_MAX);
-  if (--running == 0 && main_state)
-    cc__lhook_restore(main_state); /* alone again: no more traps */
   current = NULL;
+  running_L = NULL;
   cc_gil_release();
   return NULL;
 }
@@ -106,20 +200,13 @@ static int l_thread_start(lua_State *L) {
   const char *name = luaL_checkstring(L, 2);
   int daemon = lua_toboolean(L, 3);
   if (!cc_gil_enabled())
-    cc_gil_enable(5000000);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  main_state = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  running++;
-  install_hook(main_state);
-  install_hook(L);
+    enable_gil();
   thr *t = lua_newuserdatauv(L, sizeof *t, 1);
   memset(t, 0, sizeof *t);
   snprintf(t->name, sizeof t->name, "%s", name);
   t->daemon = daemon;
   luaL_setmetatable(L, HANDLE_MT);
-  t->L1 = lua_newthread(L); /* inherits the hook */
-  install_hook(t->L1);
+  t->L1 = lua_newthread(L);
   lua_setiuservalue(L, -2, 1); /* the handle keeps its Lua thread */
   lua_pushcfunction(t->L1, msgh);
   lua_pushvalue(L, 1);
@@ -137,8 +224,6 @@ static int l_thread_start(lua_State *L) {
   int r = pthread_create(&pt, &attr, thread_main, t);
   pthread_attr_destroy(&attr);
   if (r != 0) {
-    if (--running == 0)
-      cc__lhook_restore(main_state);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, RUNNING_KEY);
     lua_pushlightuserdata(L, t);
     lua_pushnil(L);
@@ -252,10 +337,6 @@ void cc__lthreads_after_fork(lua_State *L) {
   cc_gil_after_fork();
   if (!cc_gil_enabled())
     return;
-  running = 0;
-  if (main_state)
-    cc__lhook_restore(main_state);
-  cc__lhook_restore(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, RUNNING_KEY);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
@@ -285,4 +366,15 @@ void cc__open_thread(lua_State *L) {
   lua_setfield(L, -2, "_thread_current");
   lua_pushcfunction(L, l_threads);
   lua_setfield(L, -2, "_threads");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  running_L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, LUA_COLIBNAME) == LUA_TTABLE) {
+    lua_pushcfunction(L, co_resume);
+    lua_setfield(L, -2, "resume");
+    lua_pushcfunction(L, co_wrap);
+    lua_setfield(L, -2, "wrap");
+  }
+  lua_pop(L, 2);
 }

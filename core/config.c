@@ -15,7 +15,7 @@ void cc_config_defaults(cc_config *c) {
   c->arena_size = (size_t)256 << 20;
   c->max_processes = 512;
   c->run_timeout = 0;
-  c->switch_interval = 1000;
+  c->switch_interval = 0.005;
   c->time_scale = 1.0;
   c->pool_processes = 0;
 }
@@ -179,8 +179,14 @@ static int set(parser *p, const char *key, yaml_event_t *ev) {
     return whole(p, ev, key, 1, 8192, &c->max_processes);
   if (!strcmp(key, "limits.run_timeout"))
     return number(p, ev, key, &c->run_timeout);
-  if (!strcmp(key, "threads.switch_interval"))
-    return whole(p, ev, key, 1, 1e9, &c->switch_interval);
+  if (!strcmp(key, "threads.switch_interval")) {
+    int r = number(p, ev, key, &c->switch_interval);
+    if (!r && (c->switch_interval <= 0 || c->switch_interval > 10))
+      return fail(p, &ev->start_mark,
+                  "threads.switch_interval is in seconds, as CPython's "
+                  "sys.setswitchinterval: above 0 and at most 10, such as 0.005 (got %s)", s);
+    return r;
+  }
   if (!strcmp(key, "pool.processes"))
     return whole(p, ev, key, 0, 8192, &c->pool_processes);
   if (!strcmp(key, "time_scale")) {

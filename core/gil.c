@@ -1,6 +1,7 @@
 /* gil - the global interpreter lock of a process's threads */
 #include "concur/gil.h"
 #include "concur/error.h"
+#include "concur/lock.h"
 #include "concur/wait.h"
 
 #include <stdatomic.h>
@@ -10,6 +11,8 @@ static _Atomic uint32_t waiters;
 static _Atomic uint32_t drop;     /* a waiter asks the holder to let go */
 static _Atomic uint32_t switches; /* bumped at every take */
 static _Atomic uint32_t yielders; /* holders waiting for a switch to happen */
+static _Atomic int32_t holder;    /* the holder's tid, to poke */
+static void (*poke)(int tid);
 static int enabled, frozen;
 static int64_t interval = 5000000;
 static _Thread_local int held;
@@ -19,8 +22,11 @@ int cc_gil_enabled(void) { return enabled; }
 int cc_gil_held(void) { return held; }
 int cc_gil_wanted(void) { return held && atomic_load_explicit(&waiters, memory_order_relaxed) > 0; }
 
+void cc_gil_set_poke(void (*fn)(int tid)) { poke = fn; }
+
 static void taken(void) {
   held = 1;
+  atomic_store_explicit(&holder, cc_tid(), memory_order_relaxed);
   atomic_store(&drop, 0);
   atomic_fetch_add(&switches, 1);
   if (atomic_load(&yielders))
@@ -39,8 +45,13 @@ void cc_gil_acquire(void) {
     if (atomic_compare_exchange_strong(&word, &z, 1))
       break;
     int r = cc_futex_wait_plain(&word, 1, cc_now() + interval);
-    if (r == CC_ETIMEDOUT && atomic_load(&word) == 1)
-      atomic_store(&drop, 1); /* waited a whole interval: ask for it */
+    if (r == CC_ETIMEDOUT && atomic_load(&word) == 1) {
+      /* Waited a whole interval: ask for it, and make the holder look. */
+      atomic_store(&drop, 1);
+      int32_t h = atomic_load_explicit(&holder, memory_order_relaxed);
+      if (poke && h)
+        poke(h);
+    }
   }
   atomic_fetch_sub(&waiters, 1);
   taken();
@@ -48,6 +59,7 @@ void cc_gil_acquire(void) {
 
 void cc_gil_release(void) {
   held = 0;
+  atomic_store_explicit(&holder, 0, memory_order_relaxed);
   atomic_store(&word, 0);
   if (atomic_load(&waiters))
     cc_futex_wake(&word, 1);
@@ -83,6 +95,7 @@ void cc_gil_after_fork(void) {
   atomic_store(&drop, 0);
   atomic_store(&yielders, 0);
   held = enabled;
+  atomic_store(&holder, enabled ? cc_tid() : 0);
   released_for_wait = 0;
 }
 

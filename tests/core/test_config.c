@@ -30,13 +30,13 @@ static void overrides(void **state) {
   char err[512] = "";
   assert_int_equal(load("arena:\n  size: 64M\nlimits:\n  max_processes: 20\n"
                         "  run_timeout: 2.5\ntime_scale: 0.01\n"
-                        "threads: {switch_interval: 500}\npool: {processes: 3}\n",
+                        "threads: {switch_interval: 0.002}\npool: {processes: 3}\n",
                         &c, err), 0);
   assert_int_equal(c.arena_size, 64u << 20);
   assert_int_equal(c.max_processes, 20);
   assert_true(c.run_timeout == 2.5);
   assert_true(c.time_scale == 0.01);
-  assert_int_equal(c.switch_interval, 500);
+  assert_true(c.switch_interval == 0.002);
   assert_int_equal(c.pool_processes, 3);
   assert_int_equal(load("", &c, err), 0); /* an empty file keeps the defaults */
   assert_int_equal(c.max_processes, 512);
@@ -63,6 +63,7 @@ static void bad_input_is_refused_precisely(void **state) {
   expect_error("limits:\n  run_timeout: -1\n", ":2:16:", "must not be negative");
   expect_error("limits: 3\n", ":1:9:", "must be a mapping");
   expect_error("time_scale: 0\n", ":1:13:", "greater than 0");
+  expect_error("threads:\n  switch_interval: 1000\n", ":2:20:", "is in seconds");
   expect_error("- a\n", ":1:1:", "must be a mapping");
   cc_config c;
   char err[512];

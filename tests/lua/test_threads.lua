@@ -39,6 +39,54 @@ T.test("a CPU-bound thread does not starve the others", function()
   end
 end)
 
+T.test("the GIL is handed over from inside coroutines, and coroutines behave as Lua's", function()
+  -- Each thread computes inside a coroutine until the other has run: the
+  -- request for the GIL must reach the coroutine that runs, or neither ends.
+  local seen_a, seen_b, seen_c = false, false, false
+  -- Daemons: if they never end, the test fails and the script still ends.
+  local a = concur.Thread{daemon = true, target = function()
+    coroutine.wrap(function() seen_a = true; while not seen_b do end end)()
+  end}
+  local b = concur.Thread{daemon = true, target = function()
+    local outer = coroutine.create(function()
+      local inner = coroutine.wrap(function() seen_b = true; while not (seen_a and seen_c) do end end)
+      inner()
+    end)
+    assert(coroutine.resume(outer))
+  end}
+  a:start(); b:start()
+  -- The main thread too, in a plain loop.
+  local t0 = concur.time()
+  while not (seen_a and seen_b) and concur.time() - t0 < 20 do end
+  T.eq(seen_a and seen_b, true, "both threads ran")
+  seen_c = true
+  T.eq(a:join(20), true, "thread a ended")
+  T.eq(b:join(20), true, "thread b ended")
+  -- resume and wrap: values both ways, errors, dead coroutines, close.
+  local co = coroutine.create(function(x, y)
+    local z = coroutine.yield(x + y, "two")
+    return z * 2
+  end)
+  local ok, s, two = coroutine.resume(co, 1, 2)
+  T.eq(ok, true); T.eq(s, 3); T.eq(two, "two")
+  T.eq(select(2, coroutine.resume(co, 21)), 42)
+  local dead_ok, why = coroutine.resume(co)
+  T.eq(dead_ok, false); T.eq(why, "cannot resume dead coroutine")
+  local gen = coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end end)
+  T.eq(gen() + gen() + gen(), 6)
+  local f_ok, err = pcall(coroutine.wrap(function() error("boom") end))
+  T.eq(f_ok, false)
+  assert(tostring(err):find("boom"), tostring(err))
+  local closed = false
+  local tbc = coroutine.wrap(function()
+    local _ <close> = setmetatable({}, {__close = function() closed = true end})
+    error({code = 7})
+  end)
+  local t_ok, t_err = pcall(tbc)
+  T.eq(t_ok, false); T.eq(t_err.code, 7); T.eq(closed, true, "to-be-closed variables closed on error")
+  T.eq(select(2, pcall(coroutine.resume, 42)):find("thread expected") ~= nil, true)
+end)
+
 T.test("Thread API: names, join timeout, is_alive, ident, extend, enumerate", function()
   local t = concur.Thread{target = function() concur.sleep(0.3) end, name = "sleeper"}
   T.eq(t.name, "sleeper"); T.eq(t:is_alive(), false); T.eq(t.ident, nil)

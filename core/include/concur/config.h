@@ -8,7 +8,7 @@ typedef struct cc_config {
   size_t arena_size;         /* arena.size, bytes */
   unsigned max_processes;    /* limits.max_processes */
   double run_timeout;        /* limits.run_timeout, seconds; 0: none */
-  unsigned switch_interval;  /* threads.switch_interval, VM instructions */
+  double switch_interval;    /* threads.switch_interval, seconds */
   double time_scale;         /* time_scale: sleeps and timeouts are scaled */
   unsigned pool_processes;   /* pool.processes; 0: cpu_count() */
 } cc_config;
