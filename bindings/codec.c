@@ -598,6 +598,18 @@ void cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
   m->nrefs = 0;
   if (fds)
     fds->n = 0;
+  /* One plain value (the commonest message: a number, a string) cannot
+   * fail but for memory, and needs no protected call, nor a path. */
+  if (n == 1 && lua_type(L, idx) <= LUA_TSTRING && lua_type(L, idx) != LUA_TLIGHTUSERDATA) {
+    enc e;
+    e.L = L;
+    e.m = m;
+    e.depth = 0;
+    put_byte(&e, VERSION);
+    put_byte(&e, 1);
+    encode(&e, idx);
+    return;
+  }
   /* The encoder's state is big (the path): one is kept for
    * reuse, and a nested encode (from a __concur_encode) makes its own. */
   static enc cached;
@@ -894,6 +906,19 @@ static int decode_all(lua_State *L) {
 }
 
 int cc__ldecode(lua_State *L, const cc_msg *m, const cc_fds *fds) {
+  /* One plain value, as cc__lencode writes it: no references to take over,
+   * nothing to clean up if the bytes are bad, so no protected call. */
+  const unsigned char *b = (const unsigned char *)m->data;
+  if (m->nrefs == 0 && m->len >= 3 && b[0] == VERSION && b[1] == 1 &&
+      (b[2] == T_NIL || b[2] == T_FALSE || b[2] == T_TRUE || b[2] == T_INT ||
+       b[2] == T_FLOAT || b[2] == T_STR)) {
+    dec d = {.L = L, .start = b, .p = b + 2, .end = b + m->len, .m = m, .fds = fds};
+    luaL_checkstack(L, 4, "no room to decode a message");
+    decode(&d);
+    if (d.p != d.end)
+      corrupt(&d, "bytes after the last value");
+    return 1;
+  }
   int base = lua_gettop(L);
   uint8_t small[64];
   uint8_t *adopted = m->nrefs <= sizeof small ? small : malloc(m->nrefs);

@@ -151,10 +151,46 @@ static void truncated_and_flipped_bytes_never_crash(void **state) {
   lua_gc(L, LUA_GCCOLLECT);
 }
 
+/* A plain value goes without a protected call both ways: it comes back as
+ * it went, and its bad bytes are refused as any others. */
+static void plain_values_round_trip_and_refuse_bad_bytes(void **state) {
+  (void)state;
+  const char *values[] = {"nil", "true", "false", "0", "-7", "math.maxinteger",
+                          "math.mininteger", "2.5", "2.0", "''", "('x'):rep(300)"};
+  for (size_t v = 0; v < sizeof values / sizeof *values; v++) {
+    char code[64];
+    snprintf(code, sizeof code, "return %s", values[v]);
+    assert_int_equal(luaL_dostring(L, code), 0);
+    cc_msg m = {0};
+    cc__lencode(L, -1, 1, &m, NULL, "v");
+    assert_int_equal(m.nrefs, 0);
+    lua_pushcfunction(L, decode_fn);
+    lua_pushlightuserdata(L, &m);
+    assert_int_equal(lua_pcall(L, 1, 1, 0), LUA_OK);
+    assert_true(lua_rawequal(L, -1, -2) || (lua_isnil(L, -1) && lua_isnil(L, -2)));
+    assert_int_equal(lua_type(L, -1), lua_type(L, -2));
+    assert_int_equal(lua_isinteger(L, -1), lua_isinteger(L, -2));
+    lua_settop(L, 0);
+    for (size_t n = 0; n < m.len; n++)
+      assert_int_equal(try_decode(m.data, n, NULL, 0), 1);
+    char *copy = malloc(m.len);
+    for (size_t i = 0; i < m.len; i++)
+      for (int b = 0; b < 8; b++) {
+        memcpy(copy, m.data, m.len);
+        copy[i] ^= (char)(1 << b);
+        try_decode(copy, m.len, NULL, 0);
+      }
+    free(copy);
+    free(m.data);
+    free(m.refs);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(a_new_type_travels_by_handle),
       cmocka_unit_test(truncated_and_flipped_bytes_never_crash),
+      cmocka_unit_test(plain_values_round_trip_and_refuse_bad_bytes),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
