@@ -66,6 +66,13 @@ if floor and lock_py then
   print(("\nLua's own floor: two calls of a C method (s:len(); s:len()) run %s pairs a second,"
          .. " %.1fx CPython's Lock acquire+release"):format(fmt(floor), floor / lock_py))
 end
+local ifloor, value_py = ops.incr_floor and median(ops.incr_floor.concur),
+                         ops.value_incr and median(ops.value_incr.cpython)
+if ifloor and value_py then
+  print(("Lua's own floor: an increment's four calls (two methods, a field read and written"
+         .. " through C metamethods), doing nothing, run %s a second, %.1fx CPython's Value increment")
+        :format(fmt(ifloor), ifloor / value_py))
+end
 local m = ops.memory and ops.memory.metrics or {}
 if m.concur then
   print(("\nmemory: idle child RSS %d KiB (CPython %s KiB); arena bytes per Lock %.0f, per empty Queue %.0f")

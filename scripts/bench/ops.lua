@@ -54,6 +54,16 @@ function ops.call_floor()
   for _ = 1, n do s:len(); s:len() end
 end
 
+-- Not a table row either: an increment's four calls (two methods, and a
+-- read and a write of a field of a userdata, each a C function through
+-- its metatable) doing nothing, from one process: the bound of any Lua
+-- API's Value increment.
+function ops.incr_floor()
+  local s = "x"
+  local u = debug.setmetatable(concur._view({}, 1, 0), {__index = rawequal, __newindex = rawequal})
+  for _ = 1, n do s:len(); u.value = u.value; s:len() end
+end
+
 function ops.value_incr()
   local v = concur.Value('i', 0)
   local function work()
