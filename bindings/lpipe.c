@@ -32,6 +32,8 @@
 #define WRITABLE 2
 #define OS_PIPE 4 /* a pipe(2) end: read and write, no descriptors */
 #define RAW 0x80000000u
+/* Frames up to this size are written from one piece. */
+#define SMALL_FRAME 1024
 
 /* Received bytes are buffered per connection (one read often holds several
  * frames), and so are received descriptors, which belong to the frames in
@@ -158,8 +160,13 @@ static int write_all(lua_State *L, conn *c, struct iovec *iov, int niov,
       cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)fds->n);
       memcpy(CMSG_DATA(cm), fds->fd, sizeof(int) * (size_t)fds->n);
     }
-    ssize_t w = c->flags & OS_PIPE ? writev(c->fd, iov, niov)
-                                   : sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w;
+    if (niov == 1 && !mh.msg_control) /* one piece: no vector to import */
+      w = c->flags & OS_PIPE ? write(c->fd, iov->iov_base, iov->iov_len)
+                             : send(c->fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    else
+      w = c->flags & OS_PIPE ? writev(c->fd, iov, niov)
+                             : sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -277,10 +284,22 @@ static void send_frame(lua_State *L, conn *c, uint32_t raw, const cc_fds *fds) {
                (int)scratch.len);
   frame f = {(uint32_t)scratch.len | raw, scratch.nrefs,
              fds ? (uint32_t)fds->n : 0, 0};
-  /* The frame's three pieces in one sendmsg, as a rule: no copy. */
-  struct iovec iov[3] = {{&f, sizeof f},
-                         {scratch.refs, scratch.nrefs * sizeof(uint32_t)},
-                         {scratch.data, scratch.len}};
+  /* A small frame is copied into one piece, which the kernel takes for
+   * less than a vector of three; a bigger one goes as its three pieces in
+   * one call, with no copy. */
+  size_t refs_len = scratch.nrefs * sizeof(uint32_t);
+  if (sizeof f + refs_len + scratch.len <= SMALL_FRAME) {
+    char one[SMALL_FRAME];
+    memcpy(one, &f, sizeof f);
+    if (refs_len)
+      memcpy(one + sizeof f, scratch.refs, refs_len);
+    if (scratch.len)
+      memcpy(one + sizeof f + refs_len, scratch.data, scratch.len);
+    struct iovec iov = {one, sizeof f + refs_len + scratch.len};
+    write_all(L, c, &iov, 1, fds);
+    return;
+  }
+  struct iovec iov[3] = {{&f, sizeof f}, {scratch.refs, refs_len}, {scratch.data, scratch.len}};
   write_all(L, c, iov, 3, fds);
 }
 
