@@ -50,8 +50,13 @@ static int sleep_then_count(void *arg, int i) {
   shared *s = arg;
   if (cc_futex_wait_counted(&s->word, 0, &s->sleepers, CC_FOREVER) != 0)
     return 1;
-  /* The waker took this sleeper off the count when it woke it. */
-  return atomic_load(&s->sleepers) == 0 ? 0 : 2;
+  /* The waker takes this sleeper off the count once its FUTEX_WAKE has
+   * returned, which may be after this process runs again; it never adds. */
+  int64_t end = cc_now() + 5000 * MS;
+  while (atomic_load(&s->sleepers) != 0)
+    if (cc_now() > end)
+      return 2;
+  return 0;
 }
 
 /* True once process pid sleeps (state S in /proc): here, in the futex. */
