@@ -25,6 +25,10 @@ save{count = tickets}
 
 local lock = concur.Lock()
 local sold = concur.Semaphore(0) -- counts the sales, whoever makes them
+-- The sale opens once every buyer is there, as at a box office: buyers
+-- that arrive late (a slow fork on a busy machine) would otherwise find
+-- the first sales saved already, and the race would sometimes not show.
+local open = concur.Event()
 
 local function search(i)
   print(("buyer %d sees %d left"):format(i, load().count))
@@ -44,6 +48,7 @@ local function buy(i)
 end
 
 local function buyer(i)
+  open:wait()
   search(i)
   if use_lock then lock:with(buy, i) else buy(i) end
 end
@@ -53,6 +58,7 @@ for i = 1, buyers do
   ps[i] = concur.Process{target = buyer, args = {i}}
   ps[i]:start()
 end
+open:set()
 for _, p in ipairs(ps) do p:join() end
 local final = load().count
 os.remove(db)

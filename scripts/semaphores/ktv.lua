@@ -9,8 +9,12 @@ local rooms = concur.Semaphore(4)
 local inside = concur.Semaphore(0)  -- its value: how many are inside
 local most = concur.Semaphore(0)    -- its value: the most ever inside
 local mark = concur.Lock()
+-- The doors open once everybody is there: on a busy machine the last
+-- person could otherwise arrive after the first has left.
+local open = concur.Event()
 
 local function person(i)
+  open:wait()
   if use_sem then rooms:acquire() end
   inside:release()
   local now = inside:get_value()
@@ -29,6 +33,7 @@ for i = 1, people do
   ps[i] = concur.Process{target = person, args = {i}}
   ps[i]:start()
 end
+open:set()
 for _, p in ipairs(ps) do p:join() end
 print("most inside at once:", most:get_value())
 concur.report{max_inside = most:get_value(), people = people}
