@@ -36,22 +36,36 @@ int cc__lmetaflag(lua_State *L, int idx, const char *flag);
 cc_obj *cc__ltest_obj(lua_State *L, int idx, const char *tname);
 
 /* A wrapper is recognised by its size and a magic number, without a look
- * into its metatable: method calls check their object on every call. */
+ * into its metatable: method calls check their object on every call. It
+ * keeps its object's type too, so that the check does not read the object:
+ * its header shares a cache line with what other processes write (a lock
+ * word, a queue's counters), and the operation itself is the one to pay
+ * for bringing that line over. */
 #define CC_WRAPPER_MAGIC 0x636f6e6375727772ULL
 typedef struct cc_wrapper {
   uint64_t magic;
-  cc_obj *o; /* NULL once closed */
+  cc_obj *o;     /* NULL once closed */
+  uint32_t type; /* o's type tag, which never changes */
+  uint32_t unused;
 } cc_wrapper;
+
+/* The open wrapper at idx, or NULL. */
+static inline cc_wrapper *cc__lwrapper(lua_State *L, int idx) {
+  cc_wrapper *w = lua_touserdata(L, idx);
+  /* lua_rawlen is 0 for a light userdata: its pointer is never read. */
+  if (!w || lua_rawlen(L, idx) != sizeof *w || w->magic != CC_WRAPPER_MAGIC || !w->o)
+    return NULL;
+  return w;
+}
 
 /* The open object at idx when it is of type t1 or t2, else NULL: inline,
  * for the check_<type> of types whose methods are called in tight loops. */
 static inline cc_obj *cc__ltest_type(lua_State *L, int idx, const cc_type *t1,
                                      const cc_type *t2) {
-  cc_wrapper *w = lua_touserdata(L, idx);
-  /* lua_rawlen is 0 for a light userdata: its pointer is never read. */
-  if (!w || lua_rawlen(L, idx) != sizeof *w || w->magic != CC_WRAPPER_MAGIC || !w->o)
+  cc_wrapper *w = cc__lwrapper(L, idx);
+  if (!w)
     return NULL;
-  const cc_type *t = cc_type_get(w->o->type);
+  const cc_type *t = cc_type_get(w->type);
   return t == t1 || t == t2 ? w->o : NULL;
 }
 /* Makes the metatable "concur.<tname>" with methods, meta (__gc, __close and

@@ -18,8 +18,9 @@ static wrapper *to_wrapper(lua_State *L, int idx) {
   return w;
 }
 
-static int is_type(const cc_obj *o, const char *tname) {
-  const char *name = cc_obj_typename(o);
+static int is_type(const wrapper *w, const char *tname) {
+  const cc_type *t = cc_type_get(w->type);
+  const char *name = t ? t->name : "?";
   return name == tname || strcmp(name, tname) == 0;
 }
 
@@ -48,6 +49,8 @@ void cc__lpush_obj(lua_State *L, cc_obj *o, int adopt) {
   wrapper *w = lua_newuserdatauv(L, sizeof *w, 1);
   w->magic = WRAPPER_MAGIC;
   w->o = NULL;
+  w->type = o->type;
+  w->unused = 0;
   push_mt(L, o);
   lua_setmetatable(L, -2);
   int r = adopt ? cc_hold_adopt(o) : cc_hold(o);
@@ -76,7 +79,7 @@ int cc__lmetaflag(lua_State *L, int idx, const char *flag) {
 
 cc_obj *cc__ltest_obj(lua_State *L, int idx, const char *tname) {
   wrapper *w = to_wrapper(L, idx);
-  if (!w || !w->o || (tname && !is_type(w->o, tname)))
+  if (!w || !w->o || (tname && !is_type(w, tname)))
     return NULL;
   return w->o;
 }
@@ -87,7 +90,7 @@ cc_obj *cc__lcheck_obj(lua_State *L, int idx, const char *tname) {
     luaL_typeerror(L, idx, tname ? tname : "concur object");
   if (!w->o)
     luaL_error(L, "attempt to use a closed %s", tname ? tname : "object");
-  if (tname && !is_type(w->o, tname))
+  if (tname && !is_type(w, tname))
     luaL_typeerror(L, idx, tname);
   return w->o;
 }

@@ -10,11 +10,11 @@
 static cc_msg scratch;
 
 static cc_queue *check_queue(lua_State *L, int idx) {
-  cc_obj *o = cc__ltest_obj(L, idx, NULL);
-  if (!o || !(cc_obj_is(o, &cc_queue_type) || cc_obj_is(o, &cc_jqueue_type) ||
-              cc_obj_is(o, &cc_squeue_type)))
-    o = cc__lcheck_obj(L, idx, "Queue"); /* raises the right error */
-  return (cc_queue *)o;
+  cc_wrapper *w = cc__lwrapper(L, idx);
+  const cc_type *t = w ? cc_type_get(w->type) : NULL;
+  if (t != &cc_queue_type && t != &cc_jqueue_type && t != &cc_squeue_type)
+    return (cc_queue *)cc__lcheck_obj(L, idx, "Queue"); /* raises the right error */
+  return (cc_queue *)w->o;
 }
 
 static int new_queue(lua_State *L, int kind) {
