@@ -600,7 +600,8 @@ void cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
     fds->n = 0;
   /* One plain value (the commonest message: a number, a string) cannot
    * fail but for memory, and needs no protected call, nor a path. */
-  if (n == 1 && lua_type(L, idx) <= LUA_TSTRING && lua_type(L, idx) != LUA_TLIGHTUSERDATA) {
+  int type = lua_type(L, idx);
+  if (n == 1 && type <= LUA_TSTRING && type != LUA_TLIGHTUSERDATA) {
     enc e;
     e.L = L;
     e.m = m;
@@ -700,6 +701,30 @@ static void remember(dec *d) {
   lua_rawseti(d->L, d->refs, d->next_id++);
 }
 
+/* The list part of a table: narr items into t[off + 1 ...]. */
+static void decode_items(dec *d, int t, lua_Integer off, size_t narr) {
+  lua_State *L = d->L;
+  for (size_t i = 1; i <= narr; i++) {
+    if (d->p < d->end && *d->p == T_INT) { /* the common case, inline */
+      d->p++;
+      uint64_t z = get_varint(d);
+      lua_pushinteger(L, (lua_Integer)((z >> 1) ^ (~(z & 1) + 1)));
+    } else {
+      decode(d);
+    }
+    lua_rawseti(L, t, off + (lua_Integer)i);
+  }
+}
+
+/* True, past it, at the end of a table's pairs. */
+static int table_end(dec *d) {
+  if (d->p < d->end && *d->p == T_END) {
+    d->p++;
+    return 1;
+  }
+  return 0;
+}
+
 static void decode_table(dec *d) {
   lua_State *L = d->L;
   /* Each item takes at least one byte, so the message's size bounds the
@@ -710,21 +735,8 @@ static void decode_table(dec *d) {
   lua_createtable(L, (int)narr, 0);
   remember(d);
   int t = lua_gettop(L);
-  for (size_t i = 1; i <= narr; i++) {
-    if (d->p < d->end && *d->p == T_INT) { /* the common case, inline */
-      d->p++;
-      uint64_t z = get_varint(d);
-      lua_pushinteger(L, (lua_Integer)((z >> 1) ^ (~(z & 1) + 1)));
-    } else {
-      decode(d);
-    }
-    lua_rawseti(L, t, (lua_Integer)i);
-  }
-  for (;;) {
-    if (d->p < d->end && *d->p == T_END) {
-      d->p++;
-      return;
-    }
+  decode_items(d, t, 0, narr);
+  while (!table_end(d)) {
     decode(d);
     if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1)))
       corrupt(d, "a table key is nil or NaN");
@@ -963,22 +975,9 @@ static int unpack_all(lua_State *L) {
   lua_pushvalue(L, 3);
   remember(d); /* the list is the target, for references to it */
   lua_pop(L, 1);
-  for (size_t i = 1; i <= narr; i++) {
-    if (d->p < d->end && *d->p == T_INT) {
-      d->p++;
-      uint64_t z = get_varint(d);
-      lua_pushinteger(L, (lua_Integer)((z >> 1) ^ (~(z & 1) + 1)));
-    } else {
-      decode(d);
-    }
-    lua_rawseti(L, 3, off + (lua_Integer)i);
-  }
+  decode_items(d, 3, off, narr);
   /* After a nil, the items go as pairs. */
-  for (;;) {
-    if (d->p < d->end && *d->p == T_END) {
-      d->p++;
-      break;
-    }
+  while (!table_end(d)) {
     decode(d);
     if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
         lua_tointeger(L, -1) > LUA_MAXINTEGER - off)
