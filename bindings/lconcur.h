@@ -49,13 +49,19 @@ typedef struct cc_wrapper {
   uint32_t unused;
 } cc_wrapper;
 
-/* The open wrapper at idx, or NULL. */
-static inline cc_wrapper *cc__lwrapper(lua_State *L, int idx) {
+/* The wrapper at idx, open or closed, or NULL. */
+static inline cc_wrapper *cc__lwrapper_any(lua_State *L, int idx) {
   cc_wrapper *w = lua_touserdata(L, idx);
   /* lua_rawlen is 0 for a light userdata: its pointer is never read. */
-  if (!w || lua_rawlen(L, idx) != sizeof *w || w->magic != CC_WRAPPER_MAGIC || !w->o)
+  if (!w || lua_rawlen(L, idx) != sizeof *w || w->magic != CC_WRAPPER_MAGIC)
     return NULL;
   return w;
+}
+
+/* The open wrapper at idx, or NULL. */
+static inline cc_wrapper *cc__lwrapper(lua_State *L, int idx) {
+  cc_wrapper *w = cc__lwrapper_any(L, idx);
+  return w && w->o ? w : NULL;
 }
 
 /* The open object at idx when it is of type t1 or t2, else NULL: inline,

@@ -8,15 +8,6 @@
 #include <string.h>
 
 typedef cc_wrapper wrapper;
-#define WRAPPER_MAGIC CC_WRAPPER_MAGIC
-
-static wrapper *to_wrapper(lua_State *L, int idx) {
-  wrapper *w = lua_touserdata(L, idx);
-  /* lua_rawlen is 0 for a light userdata: its pointer is never read. */
-  if (!w || lua_rawlen(L, idx) != sizeof *w || w->magic != WRAPPER_MAGIC)
-    return NULL;
-  return w;
-}
 
 static int is_type(const wrapper *w, const char *tname) {
   const cc_type *t = cc_type_get(w->type);
@@ -47,7 +38,7 @@ static void push_mt(lua_State *L, const cc_obj *o) {
 
 void cc__lpush_obj(lua_State *L, cc_obj *o, int adopt) {
   wrapper *w = lua_newuserdatauv(L, sizeof *w, 1);
-  w->magic = WRAPPER_MAGIC;
+  w->magic = CC_WRAPPER_MAGIC;
   w->o = NULL;
   w->type = o->type;
   w->unused = 0;
@@ -78,14 +69,14 @@ int cc__lmetaflag(lua_State *L, int idx, const char *flag) {
 }
 
 cc_obj *cc__ltest_obj(lua_State *L, int idx, const char *tname) {
-  wrapper *w = to_wrapper(L, idx);
-  if (!w || !w->o || (tname && !is_type(w, tname)))
+  wrapper *w = cc__lwrapper(L, idx);
+  if (!w || (tname && !is_type(w, tname)))
     return NULL;
   return w->o;
 }
 
 cc_obj *cc__lcheck_obj(lua_State *L, int idx, const char *tname) {
-  wrapper *w = to_wrapper(L, idx);
+  wrapper *w = cc__lwrapper_any(L, idx);
   if (!w)
     luaL_typeerror(L, idx, tname ? tname : "concur object");
   if (!w->o)
@@ -96,7 +87,7 @@ cc_obj *cc__lcheck_obj(lua_State *L, int idx, const char *tname) {
 }
 
 int cc__lobj_close(lua_State *L) {
-  wrapper *w = to_wrapper(L, 1);
+  wrapper *w = cc__lwrapper_any(L, 1);
   if (w && w->o) {
     cc_obj *o = w->o;
     w->o = NULL;
@@ -106,7 +97,7 @@ int cc__lobj_close(lua_State *L) {
 }
 
 static int obj_tostring(lua_State *L) {
-  wrapper *w = to_wrapper(L, 1);
+  wrapper *w = cc__lwrapper_any(L, 1);
   if (!w || !w->o) {
     lua_pushstring(L, "closed concur object");
     return 1;
@@ -116,7 +107,7 @@ static int obj_tostring(lua_State *L) {
 }
 
 static int obj_eq(lua_State *L) {
-  wrapper *a = to_wrapper(L, 1), *b = to_wrapper(L, 2);
+  wrapper *a = cc__lwrapper_any(L, 1), *b = cc__lwrapper_any(L, 2);
   lua_pushboolean(L, a && b && a->o && a->o == b->o);
   return 1;
 }
