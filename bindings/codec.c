@@ -582,12 +582,18 @@ static int encode_all(lua_State *L) {
   return 0;
 }
 
-void cc__lmsg_unref(cc_msg *m) {
-  for (uint32_t i = 0; i < m->nrefs; i++) {
-    cc_obj *o = cc_obj_from_off(m->refs[i]);
+void cc__lrefs_unref(const void *refs, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t off;
+    memcpy(&off, (const char *)refs + i * sizeof off, sizeof off);
+    cc_obj *o = cc_obj_from_off(off);
     if (o)
       cc_obj_unref(o);
   }
+}
+
+void cc__lmsg_unref(cc_msg *m) {
+  cc__lrefs_unref(m->refs, m->nrefs);
   m->nrefs = 0;
 }
 

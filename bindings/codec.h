@@ -25,6 +25,9 @@ void cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
 int cc__ldecode(lua_State *L, const cc_msg *m, const cc_fds *fds);
 /* Drops the references of a message that will not be decoded. */
 void cc__lmsg_unref(cc_msg *m);
+/* Drops n object references stored as arena offsets at refs (a frame's,
+ * which need not be aligned). */
+void cc__lrefs_unref(const void *refs, uint32_t n);
 
 /* Hooks of the Connection type (lpipe.c) for the codec. */
 int cc__lpipe_fd(lua_State *L, int idx, int *flags);

@@ -87,7 +87,6 @@ void cc__lpipe_wrap(lua_State *L, int fd, int flags) {
   push_conn(L, fd, flags & (READABLE | WRITABLE));
 }
 
-/* Pipe([duplex=true]) -> a, b; simplex: a only receives, b only sends. */
 static void on_sigpipe(int sig) { (void)sig; }
 
 /* A write to a pipe whose readers are all gone must fail with EPIPE (raised
@@ -104,6 +103,7 @@ static void catch_sigpipe(void) {
     cc__lcatch(SIGPIPE, on_sigpipe, 1, NULL);
 }
 
+/* Pipe([duplex=true]) -> a, b; simplex: a only receives, b only sends. */
 static int l_pipe(lua_State *L) {
   int duplex = lua_isnoneornil(L, 1) || lua_toboolean(L, 1);
   int sv[2];
@@ -209,15 +209,8 @@ static void drop_unsent(conn *c) {
       frame f;
       memcpy(&f, c->wbuf + at, sizeof f);
       size_t end = at + sizeof f + f.nrefs * sizeof(uint32_t) + (f.len & ~RAW);
-      if (end > c->woff) {
-        for (uint32_t i = 0; i < f.nrefs; i++) {
-          uint32_t off;
-          memcpy(&off, c->wbuf + at + sizeof f + i * sizeof off, sizeof off);
-          cc_obj *o = cc_obj_from_off(off);
-          if (o)
-            cc_obj_unref(o);
-        }
-      }
+      if (end > c->woff)
+        cc__lrefs_unref(c->wbuf + at + sizeof f, f.nrefs);
       at = end;
     }
   }
@@ -371,8 +364,6 @@ static int conn_send_bytes(lua_State *L) {
 
 /* Makes `need` bytes available in the buffer, reading what the socket has.
  * Returns 0, or 1 at EOF with nothing buffered. */
-#define SPIN_NS CC_SPIN_NS
-
 static int fill(lua_State *L, conn *c, size_t need) {
   int spun = 0;
   while (c->rlen - c->roff < need) {
@@ -408,7 +399,7 @@ static int fill(lua_State *L, conn *c, size_t need) {
          * core costs tens of microseconds). */
         if (!spun) {
           spun = 1;
-          int64_t until = cc_now() + SPIN_NS;
+          int64_t until = cc_now() + CC_SPIN_NS;
           while (cc_now() < until && !cc_gil_wanted()) {
             struct pollfd pf = {.fd = c->fd, .events = POLLIN};
             if (poll(&pf, 1, 0) > 0)
