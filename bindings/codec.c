@@ -7,6 +7,7 @@
 
 #include <lauxlib.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -597,8 +598,8 @@ void cc__lmsg_unref(cc_msg *m) {
   m->nrefs = 0;
 }
 
-void cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
-                 const char *root) {
+int cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
+                const char *root) {
   idx = lua_absindex(L, idx);
   m->len = 0;
   m->nrefs = 0;
@@ -615,10 +616,12 @@ void cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
     put_byte(&e, VERSION);
     put_byte(&e, 1);
     encode(&e, idx);
-    return;
+    return LUA_OK;
   }
-  /* The encoder's state is big (the path): one is kept for
-   * reuse, and a nested encode (from a __concur_encode) makes its own. */
+  /* The encoder's state is big (the path): one is kept for reuse. Threads:
+   * `busy` is read and set with the GIL held, and a call that finds it set
+   * (a nested encode from a __concur_encode, or another thread's while
+   * this one's hook let go of the GIL) makes its own. */
   static enc cached;
   static int busy;
   enc *e = busy ? malloc(sizeof *e) : &cached;
@@ -646,8 +649,90 @@ void cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
   if (st != LUA_OK) {
     cc__lmsg_unref(m);
     m->len = 0;
-    lua_error(L);
   }
+  return st;
+}
+
+/* ------------------------------------------------------- message buffers */
+
+/*
+ * DESIGN. A call that sends or receives takes its buffers for its own
+ * length and gives them back before it returns or raises, so that nothing
+ * of one call sits in a buffer another thread can take while this one
+ * waits (a put that blocks lets go of the GIL). Each thread keeps the
+ * buffers given back for reuse, so that a call allocates nothing once they
+ * have grown to its messages' size; a call that finds none free (a nested
+ * one, from a __concur_encode or a finalizer) makes another. A buffer over
+ * KEEP_BYTES, or beyond KEEP_BUFFERS free ones, is freed when given back.
+ * A memory error raised while a buffer is out leaves it out until the
+ * thread ends, when every buffer of the thread is freed.
+ */
+#define KEEP_BUFFERS 4
+#define KEEP_BYTES ((size_t)256 << 10)
+
+typedef struct buf {
+  cc_msg m; /* first: a cc_msg * is its buf * */
+  struct buf *next, *prev;
+  int out;
+} buf;
+
+static _Thread_local buf *bufs; /* this thread's, out or free */
+static _Thread_local int nfree;
+static pthread_key_t bufs_key;
+static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
+
+static void buf_free(buf *b) {
+  if (b->prev)
+    b->prev->next = b->next;
+  else
+    bufs = b->next;
+  if (b->next)
+    b->next->prev = b->prev;
+  cc_msg_free(&b->m);
+  free(b);
+}
+
+/* pthread's key destructor: a thread's buffers go with it. */
+static void bufs_end(void *unused) {
+  (void)unused;
+  while (bufs)
+    buf_free(bufs);
+  nfree = 0;
+}
+
+static void bufs_key_make(void) { pthread_key_create(&bufs_key, bufs_end); }
+
+cc_msg *cc__lmsg_take(lua_State *L) {
+  buf *b = bufs;
+  if (nfree > 0)
+    while (b->out)
+      b = b->next;
+  else {
+    b = calloc(1, sizeof *b);
+    if (!b)
+      luaL_error(L, "not enough memory for a message");
+    pthread_once(&bufs_once, bufs_key_make);
+    pthread_setspecific(bufs_key, b); /* non-NULL: the destructor will run */
+    b->next = bufs;
+    if (bufs)
+      bufs->prev = b;
+    bufs = b;
+    nfree++;
+  }
+  b->out = 1;
+  nfree--;
+  return &b->m;
+}
+
+void cc__lmsg_give(cc_msg *m) {
+  buf *b = (buf *)m;
+  b->out = 0;
+  m->len = 0;
+  m->nrefs = 0;
+  if (nfree == KEEP_BUFFERS || m->cap > KEEP_BYTES)
+    buf_free(b);
+  else
+    nfree++;
 }
 
 /* ---------------------------------------------------------------- decode */
@@ -923,25 +1008,76 @@ static int decode_all(lua_State *L) {
   return (int)n;
 }
 
+/* A varint at *p, without raising: false when the bytes are not one. */
+static int plain_varint(const unsigned char **p, const unsigned char *end, uint64_t *v) {
+  *v = 0;
+  for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+    int b = *(*p)++;
+    if (shift == 63 && (b & 0x7e))
+      return 0;
+    *v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80))
+      return 1;
+  }
+  return 0;
+}
+
+/* One plain value (nil, boolean, number, string) that fills the bytes from
+ * p to end, pushed; false, pushing nothing, when they are anything else or
+ * malformed (the protected path says why). */
+static int decode_plain(lua_State *L, const unsigned char *p, const unsigned char *end) {
+  uint64_t v;
+  switch (*p++) {
+  case T_NIL:
+    if (p != end)
+      return 0;
+    lua_pushnil(L);
+    return 1;
+  case T_FALSE:
+  case T_TRUE:
+    if (p != end)
+      return 0;
+    lua_pushboolean(L, p[-1] == T_TRUE);
+    return 1;
+  case T_INT:
+    if (!plain_varint(&p, end, &v) || p != end)
+      return 0;
+    lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (~(v & 1) + 1)));
+    return 1;
+  case T_FLOAT: {
+    double d;
+    if (end - p != 8)
+      return 0;
+    memcpy(&d, p, 8);
+    lua_pushnumber(L, d);
+    return 1;
+  }
+  case T_STR:
+    if (!plain_varint(&p, end, &v) || v != (uint64_t)(end - p))
+      return 0;
+    lua_pushlstring(L, (const char *)p, (size_t)v);
+    return 1;
+  default:
+    return 0;
+  }
+}
+
 int cc__ldecode(lua_State *L, const cc_msg *m, const cc_fds *fds) {
   /* One plain value, as cc__lencode writes it: no references to take over,
-   * nothing to clean up if the bytes are bad, so no protected call. */
+   * nothing to clean up, so no protected call. */
   const unsigned char *b = (const unsigned char *)m->data;
-  if (m->nrefs == 0 && m->len >= 3 && b[0] == VERSION && b[1] == 1 &&
-      (b[2] == T_NIL || b[2] == T_FALSE || b[2] == T_TRUE || b[2] == T_INT ||
-       b[2] == T_FLOAT || b[2] == T_STR)) {
-    dec d = {.L = L, .start = b, .p = b + 2, .end = b + m->len, .m = m, .fds = fds};
+  if (m->nrefs == 0 && m->len >= 3 && b[0] == VERSION && b[1] == 1) {
     luaL_checkstack(L, 4, "no room to decode a message");
-    decode(&d);
-    if (d.p != d.end)
-      corrupt(&d, "bytes after the last value");
-    return 1;
+    if (decode_plain(L, b + 2, b + m->len))
+      return 1;
   }
   int base = lua_gettop(L);
   uint8_t small[64];
   uint8_t *adopted = m->nrefs <= sizeof small ? small : malloc(m->nrefs);
-  if (!adopted)
-    return luaL_error(L, "not enough memory to decode a message");
+  if (!adopted) {
+    lua_pushliteral(L, "not enough memory to decode a message");
+    return -1;
+  }
   memset(adopted, 0, m->nrefs);
   dec d = {.start = (const unsigned char *)m->data, .m = m, .fds = fds,
            .adopted = adopted};
@@ -960,7 +1096,7 @@ int cc__ldecode(lua_State *L, const cc_msg *m, const cc_fds *fds) {
   if (adopted != small)
     free(adopted);
   if (st != LUA_OK)
-    return lua_error(L);
+    return -1;
   return lua_gettop(L) - base;
 }
 
@@ -1002,16 +1138,19 @@ static int unpack_all(lua_State *L) {
  * (which travel only as a message's own references). */
 static int l_pack(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  cc_msg m = {0};
+  cc_msg *m = cc__lmsg_take(L);
   cc_fds fds;
-  cc__lencode(L, 1, 1, &m, &fds, "list");
-  if (m.nrefs == 0 && fds.n == 0)
-    lua_pushlstring(L, m.data, m.len);
-  else
+  if (cc__lencode(L, 1, 1, m, &fds, "list") != LUA_OK) {
+    cc__lmsg_give(m);
+    return lua_error(L);
+  }
+  int plain = m->nrefs == 0 && fds.n == 0;
+  cc__lmsg_unref(m);
+  if (plain)
+    lua_pushlstring(L, m->data, m->len); /* a memory error here loses m (see above) */
+  cc__lmsg_give(m);
+  if (!plain)
     lua_pushnil(L);
-  cc__lmsg_unref(&m);
-  free(m.data);
-  free(m.refs);
   return 1;
 }
 

@@ -7,8 +7,6 @@
 #include <math.h>
 #include <string.h>
 
-static cc_msg kmsg, vmsg, out;
-
 static cc_dict *check_dict(lua_State *L, int idx) {
   cc_obj *o = cc__ltest_obj(L, idx, "Namespace");
   if (!o)
@@ -20,9 +18,27 @@ static cc_dict *check_list(lua_State *L, int idx) {
   return (cc_dict *)cc__lcheck_obj(L, idx, "List");
 }
 
-/* Encodes the key at idx into kmsg: strings, numbers (1.0 is 1, as in a
- * Lua table) and booleans. */
-static void key(lua_State *L, int idx) {
+/*
+ * Every operation encodes its key and value into buffers of its own, taken
+ * for the call (codec.h) and given back before it returns or raises: an
+ * operation waits for the container's lock, letting go of the GIL, and
+ * another thread's operation must not write over them meanwhile.
+ */
+
+/* Encodes the value at idx into a buffer of the caller's; raises
+ * (Unsendable) with nothing taken. */
+static cc_msg *encode(lua_State *L, int idx, const char *root) {
+  cc_msg *m = cc__lmsg_take(L);
+  if (cc__lencode(L, idx, 1, m, NULL, root) != LUA_OK) {
+    cc__lmsg_give(m);
+    lua_error(L);
+  }
+  return m;
+}
+
+/* Encodes the key at idx: strings, numbers (1.0 is 1, as in a Lua table)
+ * and booleans. */
+static cc_msg *key(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   int t = lua_type(L, idx);
   if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
@@ -35,49 +51,73 @@ static void key(lua_State *L, int idx) {
     lua_Integer i;
     if (lua_numbertointeger(floor(d), &i) && (double)i == d) {
       lua_pushinteger(L, i);
-      cc__lencode(L, -1, 1, &kmsg, NULL, "key");
+      cc_msg *m = encode(L, -1, "key");
       lua_pop(L, 1);
-      return;
+      return m;
     }
   }
-  cc__lencode(L, idx, 1, &kmsg, NULL, "key");
+  return encode(L, idx, "key");
 }
 
-static void value(lua_State *L, int idx) { cc__lencode(L, idx, 1, &vmsg, NULL, "value"); }
-
-static void check(lua_State *L, int r) {
-  if (r) {
-    cc__lmsg_unref(&vmsg);
+/* After an operation that put `val` in (or not): gives the buffers back and
+ * raises for a failure, whose references stay the caller's to drop. */
+static void finish(lua_State *L, int r, cc_msg *k, cc_msg *val) {
+  if (r && val)
+    cc__lmsg_unref(val);
+  if (k)
+    cc__lmsg_give(k);
+  if (val)
+    cc__lmsg_give(val);
+  if (r)
     cc__lraise_code(L, r, NULL);
-  }
 }
 
-/* Pushes the value in `out` (its references become this process's). */
-static void push_out(lua_State *L) { cc__ldecode(L, &out, NULL); }
+/* Pushes the value an operation copied out into `out` (when r is 0; its
+ * references become this process's), gives the buffers back, and raises
+ * for bad bytes. True when there was a value. */
+static int push_out(lua_State *L, int r, cc_msg *k, cc_msg *out) {
+  int n = r == 0 ? cc__ldecode(L, out, NULL) : 0;
+  if (k)
+    cc__lmsg_give(k);
+  cc__lmsg_give(out);
+  if (n < 0)
+    lua_error(L);
+  return r == 0;
+}
 
-static void push_snapshot_val(lua_State *L, cc_snapshot *s, uint32_t i) {
-  cc__ldecode(L, &s->vals[i], NULL);
-  s->vals[i].nrefs = 0; /* taken over by the decoder */
+/* Pushes a snapshot's key or value; on bad bytes frees the snapshot (with
+ * the references not yet taken over) and raises. */
+static void push_snapshot(lua_State *L, cc_snapshot *s, cc_msg *m) {
+  int n = cc__ldecode(L, m, NULL);
+  m->nrefs = 0; /* taken over by the decoder, or dropped */
+  if (n < 0) {
+    cc_dict_snapshot_free(s);
+    lua_error(L);
+  }
 }
 
 static int get_or_nil(lua_State *L, cc_dict *d, int k) {
-  key(L, k);
-  if (cc_dict_get(d, kmsg.data, kmsg.len, &out) == 0)
-    push_out(L);
-  else
+  cc_msg *km = key(L, k), *out = cc__lmsg_take(L);
+  if (!push_out(L, cc_dict_get(d, km->data, km->len, out), km, out))
     lua_pushnil(L);
   return 1;
 }
 
 static int set_or_del(lua_State *L, cc_dict *d, int k, int v) {
-  key(L, k);
+  cc_msg *km = key(L, k);
   if (lua_isnil(L, v)) {
-    cc_dict_del(d, kmsg.data, kmsg.len, NULL);
+    cc_dict_del(d, km->data, km->len, NULL);
+    cc__lmsg_give(km);
     return 0;
   }
-  value(L, v);
-  check(L, cc_dict_set(d, kmsg.data, kmsg.len, &vmsg));
+  cc_msg *vm = encode(L, v, "value");
+  finish(L, cc_dict_set(d, km->data, km->len, vm), km, vm);
   return 0;
+}
+
+static void append(lua_State *L, cc_dict *d, int v) {
+  cc_msg *vm = encode(L, v, "value");
+  finish(L, cc_list_insert(d, CC_LIST_END, vm), NULL, vm);
 }
 
 static int fill(lua_State *L, cc_dict *d, int t) {
@@ -87,12 +127,10 @@ static int fill(lua_State *L, cc_dict *d, int t) {
   lua_pushnil(L);
   while (lua_next(L, t)) {
     int top = lua_gettop(L);
-    if (d->is_list) {
-      value(L, top);
-      check(L, cc_list_insert(d, CC_LIST_END, &vmsg));
-    } else {
+    if (d->is_list)
+      append(L, d, top);
+    else
       set_or_del(L, d, top - 1, top);
-    }
     lua_pop(L, 1);
   }
   return 0;
@@ -106,8 +144,7 @@ static void fill_list(lua_State *L, cc_dict *d, int t) {
   lua_Integer n = luaL_len(L, t);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, t, i);
-    value(L, -1);
-    check(L, cc_list_insert(d, CC_LIST_END, &vmsg));
+    append(L, d, lua_gettop(L));
     lua_pop(L, 1);
   }
 }
@@ -149,21 +186,17 @@ static int dict_len(lua_State *L) {
 
 static int dict_get(lua_State *L) {
   cc_dict *d = check_dict(L, 1);
-  key(L, 2);
-  if (cc_dict_get(d, kmsg.data, kmsg.len, &out) == 0)
-    push_out(L);
-  else
+  cc_msg *km = key(L, 2), *out = cc__lmsg_take(L);
+  if (!push_out(L, cc_dict_get(d, km->data, km->len, out), km, out))
     lua_pushvalue(L, 3);
   return 1;
 }
 
 static int dict_pop(lua_State *L) {
   cc_dict *d = check_dict(L, 1);
-  key(L, 2);
-  if (cc_dict_del(d, kmsg.data, kmsg.len, &out) == 0) {
-    push_out(L);
+  cc_msg *km = key(L, 2), *out = cc__lmsg_take(L);
+  if (push_out(L, cc_dict_del(d, km->data, km->len, out), km, out))
     return 1;
-  }
   if (lua_gettop(L) >= 3) {
     lua_pushvalue(L, 3);
     return 1;
@@ -185,14 +218,14 @@ static int listing(lua_State *L, int what) {
   lua_createtable(L, (int)s.n, 0);
   for (uint32_t i = 0; i < s.n; i++) {
     if (what == 0) {
-      cc__ldecode(L, &s.keys[i], NULL);
+      push_snapshot(L, &s, &s.keys[i]);
     } else if (what == 1) {
-      push_snapshot_val(L, &s, i);
+      push_snapshot(L, &s, &s.vals[i]);
     } else {
       lua_createtable(L, 2, 0);
-      cc__ldecode(L, &s.keys[i], NULL);
+      push_snapshot(L, &s, &s.keys[i]);
       lua_rawseti(L, -2, 1);
-      push_snapshot_val(L, &s, i);
+      push_snapshot(L, &s, &s.vals[i]);
       lua_rawseti(L, -2, 2);
     }
     lua_rawseti(L, -2, (lua_Integer)i + 1);
@@ -241,15 +274,18 @@ static int dict_pairs(lua_State *L) {
 typedef struct upd {
   lua_State *L;
   const cc_msg *old;
-  int mode; /* 0 incr, 1 apply */
+  cc_msg *val; /* the new value's, the container's (cc_dict_update's) */
+  int mode;    /* 0 incr, 1 apply */
 } upd;
 
+/* In a protected call, under the container's lock: the new value from the
+ * old one, encoded into u->val, and left on the stack. */
 static int upd_body(lua_State *L) {
   upd *u = lua_touserdata(L, 1);
-  if (u->old)
-    cc__ldecode(L, u->old, NULL);
-  else
+  if (!u->old)
     lua_pushnil(L);
+  else if (cc__ldecode(L, u->old, NULL) < 0)
+    return lua_error(L);
   if (u->mode == 0) {
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
@@ -265,7 +301,8 @@ static int upd_body(lua_State *L) {
     lua_insert(L, -2);
     lua_call(L, 1, 1);
   }
-  cc__lencode(L, -1, 1, &vmsg, NULL, "value");
+  if (cc__lencode(L, -1, 1, u->val, NULL, "value") != LUA_OK)
+    return lua_error(L);
   return 1;
 }
 
@@ -273,17 +310,12 @@ static int upd_fn(void *ud, const cc_msg *old, cc_msg *val) {
   upd *u = ud;
   lua_State *L = u->L;
   u->old = old;
+  u->val = val;
   lua_pushcfunction(L, upd_body);
   lua_pushlightuserdata(L, u);
   lua_pushvalue(L, 3);
   if (lua_pcall(L, 2, 1, 0) != LUA_OK)
     return CC_EVALUE; /* the error stays on the stack */
-  /* The new value's bytes and refs go to the container. */
-  cc_msg tmp = *val;
-  *val = vmsg;
-  vmsg = tmp;
-  vmsg.len = 0;
-  vmsg.nrefs = 0;
   return 0;
 }
 
@@ -299,9 +331,10 @@ static int read_modify_write(lua_State *L, int mode) {
     luaL_checktype(L, 3, LUA_TFUNCTION);
   }
   lua_settop(L, 3);
-  key(L, 2);
-  upd u = {L, NULL, mode};
-  int r = cc_dict_update(d, kmsg.data, kmsg.len, upd_fn, &u);
+  cc_msg *km = key(L, 2);
+  upd u = {L, NULL, NULL, mode};
+  int r = cc_dict_update(d, km->data, km->len, upd_fn, &u);
+  cc__lmsg_give(km);
   if (r == CC_EVALUE)
     return lua_error(L);
   if (r)
@@ -336,9 +369,12 @@ static int list_index_mm(lua_State *L) {
   if (lua_type(L, 2) == LUA_TNUMBER) {
     int isint;
     lua_Integer i = lua_tointegerx(L, 2, &isint);
-    if (isint && i >= 1 && cc_list_get(d, (uint32_t)(i - 1), &out) == 0)
-      push_out(L);
-    else
+    if (!isint || i < 1 || i > UINT32_MAX) {
+      lua_pushnil(L);
+      return 1;
+    }
+    cc_msg *out = cc__lmsg_take(L);
+    if (!push_out(L, cc_list_get(d, (uint32_t)(i - 1), out), NULL, out))
       lua_pushnil(L);
     return 1;
   }
@@ -351,16 +387,15 @@ static int list_index_mm(lua_State *L) {
 static int list_newindex(lua_State *L) {
   cc_dict *d = check_list(L, 1);
   uint32_t i = list_index(L, 2, cc_dict_len(d), 0);
-  value(L, 3);
-  check(L, cc_list_set(d, i, &vmsg));
+  cc_msg *vm = encode(L, 3, "value");
+  finish(L, cc_list_set(d, i, vm), NULL, vm);
   return 0;
 }
 
 static int list_append(lua_State *L) {
   cc_dict *d = check_list(L, 1);
   luaL_checkany(L, 2);
-  value(L, 2);
-  check(L, cc_list_insert(d, CC_LIST_END, &vmsg));
+  append(L, d, 2);
   return 0;
 }
 
@@ -372,8 +407,8 @@ static int list_extend(lua_State *L) {
 static int list_insert(lua_State *L) {
   cc_dict *d = check_list(L, 1);
   uint32_t i = list_index(L, 2, cc_dict_len(d), 1);
-  value(L, 3);
-  check(L, cc_list_insert(d, i, &vmsg));
+  cc_msg *vm = encode(L, 3, "value");
+  finish(L, cc_list_insert(d, i, vm), NULL, vm);
   return 0;
 }
 
@@ -383,10 +418,9 @@ static int list_pop(lua_State *L) {
   if (len == 0)
     return cc__lraise(L, "ValueError", "pop from an empty List");
   uint32_t i = lua_isnoneornil(L, 2) ? len - 1 : list_index(L, 2, len, 0);
-  int r = cc_list_pop(d, i, &out);
-  if (r)
+  cc_msg *out = cc__lmsg_take(L);
+  if (!push_out(L, cc_list_pop(d, i, out), NULL, out))
     return cc__lraise(L, "ValueError", "index out of range");
-  push_out(L);
   return 1;
 }
 
@@ -397,7 +431,7 @@ static int list_totable(lua_State *L) {
     return cc__lraise_code(L, CC_EARENAFULL, NULL);
   lua_createtable(L, (int)s.n, 0);
   for (uint32_t i = 0; i < s.n; i++) {
-    push_snapshot_val(L, &s, i);
+    push_snapshot(L, &s, &s.vals[i]);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   cc_dict_snapshot_free(&s);

@@ -57,8 +57,6 @@ typedef struct frame {
   uint32_t pad;
 } frame;
 
-static cc_msg scratch;
-
 static conn *check_conn(lua_State *L, int idx) {
   conn *c = luaL_checkudata(L, idx, CONN_MT);
   if (c->fd < 0)
@@ -134,7 +132,7 @@ static int broken(lua_State *L, conn *c, const char *what) {
 /* Writes the pieces iov[0..niov) of the frame in scratch whole (iov is
  * consumed), the descriptors with the first byte. When it raises, the
  * references the frame carried are dropped: nobody will receive them. */
-static int write_all(lua_State *L, conn *c, struct iovec *iov, int niov,
+static int write_all(lua_State *L, conn *c, cc_msg *scratch, struct iovec *iov, int niov,
                      const cc_fds *fds) {
   int first = 1;
   while (niov > 0 && iov->iov_len == 0) {
@@ -142,7 +140,7 @@ static int write_all(lua_State *L, conn *c, struct iovec *iov, int niov,
     niov--;
   }
   if (c->flags & OS_PIPE && fds && fds->n > 0) {
-    cc__lmsg_unref(&scratch);
+    cc__lmsg_unref(scratch);
     return cc__lraise(L, "ValueError",
                       "a one-way Pipe cannot carry Connections or Descriptors: "
                       "send them through a two-way Pipe (Pipe() or Pipe(true))");
@@ -173,13 +171,13 @@ static int write_all(lua_State *L, conn *c, struct iovec *iov, int niov,
       if (errno == EAGAIN) {
         int r = cc_wait_fd(c->fd, POLLOUT, CC_FOREVER);
         if (r) {
-          cc__lmsg_unref(&scratch);
+          cc__lmsg_unref(scratch);
           return cc__lraise_code(L, r, NULL);
         }
         continue;
       }
       int e = errno;
-      cc__lmsg_unref(&scratch);
+      cc__lmsg_unref(scratch);
       errno = e;
       return broken(L, c, "send");
     }
@@ -263,7 +261,7 @@ static void queue_bytes(lua_State *L, conn *c, const char *p, size_t n) {
   c->wpid = cc_pid();
 }
 
-static void send_frame(lua_State *L, conn *c, uint32_t raw, const cc_fds *fds) {
+static void send_frame(lua_State *L, conn *c, cc_msg *scratch, uint32_t raw, const cc_fds *fds) {
   /* Whatever send_nowait left goes first, to keep the order. */
   while (c->wlen && flush(L, c)) {
     int r = cc_wait_fd(c->fd, POLLOUT, CC_FOREVER);
@@ -272,36 +270,41 @@ static void send_frame(lua_State *L, conn *c, uint32_t raw, const cc_fds *fds) {
   }
   if (!(c->flags & WRITABLE))
     cc__lraise(L, "ValueError", "this end of the pipe only receives");
-  if (scratch.len >= RAW)
+  if (scratch->len >= RAW)
     cc__lraise(L, "ValueError", "a message of %d bytes is too large for a pipe",
-               (int)scratch.len);
-  frame f = {(uint32_t)scratch.len | raw, scratch.nrefs,
+               (int)scratch->len);
+  frame f = {(uint32_t)scratch->len | raw, scratch->nrefs,
              fds ? (uint32_t)fds->n : 0, 0};
   /* A small frame is copied into one piece, which the kernel takes for
    * less than a vector of three; a bigger one goes as its three pieces in
    * one call, with no copy. */
-  size_t refs_len = scratch.nrefs * sizeof(uint32_t);
-  if (sizeof f + refs_len + scratch.len <= SMALL_FRAME) {
+  size_t refs_len = scratch->nrefs * sizeof(uint32_t);
+  if (sizeof f + refs_len + scratch->len <= SMALL_FRAME) {
     char one[SMALL_FRAME];
     memcpy(one, &f, sizeof f);
     if (refs_len)
-      memcpy(one + sizeof f, scratch.refs, refs_len);
-    if (scratch.len)
-      memcpy(one + sizeof f + refs_len, scratch.data, scratch.len);
-    struct iovec iov = {one, sizeof f + refs_len + scratch.len};
-    write_all(L, c, &iov, 1, fds);
+      memcpy(one + sizeof f, scratch->refs, refs_len);
+    if (scratch->len)
+      memcpy(one + sizeof f + refs_len, scratch->data, scratch->len);
+    struct iovec iov = {one, sizeof f + refs_len + scratch->len};
+    write_all(L, c, scratch, &iov, 1, fds);
     return;
   }
-  struct iovec iov[3] = {{&f, sizeof f}, {scratch.refs, refs_len}, {scratch.data, scratch.len}};
-  write_all(L, c, iov, 3, fds);
+  struct iovec iov[3] = {{&f, sizeof f}, {scratch->refs, refs_len}, {scratch->data, scratch->len}};
+  write_all(L, c, scratch, iov, 3, fds);
 }
 
 static int conn_send(lua_State *L) {
   conn *c = check_conn(L, 1);
   luaL_checkany(L, 2);
   cc_fds fds;
-  cc__lencode(L, 2, 1, &scratch, &fds, "obj");
-  send_frame(L, c, 0, &fds);
+  cc_msg *scratch = cc__lmsg_take(L);
+  if (cc__lencode(L, 2, 1, scratch, &fds, "obj") != LUA_OK) {
+    cc__lmsg_give(scratch);
+    return lua_error(L);
+  }
+  send_frame(L, c, scratch, 0, &fds);
+  cc__lmsg_give(scratch);
   return 0;
 }
 
@@ -316,23 +319,29 @@ static int conn_send_nowait(lua_State *L) {
   if (!(c->flags & WRITABLE))
     return cc__lraise(L, "ValueError", "this end of the pipe only receives");
   cc_fds fds;
-  cc__lencode(L, 2, 1, &scratch, &fds, "obj");
+  cc_msg *scratch = cc__lmsg_take(L);
+  if (cc__lencode(L, 2, 1, scratch, &fds, "obj") != LUA_OK) {
+    cc__lmsg_give(scratch);
+    return lua_error(L);
+  }
   if (fds.n > 0) {
     /* Descriptors ride with a frame's first byte: such a frame (small, as
      * a rule) is sent as send() does, after what waits. */
-    send_frame(L, c, 0, &fds);
+    send_frame(L, c, scratch, 0, &fds);
+    cc__lmsg_give(scratch);
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (scratch.len >= RAW)
+  if (scratch->len >= RAW)
     return cc__lraise(L, "ValueError", "a message of %d bytes is too large for a pipe",
-                      (int)scratch.len);
-  frame f = {(uint32_t)scratch.len, scratch.nrefs, 0, 0};
+                      (int)scratch->len);
+  frame f = {(uint32_t)scratch->len, scratch->nrefs, 0, 0};
   queue_bytes(L, c, (const char *)&f, sizeof f);
-  if (scratch.nrefs)
-    queue_bytes(L, c, (const char *)scratch.refs, scratch.nrefs * sizeof(uint32_t));
-  if (scratch.len)
-    queue_bytes(L, c, scratch.data, scratch.len);
+  if (scratch->nrefs)
+    queue_bytes(L, c, (const char *)scratch->refs, scratch->nrefs * sizeof(uint32_t));
+  if (scratch->len)
+    queue_bytes(L, c, scratch->data, scratch->len);
+  cc__lmsg_give(scratch);
   lua_pushboolean(L, flush(L, c) == 0);
   return 1;
 }
@@ -347,18 +356,20 @@ static int conn_send_bytes(lua_State *L) {
   conn *c = check_conn(L, 1);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
-  if (n > scratch.cap) {
-    char *d = realloc(scratch.data, n);
+  cc_msg *scratch = cc__lmsg_take(L);
+  if (n > scratch->cap) {
+    char *d = realloc(scratch->data, n);
     if (!d)
       return luaL_error(L, "not enough memory");
-    scratch.data = d;
-    scratch.cap = n;
+    scratch->data = d;
+    scratch->cap = n;
   }
   if (n)
-    memcpy(scratch.data, s, n);
-  scratch.len = n;
-  scratch.nrefs = 0;
-  send_frame(L, c, RAW, NULL);
+    memcpy(scratch->data, s, n);
+  scratch->len = n;
+  scratch->nrefs = 0;
+  send_frame(L, c, scratch, RAW, NULL);
+  cc__lmsg_give(scratch);
   return 0;
 }
 
@@ -439,7 +450,7 @@ static int fill(lua_State *L, conn *c, size_t need) {
 
 /* Reads one frame into scratch, and its descriptors into fds. Returns its
  * RAW bit, or raises EOF. */
-static uint32_t recv_frame(lua_State *L, conn *c, cc_fds *fds, size_t maxlen) {
+static uint32_t recv_frame(lua_State *L, conn *c, cc_msg *scratch, cc_fds *fds, size_t maxlen) {
   if (!(c->flags & READABLE))
     cc__lraise(L, "ValueError", "this end of the pipe only sends");
   if (fill(L, c, sizeof(frame)))
@@ -460,30 +471,30 @@ static uint32_t recv_frame(lua_State *L, conn *c, cc_fds *fds, size_t maxlen) {
   size_t head = sizeof f + f.nrefs * sizeof(uint32_t);
   if (fill(L, c, head + len))
     cc__lraise(L, "EOF", "the other end closed in the middle of a message");
-  if (len > scratch.cap || f.nrefs > scratch.refcap) {
-    size_t cap = len > scratch.cap ? len : scratch.cap;
-    uint32_t rc = f.nrefs > scratch.refcap ? f.nrefs : scratch.refcap;
-    char *d = realloc(scratch.data, cap ? cap : 1);
-    uint32_t *r = realloc(scratch.refs, (rc ? rc : 1) * sizeof(uint32_t));
+  if (len > scratch->cap || f.nrefs > scratch->refcap) {
+    size_t cap = len > scratch->cap ? len : scratch->cap;
+    uint32_t rc = f.nrefs > scratch->refcap ? f.nrefs : scratch->refcap;
+    char *d = realloc(scratch->data, cap ? cap : 1);
+    uint32_t *r = realloc(scratch->refs, (rc ? rc : 1) * sizeof(uint32_t));
     if (d) {
-      scratch.data = d;
-      scratch.cap = cap;
+      scratch->data = d;
+      scratch->cap = cap;
     }
     if (r) {
-      scratch.refs = r;
-      scratch.refcap = rc;
+      scratch->refs = r;
+      scratch->refcap = rc;
     }
     if (!d || !r)
       luaL_error(L, "not enough memory for a message of %d bytes", (int)len);
   }
   const char *p = c->rbuf + c->roff + sizeof f;
   if (f.nrefs)
-    memcpy(scratch.refs, p, f.nrefs * sizeof(uint32_t));
+    memcpy(scratch->refs, p, f.nrefs * sizeof(uint32_t));
   if (len)
-    memcpy(scratch.data, p + f.nrefs * sizeof(uint32_t), len);
+    memcpy(scratch->data, p + f.nrefs * sizeof(uint32_t), len);
   c->roff += head + len;
-  scratch.len = len;
-  scratch.nrefs = f.nrefs;
+  scratch->len = len;
+  scratch->nrefs = f.nrefs;
   /* This frame's descriptors are the first ones queued. */
   int take = (int)f.nfds < c->nfdq ? (int)f.nfds : c->nfdq;
   fds->n = 0;
@@ -497,11 +508,16 @@ static uint32_t recv_frame(lua_State *L, conn *c, cc_fds *fds, size_t maxlen) {
 static int conn_recv(lua_State *L) {
   conn *c = check_conn(L, 1);
   cc_fds fds = {.n = 0};
-  if (recv_frame(L, c, &fds, (size_t)RAW - 1)) {
-    lua_pushlstring(L, scratch.data, scratch.len);
+  cc_msg *scratch = cc__lmsg_take(L);
+  if (recv_frame(L, c, scratch, &fds, (size_t)RAW - 1)) {
+    lua_pushlstring(L, scratch->data, scratch->len);
+    cc__lmsg_give(scratch);
     return 1;
   }
-  int n = cc__ldecode(L, &scratch, &fds);
+  int n = cc__ldecode(L, scratch, &fds);
+  cc__lmsg_give(scratch);
+  if (n < 0)
+    return lua_error(L);
   if (n != 1)
     return cc__lraise(L, "ValueError", "corrupt message: %d values instead of 1", n);
   return 1;
@@ -512,11 +528,13 @@ static int conn_recv_bytes(lua_State *L) {
   lua_Integer max = luaL_optinteger(L, 2, (lua_Integer)RAW - 1);
   luaL_argcheck(L, max >= 0, 2, "maxlength must not be negative");
   cc_fds fds = {.n = 0};
-  recv_frame(L, c, &fds, (size_t)max);
-  cc__lmsg_unref(&scratch);
+  cc_msg *scratch = cc__lmsg_take(L);
+  recv_frame(L, c, scratch, &fds, (size_t)max);
+  cc__lmsg_unref(scratch);
   for (int i = 0; i < fds.n; i++)
     close(fds.fd[i]);
-  lua_pushlstring(L, scratch.data, scratch.len);
+  lua_pushlstring(L, scratch->data, scratch->len);
+  cc__lmsg_give(scratch);
   return 1;
 }
 

@@ -5,10 +5,6 @@
 #include "concur/wait.h"
 #include "lconcur.h"
 
-/* One encoding buffer per process, reused: a put or get allocates nothing
- * once it has grown to the messages' size. */
-static cc_msg scratch;
-
 static cc_queue *check_queue(lua_State *L, int idx) {
   cc_wrapper *w = cc__lwrapper(L, idx);
   const cc_type *t = w ? cc_type_get(w->type) : NULL;
@@ -29,25 +25,36 @@ static int l_queue(lua_State *L) { return new_queue(L, CC_QUEUE_PLAIN); }
 static int l_jqueue(lua_State *L) { return new_queue(L, CC_QUEUE_JOINABLE); }
 static int l_squeue(lua_State *L) { return new_queue(L, CC_QUEUE_SIMPLE); }
 
+/* The message goes in a buffer of this call's own (codec.h): a put that
+ * waits lets go of the GIL, and another thread's put must not write over it. */
 static int put(lua_State *L, cc_queue *q, int64_t deadline) {
-  cc__lencode(L, 2, 1, &scratch, NULL, "item");
-  int r = cc_queue_put(q, &scratch, deadline);
-  if (r) {
-    cc__lmsg_unref(&scratch);
-    if (r == CC_EFULL)
-      return cc__lraise(L, "Full", "queue is full (maxsize %d)", (int)q->maxsize);
-    return cc__lraise_code(L, r, NULL);
+  cc_msg *m = cc__lmsg_take(L);
+  if (cc__lencode(L, 2, 1, m, NULL, "item") != LUA_OK) {
+    cc__lmsg_give(m);
+    return lua_error(L);
   }
+  int r = cc_queue_put(q, m, deadline);
+  if (r)
+    cc__lmsg_unref(m);
+  cc__lmsg_give(m);
+  if (r == CC_EFULL)
+    return cc__lraise(L, "Full", "queue is full (maxsize %d)", (int)q->maxsize);
+  if (r)
+    return cc__lraise_code(L, r, NULL);
   return 0;
 }
 
 static int get(lua_State *L, cc_queue *q, int64_t deadline) {
-  int r = cc_queue_get(q, &scratch, deadline);
+  cc_msg *m = cc__lmsg_take(L);
+  int r = cc_queue_get(q, m, deadline);
+  int n = r ? 0 : cc__ldecode(L, m, NULL);
+  cc__lmsg_give(m);
   if (r == CC_EEMPTY)
     return cc__lraise(L, "Empty", "queue is empty");
   if (r)
     return cc__lraise_code(L, r, NULL);
-  int n = cc__ldecode(L, &scratch, NULL);
+  if (n < 0)
+    return lua_error(L);
   if (n != 1)
     return cc__lraise(L, "ValueError", "corrupt message: %d values instead of 1", n);
   return 1;

@@ -101,11 +101,14 @@ void cc_gil_after_fork(void) {
 
 void cc_gil_freeze(void) { frozen = 1; }
 
+/* Frozen, nobody lets go any more; but a thread that let go before the
+ * freeze still takes the GIL back after its wait (and so waits for good:
+ * the freezer keeps it), never running Lua without it. */
 void cc_gil_wait_hook(const void *w, int begin) {
   (void)w;
-  if (!enabled || frozen)
+  if (!enabled)
     return;
-  if (begin && held) {
+  if (begin && held && !frozen) {
     released_for_wait = 1;
     cc_gil_release();
   } else if (!begin && released_for_wait) {

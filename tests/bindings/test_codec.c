@@ -55,7 +55,7 @@ static int send_widget(void *arg, int i) {
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "w");
   cc_msg m = {0};
-  cc__lencode(L, -1, 1, &m, NULL, "item");
+  assert_int_equal(cc__lencode(L, -1, 1, &m, NULL, "item"), LUA_OK);
   return cc_queue_put(q, &m, CC_FOREVER) ? 1 : 0;
 }
 
@@ -78,7 +78,8 @@ static void a_new_type_travels_by_handle(void **state) {
 
 static int decode_fn(lua_State *S) {
   const cc_msg *m = lua_touserdata(S, 1);
-  return cc__ldecode(S, m, NULL);
+  int n = cc__ldecode(S, m, NULL);
+  return n < 0 ? lua_error(S) : n;
 }
 
 /* Decodes bytes that may be bad: 0 for a value, 1 for a clean ValueError;
@@ -112,7 +113,7 @@ static void sample(cc_msg *m) {
       "t.me = t\n"
       "return t";
   assert_int_equal(luaL_dostring(L, code), 0);
-  cc__lencode(L, -1, 1, m, NULL, "sample");
+  assert_int_equal(cc__lencode(L, -1, 1, m, NULL, "sample"), LUA_OK);
   lua_settop(L, 0);
 }
 
@@ -162,7 +163,7 @@ static void plain_values_round_trip_and_refuse_bad_bytes(void **state) {
     snprintf(code, sizeof code, "return %s", values[v]);
     assert_int_equal(luaL_dostring(L, code), 0);
     cc_msg m = {0};
-    cc__lencode(L, -1, 1, &m, NULL, "v");
+    assert_int_equal(cc__lencode(L, -1, 1, &m, NULL, "v"), LUA_OK);
     assert_int_equal(m.nrefs, 0);
     lua_pushcfunction(L, decode_fn);
     lua_pushlightuserdata(L, &m);

@@ -14,7 +14,8 @@ static lua_State *L;
 static uint32_t lock_off;
 
 static int decode_fn(lua_State *S) {
-  return cc__ldecode(S, lua_touserdata(S, 1), NULL);
+  int n = cc__ldecode(S, lua_touserdata(S, 1), NULL);
+  return n < 0 ? lua_error(S) : n;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
