@@ -121,6 +121,30 @@ static int lock_with(lua_State *L) {
   return cc__lwith(L, 1, &lock_ops);
 }
 
+/* _release_save() -> depth and _acquire_restore(depth): let go of a lock
+ * held, however deep, and take it again to that depth (CPython's RLock
+ * has the same pair): for the Pool, whose leading thread lets go of the
+ * pool's RLock while it waits for its workers. */
+static int lock_release_save(lua_State *L) {
+  cc_lock *l = check_lock(L, 1);
+  if (!cc_lock_is_mine(l))
+    return cc__lraise(L, "ValueError", "cannot release a lock the caller does not hold");
+  lua_pushinteger(L, (lua_Integer)cc__lock_release_all(l));
+  return 1;
+}
+
+static int lock_acquire_restore(lua_State *L) {
+  cc_lock *l = check_lock(L, 1);
+  lua_Integer depth = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, depth >= 1 && depth <= UINT32_MAX, 2, "a depth from _release_save");
+  int r = cc__lock_restore(l, (uint32_t)depth, CC_FOREVER);
+  if (r == CC_EOWNERDEAD)
+    warn_owner_died(l);
+  else if (r)
+    return cc__lraise_code(L, r, NULL);
+  return 0;
+}
+
 static int lock_tostring(lua_State *L) {
   cc_lock *l = check_lock(L, 1);
   uint32_t w = atomic_load(&l->word);
@@ -137,6 +161,7 @@ static const luaL_Reg methods[] = {
     {"acquire", lock_acquire}, {"release", lock_release},
     {"locked", lock_locked},   {"is_mine", lock_is_mine},
     {"hold", lock_hold},       {"with", lock_with},
+    {"_release_save", lock_release_save}, {"_acquire_restore", lock_acquire_restore},
     {NULL, NULL}};
 
 static const luaL_Reg meta[] = {{"__tostring", lock_tostring}, {NULL, NULL}};

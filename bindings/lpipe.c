@@ -581,11 +581,15 @@ static int l_wait(lua_State *L) {
       return cc__lraise_code(L, r, NULL);
     int k = 0, flushed = 0;
     for (int i = 0; r > 0 && i < n; i++) {
-      if (fds[i].revents & POLLOUT) {
+      lua_geti(L, 1, i + 1);
+      conn *c = luaL_checkudata(L, -1, CONN_MT);
+      lua_pop(L, 1);
+      if (c->fd < 0) {
+        /* Closed by another thread while this one waited: it is ready,
+         * for its next use to say so. */
+        fds[i].revents = POLLHUP;
+      } else if (fds[i].revents & POLLOUT) {
         /* Room to send what waited: send it, and look again. */
-        lua_geti(L, 1, i + 1);
-        conn *c = check_conn(L, -1);
-        lua_pop(L, 1);
         flushed = 1;
         int f = try_flush(c);
         if (f <= 0)

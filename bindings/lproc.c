@@ -309,6 +309,7 @@ static int proc_start(lua_State *L) {
     return cc__lraise(L, "ProcessError", "can only start a process object "
                       "created by the current process");
   lua_settop(L, 1);
+  cc__lthreads_before_fork();
   int r = cc_proc_start(&p->p);
   if (r == 0)
     child_main(L, 1);

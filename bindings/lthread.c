@@ -1,6 +1,7 @@
 /* lthread - threads of one Lua state under the GIL: handles and the hook */
 #include "concur/deadlock.h"
 #include "concur/error.h"
+#include "concur/event.h"
 #include "concur/gil.h"
 #include "concur/lock.h"
 #include "concur/wait.h"
@@ -8,8 +9,10 @@
 
 #include <lualib.h>
 #include <pthread.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -37,15 +40,25 @@
 /* The poke: SIGURG is ignored by default, so a stray one harms nobody. */
 #define POKE_SIGNAL SIGURG
 
+/* A thread's handle. Once its function has returned and it has let go of
+ * the GIL, the pthread still has its end to run (its thread-local
+ * destructors free memory): it is joined (reaped) after that, before this
+ * process forks (a child must not inherit an allocator's lock taken by a
+ * thread that is not there) and when its handle is collected. Threads not
+ * yet reaped are in a list of this process's, changed with the GIL held. */
 typedef struct thr {
-  _Atomic uint32_t done;
+  cc_event done; /* set when its function has returned */
   _Atomic int tid;
   int started;
   int daemon;
+  int reaped;
+  pthread_t pt;
   lua_State *L1;
+  struct thr *next; /* in `unreaped` */
   char name[64];
 } thr;
 
+static thr *unreaped;
 static int64_t switch_ns = 5000000;
 static _Thread_local thr *current;
 /* The Lua state this pthread runs now, for the poke's handler. */
@@ -186,8 +199,7 @@ static void *thread_main(void *arg) {
   lua_pushnil(L1);
   lua_rawset(L1, -3);
   lua_pop(L1, 1);
-  atomic_store(&t->done, 1);
-  cc_futex_wake(&t->done, INT32_MAX);
+  cc_event_set(&t->done);
   current = NULL;
   running_L = NULL;
   cc_gil_release();
@@ -217,12 +229,7 @@ static int l_thread_start(lua_State *L) {
   lua_pushvalue(L, -3);
   lua_rawset(L, -3);
   lua_pop(L, 1);
-  pthread_t pt;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int r = pthread_create(&pt, &attr, thread_main, t);
-  pthread_attr_destroy(&attr);
+  int r = pthread_create(&t->pt, NULL, thread_main, t);
   if (r != 0) {
     luaL_getsubtable(L, LUA_REGISTRYINDEX, RUNNING_KEY);
     lua_pushlightuserdata(L, t);
@@ -232,7 +239,74 @@ static int l_thread_start(lua_State *L) {
     return cc__lraise(L, "OSError", "cannot start a thread: %s", strerror(r));
   }
   t->started = 1;
+  t->next = unreaped;
+  unreaped = t;
   return 1;
+}
+
+static void unlink_thread(thr *t) {
+  for (thr **p = &unreaped; *p; p = &(*p)->next)
+    if (*p == t) {
+      *p = t->next;
+      return;
+    }
+}
+
+/* Joins a pthread whose function has returned, waiting for the
+ * microseconds its end takes; with wait false, only if it is gone already.
+ * True once joined. */
+static int join_pthread(pthread_t pt, int wait) {
+  int r;
+  while ((r = pthread_tryjoin_np(pt, NULL)) == EBUSY && wait)
+    cc_sleep_until(cc_now() + 20000);
+  return r != EBUSY;
+}
+
+static int reap(thr *t, int wait) {
+  if (!t->reaped && join_pthread(t->pt, wait)) {
+    t->reaped = 1;
+    unlink_thread(t);
+  }
+  return t->reaped;
+}
+
+/* The pthreads of handles collected before their end was over. */
+typedef struct zombie {
+  pthread_t pt;
+  struct zombie *next;
+} zombie;
+static zombie *zombies;
+
+void cc__lthreads_before_fork(void) {
+  for (thr *t = unreaped, *n; t; t = n) {
+    n = t->next;
+    if (cc_event_is_set(&t->done))
+      reap(t, 1);
+  }
+  while (zombies) {
+    zombie *z = zombies;
+    zombies = z->next;
+    join_pthread(z->pt, 1);
+    free(z);
+  }
+}
+
+/* A handle is collected only once its thread's function has returned (a
+ * running thread is anchored); a pthread still ending is reaped later. */
+static int handle_gc(lua_State *L) {
+  thr *t = lua_touserdata(L, 1);
+  if (t->started && !reap(t, 0)) {
+    unlink_thread(t);
+    zombie *z = malloc(sizeof *z);
+    if (z) {
+      z->pt = t->pt;
+      z->next = zombies;
+      zombies = z;
+    } else {
+      pthread_detach(t->pt);
+    }
+  }
+  return 0;
 }
 
 static thr *check_handle(lua_State *L, int idx) {
@@ -245,20 +319,18 @@ static int handle_join(lua_State *L) {
   if (t == current)
     return cc__lraise(L, "ValueError", "cannot join the current thread");
   int64_t dl = cc__ldeadline(L, 2);
-  while (!atomic_load(&t->done)) {
-    int r = cc_futex_wait(&t->done, 0, dl);
-    if (r == CC_ETIMEDOUT)
-      break;
-    if (r == CC_EINTR)
-      return cc__lraise_code(L, r, NULL);
-  }
-  lua_pushboolean(L, atomic_load(&t->done) != 0);
+  int r = t->started ? cc_event_wait(&t->done, dl) : 0;
+  if (r == CC_EINTR)
+    return cc__lraise_code(L, r, NULL);
+  if (r == 0 && t->started)
+    reap(t, 1);
+  lua_pushboolean(L, r == 0);
   return 1;
 }
 
 static int handle_is_alive(lua_State *L) {
   thr *t = check_handle(L, 1);
-  lua_pushboolean(L, t->started && !atomic_load(&t->done));
+  lua_pushboolean(L, t->started && !cc_event_is_set(&t->done));
   return 1;
 }
 
@@ -292,7 +364,7 @@ static int l_threads(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     thr *t = lua_touserdata(L, -1);
-    if (t && !atomic_load(&t->done))
+    if (t && !cc_event_is_set(&t->done))
       lua_rawseti(L, -4, ++n);
     else
       lua_pop(L, 1);
@@ -313,7 +385,7 @@ int cc__ljoin_threads(lua_State *L) {
     while (lua_next(L, -2)) {
       thr *t = lua_touserdata(L, -1);
       lua_pop(L, 1);
-      if (t && t != current && !t->daemon && !atomic_load(&t->done)) {
+      if (t && t != current && !t->daemon && !cc_event_is_set(&t->done)) {
         wait_for = t;
         lua_pop(L, 1);
         break;
@@ -322,11 +394,9 @@ int cc__ljoin_threads(lua_State *L) {
     lua_pop(L, 1);
     if (!wait_for)
       break;
-    while (!atomic_load(&wait_for->done)) {
-      int r = cc_futex_wait(&wait_for->done, 0, CC_FOREVER);
-      if (r == CC_EINTR)
-        return r;
-    }
+    int r = cc_event_wait(&wait_for->done, CC_FOREVER);
+    if (r == CC_EINTR)
+      return r;
   }
   cc_gil_freeze();
   return 0;
@@ -342,10 +412,19 @@ void cc__lthreads_after_fork(lua_State *L) {
   while (lua_next(L, -2)) {
     thr *t = lua_touserdata(L, -1);
     if (t && t != current)
-      atomic_store(&t->done, 1);
+      cc_event_set(&t->done);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
+  /* The parent's pthreads are not this process's to join. */
+  for (thr *t = unreaped; t; t = t->next)
+    t->reaped = 1;
+  unreaped = NULL;
+  while (zombies) {
+    zombie *z = zombies;
+    zombies = z->next;
+    free(z);
+  }
 }
 
 static const luaL_Reg handle_methods[] = {{"join", handle_join},
@@ -358,6 +437,8 @@ void cc__open_thread(lua_State *L) {
     lua_newtable(L);
     luaL_setfuncs(L, handle_methods, 0);
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, handle_gc);
+    lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
   lua_pushcfunction(L, l_thread_start);

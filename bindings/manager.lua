@@ -7,16 +7,19 @@ Manager.__index = Manager
 Manager.__name = "concur.Manager"
 Manager._types = {}
 
--- The reply queue of this process (one per process: children make their own).
-local replies = {}
+-- The reply queue of the calling thread: one per thread of each process
+-- (a child makes its own), so that no thread takes another's reply; each
+-- request is numbered, and a reply to an earlier one that was given up
+-- (interrupted) is dropped when it comes.
+local replies = setmetatable({}, {__mode = "k"})
 local function reply_queue()
-  local pid = concur.getpid()
-  local q = replies[pid]
-  if not q then
-    q = concur.SimpleQueue()
-    replies[pid] = q
+  local me, pid = concur.current_thread(), concur.getpid()
+  local r = replies[me]
+  if not r or r.pid ~= pid then
+    r = {pid = pid, q = concur.SimpleQueue(), last = 0}
+    replies[me] = r
   end
-  return q
+  return r
 end
 
 -- concur's error objects share one metatable; take it from one of them.
@@ -35,16 +38,18 @@ local function request(server, req, what)
     concur.error("ProcessError", ("the manager's process (pid %d) is gone: it was shut down or died; %s cannot run")
       :format(server.pid, what))
   end
-  local q = reply_queue()
-  req.reply = q
+  local r = reply_queue()
+  local q = r.q
+  r.last = r.last + 1
+  req.reply, req.seq = q, r.last
   server.requests:put(req)
   while true do
     local ok, rep = pcall(q.get, q, true, 0.5 / concur.time_scale)
-    if ok then
+    if ok and rep.seq == req.seq then
       if not rep.ok then error(remote_error(rep.err, what), 2) end
       return rep.r
     end
-    if not concur.is(rep, "Empty") then error(rep, 0) end
+    if not ok and not concur.is(rep, "Empty") then error(rep, 0) end
     if not concur._pid_alive(server.pid) then
       concur.error("ProcessError", ("the manager's process (pid %d) died during %s"):format(server.pid, what))
     end
@@ -95,7 +100,7 @@ local function serve(requests, types)
     local req = requests:get()
     local ok, res
     if req.op == "stop" then
-      req.reply:put({ok = true})
+      req.reply:put({ok = true, seq = req.seq})
       return
     elseif req.op == "create" then
       local ctor = types[req.type]
@@ -114,9 +119,11 @@ local function serve(requests, types)
         ok, res = xpcall(function() return table.pack(fn(obj, table.unpack(req.args, 1, req.args.n))) end, fail)
       end
     end
-    local sent, err = pcall(req.reply.put, req.reply, ok and {ok = true, r = res} or {ok = false, err = res})
+    local sent, err = pcall(req.reply.put, req.reply, ok and {ok = true, r = res, seq = req.seq}
+                                                        or {ok = false, err = res, seq = req.seq})
     if not sent then
-      req.reply:put({ok = false, err = {msg = "the result cannot be sent back: " .. tostring(err), tb = ""}})
+      req.reply:put({ok = false, seq = req.seq,
+                     err = {msg = "the result cannot be sent back: " .. tostring(err), tb = ""}})
     end
   end
 end

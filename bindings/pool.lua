@@ -7,6 +7,15 @@
 -- EOF on its pipe: the task it had fails with WorkerLost and a new worker
 -- takes its place. Results, and the callbacks, are handled in the parent
 -- whenever it waits on the pool: get, wait, join, map, imap.
+--
+-- DESIGN (threads). Every thread of the process that made a pool may use
+-- it. Its state changes under _mutex, an RLock (callbacks run under it, and
+-- may use the pool). One thread at a time leads: it waits on the workers'
+-- pipes with the mutex let go, then handles what came, with it held; the
+-- others wait on _cond (a Condition of the mutex) until the leader has
+-- handled a round or stepped down, when one of them leads. A thread that
+-- hands out work while another leads writes to _wake, a pipe the leader
+-- waits on too, so that it sends what could not go at once.
 local concur = ...
 
 local Pool = {}
@@ -185,12 +194,17 @@ local function construct(cls, opts)
                                        or opts.maxtasksperchild < 1) then
     concur.error("ValueError", "maxtasksperchild must be a whole number of at least 1")
   end
+  local mutex = concur.RLock()
+  local wake_r, wake_w = concur.Pipe(false)
   local self = setmetatable({_n = n, _initializer = opts.initializer, _initargs = opts.initargs,
                              _maxtasks = opts.maxtasksperchild, _workers = {}, _pending = deque(),
                              _next_id = 0, _state = "running", _spawned = 0,
                              _creator = concur.getpid(), _outstanding = 0, _rr = 0,
-                             _fids = setmetatable({}, {__mode = "k"}), _next_fid = 0}, cls)
-  for i = 1, n do self:_spawn(i) end
+                             _fids = setmetatable({}, {__mode = "k"}), _next_fid = 0,
+                             _mutex = mutex, _cond = concur.Condition(mutex), _leader = false,
+                             _followers = 0, _wake_r = wake_r, _wake_w = wake_w,
+                             _woken = false}, cls)
+  mutex:with(function() for i = 1, n do self:_spawn(i) end end)
   return self
 end
 
@@ -216,7 +230,10 @@ function Pool:_submit(job)
   dq_push(pending, job)
   self._outstanding = self._outstanding + 1
   -- With others still waiting, every worker is full: the next _pump sends.
-  if pending.first == pending.last then self:_dispatch() end
+  if pending.first == pending.last then
+    self:_dispatch()
+    self:_nudge()
+  end
   return job
 end
 
@@ -389,8 +406,9 @@ function Pool:_handle(w, reply)
   end
 end
 
--- Handles what the workers sent within timeout seconds (nil: until something
--- comes). Returns true when something was handled.
+-- The leader's round: handles what the workers sent within timeout seconds
+-- (nil: until something comes), letting go of the mutex while it waits.
+-- Returns true when something was handled.
 function Pool:_pump(timeout)
   self:_dispatch()
   if not self._conns then
@@ -402,23 +420,77 @@ function Pool:_pump(timeout)
         slots[w.conn] = slot
       end
     end
+    if #conns > 0 then conns[#conns + 1] = self._wake_r end
     self._conns, self._slots = conns, slots
   end
   if #self._conns == 0 then return false end
-  local ready = concur.wait(self._conns, timeout)
+  local mutex = self._mutex
+  local depth = mutex:_release_save()
+  local ok, ready = pcall(concur.wait, self._conns, timeout)
+  mutex:_acquire_restore(depth)
+  if not ok then error(ready, 0) end
+  local handled = false
   for _, c in ipairs(ready) do
     local slot = self._slots[c]
-    local ok, reply = pcall(c.recv, c)
-    if ok then
-      self:_handle(self._workers[slot], reply)
-    elseif concur.is(reply, "EOF") or concur.is(reply, "OSError") then
-      self:_lost(slot)
-    else
-      error(reply, 0)
+    local w = slot and self._workers[slot]
+    if c == self._wake_r then
+      self._woken = false
+      while c:poll() do c:recv_bytes() end
+    -- While it waited, the pool may have lost this worker or been
+    -- terminated by another thread; and another leader may have read it.
+    elseif w and w.conn == c and self._state ~= "terminated" and c:poll() then
+      handled = true
+      local got, reply = pcall(c.recv, c)
+      if got then
+        self:_handle(w, reply)
+      elseif concur.is(reply, "EOF") or concur.is(reply, "OSError") then
+        self:_lost(slot)
+      else
+        error(reply, 0)
+      end
     end
   end
   self:_dispatch()
-  return #ready > 0
+  return handled
+end
+
+-- Waits for some progress, within timeout seconds (nil: until there is
+-- some), the mutex held: leads, or follows the thread that leads. True
+-- when something may have changed.
+function Pool:_wait_some(timeout)
+  local me = concur.current_thread()
+  local leader = self._leader
+  if leader and leader ~= me then
+    if timeout == 0 then return false end
+    self._followers = self._followers + 1
+    local ok, err = pcall(self._cond.wait, self._cond, timeout)
+    self._followers = self._followers - 1
+    if not ok then error(err, 0) end
+    return true
+  end
+  self._leader = me -- or was already: a callback that waits on the pool
+  local ok, got = pcall(self._pump, self, timeout)
+  self._leader = leader
+  if self._followers > 0 then self._cond:notify_all() end
+  if not ok then error(got, 0) end
+  return got
+end
+
+-- Work was handed out, or the state changed, by a thread that does not
+-- lead: the leader must look (it sends what could not go at once).
+function Pool:_nudge()
+  local leader = self._leader
+  if leader and leader ~= concur.current_thread() and not self._woken then
+    self._woken = true
+    pcall(self._wake_w.send_bytes, self._wake_w, "")
+  end
+end
+
+-- Runs self:method(...) with the mutex held.
+local function locked(method)
+  return function(self, ...)
+    return self._mutex:with(method, self, ...)
+  end
 end
 
 -- Scaled timeouts: the pool waits in real seconds like every concur call.
@@ -457,19 +529,29 @@ end
 -- apply_async's AsyncResult is its own job.
 AsyncResult._done = complete
 
+local function ready(r)
+  if not r[STATE] then r[POOL]:_wait_some(0) end
+  return r[STATE] ~= false
+end
+
 function AsyncResult:ready()
-  if not self[STATE] then self[POOL]:_pump(0) end
-  return self[STATE] ~= false
+  if self[STATE] then return true end
+  return self[POOL]._mutex:with(ready, self)
+end
+
+local function wait(r, timeout)
+  local dl = deadline(timeout)
+  while not r[STATE] do
+    local left = remaining(dl)
+    if left == 0 then break end
+    r[POOL]:_wait_some(left)
+  end
+  return r[STATE] ~= false
 end
 
 function AsyncResult:wait(timeout)
-  local dl = deadline(timeout)
-  while not self[STATE] do
-    local left = remaining(dl)
-    if left == 0 then break end
-    self[POOL]:_pump(left)
-  end
-  return self[STATE] ~= false
+  if self[STATE] then return true end
+  return self[POOL]._mutex:with(wait, self, timeout)
 end
 
 function AsyncResult:get(timeout)
@@ -499,7 +581,7 @@ end
 
 local NO_ARGS = {}
 
-function Pool:apply_async(fn, args, opts)
+Pool.apply_async = locked(function(self, fn, args, opts)
   self:_check()
   local r
   if args == nil then
@@ -508,7 +590,7 @@ function Pool:apply_async(fn, args, opts)
     r = new_result(self, opts, fn, CALL, arg_count(args), args)
   end
   return self:_submit(r)
-end
+end)
 
 function Pool:apply(fn, args)
   return self:apply_async(fn, args):get()
@@ -571,7 +653,7 @@ end
 
 -- map and starmap send views of the list (it cannot change while they
 -- wait, but in callbacks); the _async ones and imap send copies, made now.
-function Pool:_map_async(fn, list, chunksize, star, opts, view)
+Pool._map_async = locked(function(self, fn, list, chunksize, star, opts, view)
   check_map(self, fn, list, chunksize)
   chunksize = chunksize or default_chunksize(self, #list)
   local r = new_result(self, opts)
@@ -584,7 +666,7 @@ function Pool:_map_async(fn, list, chunksize, star, opts, view)
     self:_submit(setmetatable({fn, kind, count, payload, 0, false, false, offset, whole}, Part))
   end
   return r
-end
+end)
 
 function Pool:map_async(fn, list, chunksize, opts) return self:_map_async(fn, list, chunksize, false, opts) end
 function Pool:map(fn, list, chunksize) return self:_map_async(fn, list, chunksize, false, nil, true):get() end
@@ -616,14 +698,14 @@ end
 
 -- imap and imap_unordered: iterators of index, value; lazy, so the first
 -- result comes as soon as it is ready.
-function Pool:_imap(fn, list, chunksize, ordered)
+Pool._imap = locked(function(self, fn, list, chunksize, ordered)
   check_map(self, fn, list, chunksize)
   local it = {arrived = {}, order = {}, norder = 0}
   for offset, kind, count, payload in parts(list, chunksize or 1, false, true) do
     self:_submit(setmetatable({fn, kind, count, payload, 0, false, false, offset, it}, IPart))
   end
   local next_i, total, taken, head = 1, #list, 0, 1
-  return function()
+  local function step()
     while true do
       if it.err then error(it.err, 2) end
       if ordered then
@@ -646,25 +728,27 @@ function Pool:_imap(fn, list, chunksize, ordered)
           return i, got[1]
         end
       end
-      self:_pump(nil)
+      self:_wait_some(nil)
     end
   end
-end
+  return function() return self._mutex:with(step) end
+end)
 
 function Pool:imap(fn, list, chunksize) return self:_imap(fn, list, chunksize, true) end
 function Pool:imap_unordered(fn, list, chunksize) return self:_imap(fn, list, chunksize, false) end
 
-function Pool:close()
+Pool.close = locked(function(self)
   if self._state == "running" then self._state = "closed" end
-end
+  self:_nudge()
+end)
 
 -- join(): after close, waits for every task (running the callbacks), then
 -- for the workers to end.
-function Pool:join()
+Pool.join = locked(function(self)
   if self._state == "running" then
     concur.error("ValueError", "the pool is still running: close() or terminate() it before join()")
   end
-  while self._outstanding > 0 and self._state ~= "terminated" do self:_pump(nil) end
+  while self._outstanding > 0 and self._state ~= "terminated" do self:_wait_some(nil) end
   for slot, w in pairs(self._workers) do
     pcall(w.conn.send, w.conn, nil)
   end
@@ -674,9 +758,9 @@ function Pool:join()
     self._workers[slot] = nil
   end
   self._conns = nil
-end
+end)
 
-function Pool:terminate()
+Pool.terminate = locked(function(self)
   if self._state == "terminated" then return end
   self._state = "terminated"
   -- Every task not ended is in a worker's pipe or in the queue.
@@ -699,7 +783,8 @@ function Pool:terminate()
   for _, job in ipairs(left) do
     self:_finish(job, false, new_error("ProcessError", "the pool was terminated before this task ended"))
   end
-end
+  self:_nudge()
+end)
 
 function Pool:workers()
   local pids = {}
@@ -710,7 +795,7 @@ function Pool:workers()
 end
 
 Pool.__close = function(p) if p._creator == concur.getpid() then p:terminate() end end
-Pool.__gc = Pool.__close
+Pool.__gc = function(p) pcall(Pool.__close, p) end
 Pool.__tostring = function(p)
   return ("Pool(%d processes, %s, %d tasks outstanding)"):format(p._n, p._state, p._outstanding)
 end

@@ -13,7 +13,8 @@ local function class_index(cls)
     if k == "ident" then
       local h = rawget(self, "_handle")
       if h then return h:ident() end
-      return rawget(self, "_ident")
+      -- The main thread's is its process's pid, in a child too.
+      return rawget(self, "_main") and concur.getpid() or nil
     end
     return cls[k]
   end
@@ -85,7 +86,7 @@ Base.__instance.__index = class_index(Base)
 
 function concur.main_thread()
   if not main then
-    main = setmetatable({name = "MainThread", daemon = false, _ident = concur.getpid()}, Base.__instance)
+    main = setmetatable({name = "MainThread", daemon = false, _main = true}, Base.__instance)
   end
   return main
 end

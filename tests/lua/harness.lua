@@ -20,6 +20,98 @@ function T.eq(a, b, what)
   end
 end
 
+-- The three places the other party of a case can be: every primitive must
+-- work the same with each (a bug only threads see, such as a buffer shared
+-- across a release of the GIL, is found only so).
+T.PARTIES = {"process", "thread", "thread of a process"}
+
+local function traceback(e)
+  return debug.traceback(tostring(e), 2)
+end
+
+-- A thread running fn(...); its error, if any, goes to box.err.
+local function thread_running(box, fn, ...)
+  local args = table.pack(...)
+  return concur.Thread{target = function()
+    local ok, err = xpcall(fn, traceback, table.unpack(args, 1, args.n))
+    if not ok then box.err = err end
+  end}
+end
+
+-- spawn(kind, fn, ...) starts fn(...) as a party of that kind and returns a
+-- handle whose join([timeout=60]) waits for it and raises when fn failed
+-- (with its error, or its exit code: its traceback is on stderr) or did
+-- not end in time. A party's results come back through concur objects,
+-- never through upvalues, which a process only has copies of.
+function T.spawn(kind, fn, ...)
+  local h = {kind = kind}
+  if kind == "thread" then
+    h.box = {}
+    h.t = thread_running(h.box, fn, ...)
+    h.t:start()
+  else
+    local args = table.pack(...)
+    local target = fn
+    if kind == "thread of a process" then
+      target = function(...)
+        local box = {}
+        local t = thread_running(box, fn, ...)
+        t:start()
+        t:join()
+        if box.err then
+          io.stderr:write(box.err, "\n")
+          os.exit(1)
+        end
+      end
+    else
+      assert(kind == "process", "a party is a process, a thread or a thread of a process")
+    end
+    h.p = concur.Process{target = target, args = args}
+    h.p:start()
+  end
+  function h.join(self, timeout)
+    timeout = timeout or 60
+    if self.t then
+      if not self.t:join(timeout) then
+        error(("the other party (%s) did not end within %g s"):format(self.kind, timeout), 2)
+      end
+      if self.box.err then error(("the other party (%s) failed: %s"):format(self.kind, self.box.err), 2) end
+    else
+      if not self.p:join(timeout) then
+        self.p:kill()
+        self.p:join()
+        error(("the other party (%s) did not end within %g s"):format(self.kind, timeout), 2)
+      end
+      if self.p.exitcode ~= 0 then
+        error(("the other party (%s) failed with exit code %s"):format(self.kind, tostring(self.p.exitcode)), 2)
+      end
+    end
+  end
+  return h
+end
+
+-- T.matrix(name, body): a case run once per kind of party, as
+-- "name [thread]"..., body(spawn, kind) starting the other parties with
+-- spawn(fn, ...), which returns T.spawn's handle.
+function T.matrix(name, body)
+  for _, kind in ipairs(T.PARTIES) do
+    T.test(("%s [%s]"):format(name, kind), function()
+      body(function(fn, ...) return T.spawn(kind, fn, ...) end, kind)
+    end)
+  end
+end
+
+-- Checks that got (a list) is 1..n exactly once, in order, naming the
+-- first item out of place.
+function T.sequence(got, n, what)
+  for i = 1, math.max(#got, n) do
+    if got[i] ~= i then
+      error(("%s: item %d is %s (%d items, %d expected)"):format(what or "sequence", i,
+            tostring(got[i]), #got, n), 2)
+    end
+  end
+end
+
 -- Calls fn(...) and checks that it raises a concur error of `kind`.
 function T.raises(kind, fn, ...)
   local ok, err = pcall(fn, ...)

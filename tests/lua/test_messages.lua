@@ -306,6 +306,145 @@ T.test("send_nowait: what waits is the sender's own; frames never sent drop thei
   T.eq(concur._arena_used(), used, "no arena object leaked by dropped frames")
 end)
 
+-- The messages of the cases below: numbered, of sizes that vary.
+local function item(i, size)
+  return {i = i, s = ("x"):rep(size(i))}
+end
+local function small(i) return (i * 37) % 2000 end
+local function pipe_size(i) return 1536 + (i * 7919) % (100 * 1024 - 1536) end
+
+-- A case that goes wrong fails, and does not hang: every wait on the other
+-- party is bounded.
+local WAIT = 60
+local function get(q) return q:get(true, WAIT) end
+local function recv(c)
+  if not c:poll(WAIT) then error("nothing came within " .. WAIT .. " s", 2) end
+  return c:recv()
+end
+
+-- Takes n items from recv(), checking each arrives once, in order, whole.
+local function take(recv, n, size, what)
+  local got = {}
+  for k = 1, n do
+    local m = recv()
+    if type(m) ~= "table" or #m.s ~= size(m.i) then
+      error(("%s: message %d is torn: %s"):format(what, k, tostring(m)))
+    end
+    got[k] = m.i
+  end
+  T.sequence(got, n, what)
+end
+
+for _, maxsize in ipairs({1, 2, 0}) do
+  T.matrix(("Queue(%d): 400 items each way at once, blocking senders, each once in order")
+           :format(maxsize), function(spawn)
+    local N = 400
+    local to_main, from_main = concur.Queue(maxsize), concur.Queue(maxsize)
+    -- One party puts into a queue while another gets from the other one.
+    local producer = spawn(function()
+      for i = 1, N do to_main:put(item(i, small)) end
+    end)
+    local consumer = spawn(function()
+      take(function() return get(from_main) end, N, small, "the other party's gets")
+    end)
+    local got = {}
+    for i = 1, N do
+      from_main:put(item(i, small))
+      local m = get(to_main)
+      assert(#m.s == small(m.i), "torn")
+      got[i] = m.i
+    end
+    producer:join(); consumer:join()
+    T.sequence(got, N, "main's gets")
+    T.eq(to_main:qsize() + from_main:qsize(), 0, "nothing left")
+  end)
+end
+
+T.matrix("JoinableQueue(2) and SimpleQueue between parties", function(spawn)
+  local j, s, done = concur.JoinableQueue(2), concur.SimpleQueue(), concur.Queue()
+  local worker = spawn(function()
+    for _ = 1, 300 do
+      local m = get(j)
+      s:put(m)
+      j:task_done()
+    end
+  end)
+  for i = 1, 300 do j:put(i) end
+  T.eq(j:join(30), true, "every item done")
+  local got = {}
+  for i = 1, 300 do got[i] = s:get() end
+  T.sequence(got, 300, "SimpleQueue")
+  worker:join()
+  T.eq(s:empty(), true)
+  done:close()
+end)
+
+T.matrix("objects through a Queue(1): Events and Locks go and come back, each once", function(spawn)
+  local out, back = concur.Queue(1), concur.Queue(1)
+  local N = 200
+  local other = spawn(function()
+    for i = 1, N do
+      local m = get(out)
+      assert(m.i == i, "object message out of order")
+      m.event:set()
+      assert(m.lock:acquire(false) == false, "the sender holds the lock")
+      back:put(m)
+    end
+  end)
+  local used = concur._arena_used()
+  for i = 1, N do
+    local e, l = concur.Event(), concur.Lock()
+    l:acquire()
+    out:put({i = i, event = e, lock = l})
+    local m = get(back)
+    T.eq(m.i, i)
+    T.eq(m.event == e and m.event:is_set(), true, "the same Event, set by the other party")
+    T.eq(m.lock == l and l:locked(), true, "the same Lock, still held")
+    l:release()
+  end
+  other:join()
+  collectgarbage(); collectgarbage()
+  assert(concur._arena_used() <= used + 4096, "objects that went and came back are freed")
+end)
+
+for _, duplex in ipairs({true, false}) do
+  T.matrix(("%s Pipe: 300 messages of 1.5-100 KB each way at once, each once in order")
+           :format(duplex and "duplex" or "one-way"), function(spawn)
+    local N = 300
+    local in_r, in_w = concur.Pipe(duplex)    -- to main
+    local out_r, out_w = concur.Pipe(duplex)  -- from main
+    local producer = spawn(function()
+      for i = 1, N do in_w:send(item(i, pipe_size)) end
+    end)
+    local consumer = spawn(function()
+      take(function() return recv(out_r) end, N, pipe_size, "the other party's recvs")
+    end)
+    local got = {}
+    for i = 1, N do
+      out_w:send(item(i, pipe_size))
+      local m = recv(in_r)
+      assert(#m.s == pipe_size(m.i), "torn")
+      got[i] = m.i
+    end
+    producer:join(); consumer:join()
+    T.sequence(got, N, "main's recvs")
+  end)
+end
+
+T.matrix("one duplex end, sending and receiving at once from two parties", function(spawn)
+  local a, b = concur.Pipe()
+  local N = 200
+  -- The other end echoes; on this end one party sends while another receives.
+  local echo = spawn(function()
+    for _ = 1, N do b:send(recv(b)) end
+  end)
+  local sender = spawn(function()
+    for i = 1, N do a:send(item(i, pipe_size)) end
+  end)
+  take(function() return recv(a) end, N, pipe_size, "echoes")
+  sender:join(); echo:join()
+end)
+
 T.test("a full arena raises ArenaFull and the queue stays usable", function()
   local cfg = T.file("arena:\n  size: 8M\n")
   local path = script([[

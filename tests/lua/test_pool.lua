@@ -217,4 +217,96 @@ T.test("initializer and maxtasksperchild", function()
   pool:close(); pool:join()
 end)
 
+-- Pools and parties: a pool belongs to the process that made it, and is
+-- used by any of its threads.
+
+-- Uses a pool the way a program does, checking every result: map, starmap,
+-- apply_async with callbacks, imap and apply.
+local function use_pool(pool, me, rounds)
+  for r = 1, rounds do
+    local xs = {}
+    for i = 1, 200 do xs[i] = me * 100000 + r * 1000 + i end
+    local ys = pool:map(function(x) return x * 2 end, xs, 7)
+    assert(#ys == 200, "map gave " .. #ys .. " results")
+    for i = 1, 200 do assert(ys[i] == xs[i] * 2, "map result " .. i) end
+    local called = 0
+    local rs = {}
+    for i = 1, 20 do
+      rs[i] = pool:apply_async(function(a, b) return a + b end, {me, i},
+                               {callback = function() called = called + 1 end})
+    end
+    for i = 1, 20 do assert(rs[i]:get(60) == me + i, "apply_async result " .. i) end
+    assert(called == 20, "every callback ran once: " .. called)
+    local k = 0
+    for i, v in pool:imap(function(x) return -x end, {1, 2, 3, 4, 5}) do
+      k = k + 1
+      assert(i == k and v == -k, "imap in order")
+    end
+    assert(k == 5, "imap gave every result")
+    assert(pool:apply(function(s) return s .. "!" end, {tostring(me)}) == me .. "!")
+  end
+end
+
+T.matrix("a pool used by the other party while this one uses its own", function(spawn)
+  local mine <close> = concur.Pool{processes = 2}
+  local other = spawn(function()
+    local p <close> = concur.Pool{processes = 2}
+    use_pool(p, 2, 5)
+  end)
+  use_pool(mine, 1, 5)
+  other:join(120)
+end)
+
+T.matrix("one pool, used by two threads of its process at once", function(spawn, kind)
+  -- The threads are this process's, or another process's with its pool.
+  local function two_threads(pool)
+    local errs = {}
+    local ts = {}
+    for i = 1, 2 do
+      ts[i] = concur.Thread{target = function()
+        local ok, err = xpcall(use_pool, debug.traceback, pool, i, 5)
+        if not ok then errs[#errs + 1] = err end
+      end}
+      ts[i]:start()
+    end
+    use_pool(pool, 3, 5)
+    for _, t in ipairs(ts) do assert(t:join(120), "a thread using the pool ended") end
+    assert(#errs == 0, errs[1])
+  end
+  if kind == "process" or kind == "thread of a process" then
+    spawn(function()
+      local pool <close> = concur.Pool{processes = 3}
+      two_threads(pool)
+    end):join(180)
+  else
+    local pool <close> = concur.Pool{processes = 3}
+    two_threads(pool)
+    local th = spawn(use_pool, pool, 4, 3)
+    th:join(120)
+  end
+end)
+
+T.test("a pool's map in one thread and a Pipe in another do not mix", function()
+  local pool <close> = concur.Pool{processes = 2}
+  local a, b = concur.Pipe()
+  local echo = concur.Thread{target = function()
+    for _ = 1, 300 do b:send(b:recv()) end
+  end}
+  echo:start()
+  local mapper = concur.Thread{target = function()
+    for _ = 1, 10 do
+      local ys = pool:map(function(x) return x + 1 end, {1, 2, 3, 4, 5, 6, 7, 8})
+      assert(ys[8] == 9)
+    end
+  end}
+  mapper:start()
+  for i = 1, 300 do
+    a:send({i, ("p"):rep(i * 10)})
+    local m = a:recv()
+    T.eq(m[1], i); T.eq(#m[2], i * 10)
+  end
+  T.eq(mapper:join(60), true)
+  T.eq(echo:join(60), true)
+end)
+
 T.done()

@@ -161,6 +161,97 @@ T.test("custom manager: proxies across processes, RemoteError, shutdown", functi
   T.raises("ProcessError", m.Account, m, 1)
 end)
 
+-- Between parties: each case once with the other parties as processes, as
+-- threads of this one, and as threads of another process.
+
+T.matrix("Value and Array: 4 parties add under the lock, exactly", function(spawn)
+  local v, a = concur.Value('q', 0), concur.Array('i', 5)
+  local function add(slot, times)
+    for _ = 1, times do
+      local _ <close> = v:get_lock():hold()
+      v.value = v.value + 1
+      a[5] = a[5] + 1         -- shared, under v's lock too
+      a[slot] = a[slot] + 1   -- this party's own
+    end
+  end
+  local ps = {}
+  for i = 1, 4 do ps[i] = spawn(add, i, 1500) end
+  for _, p in ipairs(ps) do p:join() end
+  T.eq(v.value, 6000)
+  T.eq(table.concat(a:totable(), ","), "1500,1500,1500,1500,6000")
+end)
+
+T.matrix("Manager dict, list, Namespace: 4 parties and a process write at once", function(spawn)
+  local m <close> = concur.Manager()
+  local d, l, ns = m:dict{count = 0}, m:list(), m:Namespace()
+  local N = 300
+  local function write(me)
+    for k = 1, N do
+      d:incr("count")
+      d["own" .. me] = k
+      local mine = d["own" .. me]
+      assert(mine == k, ("party %s read its own key as %s, not %d"):format(me, tostring(mine), k))
+      l:append({me, k})
+      ns["p" .. me] = k
+      assert(ns["p" .. me] == k, "a Namespace attribute read back")
+    end
+  end
+  local ps = {}
+  for i = 1, 4 do ps[i] = spawn(write, i) end
+  -- Beside them, always, a process of its own.
+  local p = concur.Process{target = write, args = {5}}
+  p:start()
+  -- And here, apply with a slow function, which holds the dict's lock
+  -- while the others wait for it.
+  for _ = 1, 20 do
+    d:apply("count", function(v)
+      concur.sleep(0.001)
+      return v + 1
+    end)
+  end
+  for _, h in ipairs(ps) do h:join() end
+  p:join(60)
+  T.eq(p.exitcode, 0)
+  T.eq(d.count, 5 * N + 20, "every incr and apply counted once")
+  for i = 1, 5 do
+    T.eq(d["own" .. i], N)
+    T.eq(ns["p" .. i], N)
+  end
+  T.eq(#l, 5 * N)
+  local last = {}
+  for _, e in ipairs(l:totable()) do
+    local who, k = e[1], e[2]
+    T.eq(k, (last[who] or 0) + 1, "party " .. who .. "'s appends in order")
+    last[who] = k
+  end
+end)
+
+T.matrix("Manager proxies: a registered class used by parties at once", function(spawn)
+  local Counter = {}
+  Counter.__index = Counter
+  function Counter:inc(by, token)
+    self.n = self.n + by
+    return token
+  end
+  function Counter:get() return self.n end
+  local M = concur.Manager:extend()
+  M.register("Counter", function(n) return setmetatable({n = n}, Counter) end)
+  local m <close> = M()
+  local c = m:Counter(0)
+  local function bump(by)
+    for k = 1, 100 do
+      local token = by * 1000 + k
+      local back = c:inc(by, token)
+      assert(back == token, ("call %d got the reply %s of another call"):format(token, tostring(back)))
+    end
+  end
+  local ps = {}
+  for i = 1, 3 do ps[i] = spawn(bump, i) end
+  bump(10)
+  for _, h in ipairs(ps) do h:join() end
+  T.eq(c:get(), 100 * (1 + 2 + 3 + 10))
+end)
+
 T.test("the manager's process is gone at the end of the run", function()
   local path = T.script([[
     local concur = require "concur"

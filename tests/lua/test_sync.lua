@@ -161,6 +161,171 @@ T.test("Barrier with action, timeout, abort, reset", function()
   assert(tostring(err):find("action failed"))
 end)
 
+-- Between parties: each case once with the other parties as processes, as
+-- threads of this one, and as threads of another process.
+
+for _, kind in ipairs({"Lock", "RLock"}) do
+  T.matrix(kind .. ": 4 parties add 2000 each under it, exactly", function(spawn)
+    local lock, n = concur[kind](), concur.RawValue('q', 0)
+    local function add(times)
+      for _ = 1, times do
+        lock:acquire()
+        if kind == "RLock" then lock:acquire() end
+        n.value = n.value + 1 -- a read and then a write: only the lock makes it exact
+        if kind == "RLock" then lock:release() end
+        lock:release()
+      end
+    end
+    local ps = {}
+    for i = 1, 4 do ps[i] = spawn(add, 2000) end
+    add(2000)
+    for _, p in ipairs(ps) do p:join() end
+    T.eq(n.value, 10000)
+    T.eq(lock:locked(), false)
+  end)
+end
+
+T.matrix("Lock: a timed acquire fails while another party holds it, then succeeds", function(spawn)
+  local lock, held, go = concur.Lock(), concur.Event(), concur.Event()
+  local other = spawn(function()
+    lock:acquire()
+    held:set()
+    go:wait(30)
+    lock:release()
+  end)
+  T.eq(held:wait(30), true)
+  local t0 = concur.time()
+  T.eq(lock:acquire(true, 0.1), false)
+  assert(concur.time() - t0 >= 0.1, "the timeout was waited")
+  T.eq(lock:acquire(false), false)
+  go:set()
+  T.eq(lock:acquire(true, 30), true, "released by the other party")
+  lock:release()
+  other:join()
+end)
+
+T.matrix("RLock: owned by its holder alone", function(spawn)
+  local r, held, go, verdict = concur.RLock(), concur.Event(), concur.Event(), concur.Queue()
+  r:acquire()
+  local other = spawn(function()
+    local ok, err = pcall(r.release, r)
+    verdict:put(not ok and concur.is(err, "ValueError"))
+    verdict:put(r:acquire(false))
+    go:wait(30)
+    verdict:put(r:acquire(true, 30))
+    r:release()
+    held:set()
+  end)
+  T.eq(verdict:get(true, 30), true, "another party cannot release it")
+  T.eq(verdict:get(true, 30), false, "nor take it while it is held")
+  r:release()
+  go:set()
+  T.eq(verdict:get(true, 30), true, "it takes it once released")
+  T.eq(held:wait(30), true)
+  other:join()
+  T.eq(r:locked(), false)
+end)
+
+for _, kind in ipairs({"Semaphore", "BoundedSemaphore"}) do
+  T.matrix(kind .. "(2): never more than 2 of 5 parties inside", function(spawn)
+    local sem, guard = concur[kind](2), concur.Lock()
+    local inside, most, entries = concur.RawValue('i', 0), concur.RawValue('i', 0), concur.RawValue('i', 0)
+    local function visit(times)
+      for _ = 1, times do
+        sem:acquire()
+        guard:with(function()
+          inside.value = inside.value + 1
+          entries.value = entries.value + 1
+          if inside.value > most.value then most.value = inside.value end
+        end)
+        concur.sleep(0.0002)
+        guard:with(function() inside.value = inside.value - 1 end)
+        sem:release()
+      end
+    end
+    local ps = {}
+    for i = 1, 4 do ps[i] = spawn(visit, 100) end
+    visit(100)
+    for _, p in ipairs(ps) do p:join() end
+    T.eq(entries.value, 500)
+    assert(most.value >= 1 and most.value <= 2, "at most 2 inside, was " .. most.value)
+    T.eq(sem:get_value(), 2)
+  end)
+end
+
+T.matrix("Event: 500 rounds of ping-pong", function(spawn)
+  local ping, pong = concur.Event(), concur.Event()
+  local other = spawn(function()
+    for _ = 1, 500 do
+      assert(ping:wait(30), "ping came")
+      ping:clear()
+      pong:set()
+    end
+  end)
+  for i = 1, 500 do
+    ping:set()
+    T.eq(pong:wait(30), true, "pong " .. i)
+    pong:clear()
+  end
+  other:join()
+end)
+
+T.matrix("Condition: a bounded buffer, 500 items in order, wait_for and notify", function(spawn)
+  local cond = concur.Condition()
+  local buf, head, tail = concur.RawArray('q', 4), concur.RawValue('q', 0), concur.RawValue('q', 0)
+  local producer = spawn(function()
+    for i = 1, 500 do
+      local _ <close> = cond:hold()
+      assert(cond:wait_for(function() return tail.value - head.value < 4 end, 30), "room came")
+      buf[tail.value % 4 + 1] = i
+      tail.value = tail.value + 1
+      cond:notify_all()
+    end
+  end)
+  local got = {}
+  for k = 1, 500 do
+    local _ <close> = cond:hold()
+    T.eq(cond:wait_for(function() return tail.value > head.value end, 30), true)
+    got[k] = buf[head.value % 4 + 1]
+    head.value = head.value + 1
+    cond:notify()
+  end
+  producer:join()
+  T.sequence(got, 500, "items")
+end)
+
+T.matrix("Barrier(3): 100 generations with two other parties, indices 0..2 each", function(spawn)
+  local actions = concur.RawValue('i', 0)
+  local b = concur.Barrier(3, function() actions.value = actions.value + 1 end)
+  local seen = concur.Queue()
+  local function run()
+    for g = 1, 100 do seen:put({g, b:wait(30)}) end
+  end
+  local ps = {spawn(run), spawn(run)}
+  run()
+  for _, p in ipairs(ps) do p:join() end
+  local per = {}
+  for _ = 1, 300 do
+    local m = seen:get(true, 30)
+    per[m[1]] = (per[m[1]] or 0) + (1 << m[2])
+  end
+  for g = 1, 100 do T.eq(per[g], 7, "generation " .. g .. " had indices 0, 1 and 2") end
+  T.eq(actions.value, 100, "the action ran once a generation")
+  T.eq(b:broken(), false)
+end)
+
+T.matrix("Barrier: a party's timeout breaks it for the others", function(spawn)
+  local b, broken = concur.Barrier(3), concur.Queue()
+  local other = spawn(function()
+    local ok, err = pcall(b.wait, b, 30)
+    broken:put(not ok and concur.is(err, "BrokenBarrier"))
+  end)
+  T.raises("BrokenBarrier", b.wait, b, 0.2) -- the third party never comes
+  T.eq(broken:get(true, 30), true, "the waiting party saw it break")
+  other:join()
+  T.eq(b:broken(), true)
+end)
+
 T.test("closed objects and wrong types are refused", function()
   local l = concur.Lock()
   getmetatable(l).__close(l)
