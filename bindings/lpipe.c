@@ -1,8 +1,7 @@
 /* lpipe - Lua binding of Pipe and its Connections: framed messages on sockets */
 #include "codec.h"
 #include "concur/error.h"
-#include "concur/gil.h"
-#include "concur/lock.h"
+#include "concur/ident.h"
 #include "concur/wait.h"
 #include "lconcur.h"
 
@@ -376,7 +375,6 @@ static int conn_send_bytes(lua_State *L) {
 /* Makes `need` bytes available in the buffer, reading what the socket has.
  * Returns 0, or 1 at EOF with nothing buffered. */
 static int fill(lua_State *L, conn *c, size_t need) {
-  int spun = 0;
   while (c->rlen - c->roff < need) {
     if (c->roff && c->rcap - c->rlen < need) {
       memmove(c->rbuf, c->rbuf + c->roff, c->rlen - c->roff);
@@ -406,20 +404,8 @@ static int fill(lua_State *L, conn *c, size_t need) {
         continue;
       if (errno == EAGAIN) {
         /* A reply often comes within microseconds: look again for a
-         * little while before sleeping in poll (a wake-up on another
-         * core costs tens of microseconds). */
-        if (!spun) {
-          spun = 1;
-          int64_t until = cc_now() + CC_SPIN_NS;
-          while (cc_now() < until && !cc_gil_wanted()) {
-            struct pollfd pf = {.fd = c->fd, .events = POLLIN};
-            if (poll(&pf, 1, 0) > 0)
-              break;
-            cc_cpu_relax();
-          }
-          continue;
-        }
-        int r = cc_wait_fd(c->fd, POLLIN, CC_FOREVER);
+         * little while before sleeping. */
+        int r = cc_wait_fd_soon(c->fd, POLLIN, CC_FOREVER);
         if (r)
           return cc__lraise_code(L, r, NULL);
         continue;

@@ -1,6 +1,7 @@
 /* deadlock - finds threads that wait forever for locks held by each other */
 #include "concur/deadlock.h"
 #include "concur/error.h"
+#include "concur/ident.h"
 #include "concur/proctab.h"
 #include "concur/wait.h"
 
@@ -15,11 +16,13 @@
 
 /* One long wait for a lock. tid is written last when the entry is taken
  * (-1 while it is being filled) and the lock first when it is left, so a
- * reader that sees a tid and a lock sees the rest of that wait. */
+ * reader that sees a tid and a lock sees the rest of that wait. The arena
+ * has one address everywhere, so its pointers mean the same to all. */
 typedef struct waiter {
   _Atomic int32_t tid; /* 0: free */
   int32_t pid;
-  _Atomic uintptr_t lock; /* the lock waited for: the arena has one address everywhere */
+  _Atomic uintptr_t lock; /* the object waited for */
+  uintptr_t owner;        /* its word that holds its owner's tid */
   _Atomic uint64_t seq;   /* which wait this is, unique in the run */
   char name[WAITER_NAME];
 } waiter;
@@ -60,7 +63,7 @@ void cc_deadlock_set_name(const char *name) {
 
 const char *cc_deadlock_report(void) { return report; }
 
-static int enter(cc_lock *l) {
+static int enter(const cc_obj *l, const _Atomic uint32_t *owner) {
   int32_t tid = cc_tid();
   unsigned h = (unsigned)tid % WAITERS_MAX;
   for (unsigned i = 0; i < WAITERS_MAX; i++) {
@@ -73,6 +76,7 @@ static int enter(cc_lock *l) {
     w->pid = cc_pid();
     memcpy(w->name, my_name, sizeof w->name);
     atomic_store(&w->seq, atomic_fetch_add(&D->next_seq, 1) + 1);
+    w->owner = (uintptr_t)owner;
     atomic_store(&w->lock, (uintptr_t)l);
     atomic_store(&w->tid, tid);
     slot = (int)k;
@@ -111,14 +115,14 @@ static waiter *find(int32_t tid) {
 typedef struct member {
   int32_t tid, pid;
   uint64_t seq;
-  cc_lock *wants;
+  const cc_obj *wants;
   char name[WAITER_NAME];
 } member;
 
-static void describe_lock(char *buf, size_t n, const cc_lock *l) {
-  const cc_type *t = cc_type_get(l->hdr.type);
-  if (t && l->hdr.id)
-    snprintf(buf, n, "%s(id=%u)", t->name, (unsigned)l->hdr.id);
+static void describe_lock(char *buf, size_t n, const cc_obj *l) {
+  const cc_type *t = cc_type_get(l->type);
+  if (t && l->id)
+    snprintf(buf, n, "%s(id=%u)", t->name, (unsigned)l->id);
   else
     snprintf(buf, n, "the lock of a shared object at %p", (const void *)l);
 }
@@ -144,14 +148,14 @@ static int forget(void) {
   return 0;
 }
 
-int cc__deadlock_check(cc_lock *l, int64_t since) {
+int cc__deadlock_check(const cc_obj *l, const _Atomic uint32_t *owner_word, int64_t since) {
   if (!D)
     return 0;
   int64_t now = cc_now();
   if (now - since < CC_DEADLOCK_AFTER_NS)
     return 0;
   if (slot < 0) {
-    enter(l);
+    enter(l, owner_word);
     return 0; /* the others may not be in the table yet: look next time */
   }
   /* Follow the chain: the lock's owner, the lock it waits for, ... */
@@ -161,7 +165,7 @@ int cc__deadlock_check(cc_lock *l, int64_t since) {
   uint64_t sig = 14695981039346656037ull;
   waiter *w = &D->w[slot];
   for (;;) {
-    cc_lock *wants = (cc_lock *)atomic_load(&w->lock);
+    const cc_obj *wants = (const cc_obj *)atomic_load(&w->lock);
     if (!wants || n == CYCLE_MAX)
       return forget();
     member *x = &m[n++];
@@ -172,7 +176,7 @@ int cc__deadlock_check(cc_lock *l, int64_t since) {
     memcpy(x->name, w->name, sizeof x->name);
     x->name[WAITER_NAME - 1] = '\0';
     sig = (sig ^ x->seq) * 1099511628211ull;
-    int32_t owner = (int32_t)(atomic_load(&wants->word) & CC_LOCK_TID);
+    int32_t owner = (int32_t)(atomic_load((const _Atomic uint32_t *)w->owner) & CC_TID_MASK);
     if (owner == me)
       break;
     if (!owner)

@@ -1,7 +1,7 @@
 /* gil - the global interpreter lock of a process's threads */
 #include "concur/gil.h"
 #include "concur/error.h"
-#include "concur/lock.h"
+#include "concur/ident.h"
 #include "concur/wait.h"
 
 #include <stdatomic.h>
@@ -65,6 +65,15 @@ void cc_gil_release(void) {
     cc_futex_wake(&word, 1);
 }
 
+/* A spin pays only if the thread that would end it can run meanwhile: not
+ * when it waits for the GIL this thread holds, nor when it is a thread of
+ * this process, which needs the GIL to get on. */
+static int may_spin(int local) {
+  return !held || (!local && atomic_load_explicit(&waiters, memory_order_relaxed) == 0);
+}
+
+static const cc_wait_hooks hooks = {may_spin, cc_gil_wait_hook};
+
 void cc_gil_enable(int64_t switch_interval_ns) {
   if (enabled)
     return;
@@ -72,7 +81,7 @@ void cc_gil_enable(int64_t switch_interval_ns) {
     interval = switch_interval_ns;
   enabled = 1;
   cc_gil_acquire();
-  cc_wait_set_hook(cc_gil_wait_hook);
+  cc_wait_set_hooks(&hooks);
 }
 
 void cc_gil_check(void) {

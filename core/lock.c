@@ -2,67 +2,11 @@
 #include "concur/lock.h"
 #include "concur/deadlock.h"
 #include "concur/error.h"
-#include "concur/gil.h"
+#include "concur/ident.h"
 #include "concur/wait.h"
-
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <string.h>
-#include <unistd.h>
 
 const cc_type cc_lock_type = {"Lock", sizeof(cc_lock), NULL};
 const cc_type cc_rlock_type = {"RLock", sizeof(cc_lock), NULL};
-
-/* Pauses between two looks at a held lock, at most. */
-#define LOCK_BACKOFF_MAX 16
-
-static _Thread_local int cached_tid;
-static int cached_pid;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-/* Whoever forks (concur, a test, a library), the child must not go on with
- * its parent's ids: it would own the parent's locks. */
-static void forget_tid(void) {
-  cached_tid = 0;
-  cached_pid = 0;
-}
-static void register_atfork(void) { pthread_atfork(NULL, NULL, forget_tid); }
-
-int cc_tid(void) {
-  if (!cached_tid) {
-    pthread_once(&atfork_once, register_atfork);
-    cached_tid = gettid();
-  }
-  return cached_tid;
-}
-
-int cc_pid(void) {
-  if (!cached_pid) {
-    pthread_once(&atfork_once, register_atfork);
-    cached_pid = getpid();
-  }
-  return cached_pid;
-}
-
-void cc__tid_reset(void) { forget_tid(); }
-
-int cc__tid_alive(int tid) {
-  char path[64], buf[256];
-  snprintf(path, sizeof path, "/proc/%d/stat", tid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return 0;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0)
-    return 0;
-  buf[n] = '\0';
-  /* The state follows the command name, which is in parentheses and may
-   * itself contain ") ". */
-  char *p = strrchr(buf, ')');
-  return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X' && p[2] != 'x';
-}
 
 cc_lock *cc_lock_new(int recursive) {
   cc_lock *l = cc_obj_new(recursive ? &cc_rlock_type : &cc_lock_type);
@@ -83,37 +27,11 @@ static void owned(cc_lock *l) {
   l->count = 1;
 }
 
-/* Spins for the lock, setting it to `mine`, for about CC_SPIN_NS or until
- * the deadline; true when it has it. Not cc_spin_while: it takes the lock the
- * moment it sees it free, and looks less and less often. A holder usually lets go within a few
- * hundred nanoseconds, sooner than sleeping in the kernel and being woken.
- * The looks come further and further apart: each one takes the cache line
- * from the holder, and a holder that releases and takes the lock again at
- * once (a loop of short critical sections) then goes on for many turns
- * without a miss, instead of handing over on every turn, which costs both
- * processes a cache miss each time. */
+/* Spins for the lock (cc_spin_take): a holder usually lets go within a few
+ * hundred nanoseconds, sooner than sleeping in the kernel and being woken. */
 static int spin(cc_lock *l, uint32_t mine, int64_t deadline) {
-  /* A holder that is another thread of this process needs the GIL to get
-   * on, and this thread has it: spinning would only keep it waiting. */
-  if (cc_gil_held() && atomic_load_explicit(&l->owner_pid, memory_order_relaxed) == cc_pid())
-    return 0;
-  int64_t end = 0;
-  for (int pause = 1;; pause = pause < LOCK_BACKOFF_MAX ? pause * 2 : pause) {
-    uint32_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
-    if (w == 0 && atomic_compare_exchange_weak(&l->word, &w, mine))
-      return 1;
-    if (cc_gil_wanted())
-      return 0; /* another thread here waits for the GIL: sleep, letting go */
-    if (pause >= LOCK_BACKOFF_MAX) {
-      int64_t now = cc_now();
-      if (!end)
-        end = now + CC_SPIN_NS;
-      else if (now >= end || now >= deadline)
-        return 0;
-    }
-    for (int i = 0; i < pause; i++)
-      cc_cpu_relax();
-  }
+  int local = atomic_load_explicit(&l->owner_pid, memory_order_relaxed) == cc_pid();
+  return cc_spin_take(&l->word, mine, deadline, local);
 }
 
 static int sleep_for(cc_lock *l, uint32_t me, int64_t deadline);
@@ -189,7 +107,7 @@ static int sleep_for(cc_lock *l, uint32_t me, int64_t deadline) {
         }
         continue;
       }
-      if (deadline == CC_FOREVER && cc__deadlock_check(l, since) == CC_EDEADLK)
+      if (deadline == CC_FOREVER && cc__deadlock_check(&l->hdr, &l->word, since) == CC_EDEADLK)
         return CC_EDEADLK;
     }
     if (r == CC_ETIMEDOUT || r == CC_EINTR)

@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,20 +170,18 @@ static int exitcode_of(int status) {
   return 1;
 }
 
-/* Reaps p: 1 while it runs (flags WNOHANG), 0 once reaped. */
-static int reap(cc_proc *p, int flags) {
-  int status;
-  pid_t r = waitpid(p->pid, &status, flags);
-  if (r == 0)
-    return 1;
-  p->exitcode = r == p->pid ? exitcode_of(status) : -SIGKILL;
+/* p has been reaped with this status (found, or -1: not a child any more,
+ * reaped elsewhere, its status unknown). Its pidfd is closed by the last
+ * thread that waits on it. */
+static void reaped(cc_proc *p, int status, int found) {
+  p->exitcode = found ? exitcode_of(status) : -SIGKILL;
   release_pid(p->pid);
-  if (p->pidfd >= 0)
+  if (p->pidfd >= 0 && p->joiners == 0) {
     close(p->pidfd);
-  p->pidfd = -1;
+    p->pidfd = -1;
+  }
   p->state = CC_PROC_REAPED;
   unlink_child(p);
-  return 0;
 }
 
 int cc_proc_join(cc_proc *p, int64_t deadline) {
@@ -192,29 +189,33 @@ int cc_proc_join(cc_proc *p, int64_t deadline) {
     return 0;
   if (p->state != CC_PROC_STARTED || p->parent_pid != getpid())
     return CC_EPROC;
-  if (p->pidfd >= 0) {
-    int r = cc_wait_fd(p->pidfd, POLLIN, deadline);
-    if (r)
-      return r;
-    reap(p, 0);
+  int status;
+  p->joiners++;
+  int r = cc_wait_child(p->pid, p->pidfd, &status, NULL, deadline);
+  p->joiners--;
+  if (p->state == CC_PROC_REAPED) {
+    /* Another thread reaped it while this one waited. */
+    if (p->joiners == 0 && p->pidfd >= 0) {
+      close(p->pidfd);
+      p->pidfd = -1;
+    }
     return 0;
   }
-  /* No pidfd (an old kernel): poll the child in slices. */
-  while (reap(p, WNOHANG)) {
-    int64_t next = cc_now() + 5000000;
-    int r = cc_sleep_until(next < deadline ? next : deadline);
-    if (r)
-      return r;
-    if (cc_now() >= deadline && reap(p, WNOHANG))
-      return CC_ETIMEDOUT;
-  }
+  if (r == CC_ETIMEDOUT || r == CC_EINTR)
+    return r;
+  reaped(p, status, r == 0);
   return 0;
 }
 
 int cc_proc_poll(cc_proc *p) {
   if (p->state != CC_PROC_STARTED || p->parent_pid != getpid())
     return 0;
-  return reap(p, WNOHANG);
+  int status;
+  pid_t r = waitpid(p->pid, &status, WNOHANG);
+  if (r == 0)
+    return 1;
+  reaped(p, status, r == p->pid);
+  return 0;
 }
 
 void cc_proc_signal(cc_proc *p, int sig) {
@@ -263,7 +264,8 @@ void cc_proc_forget(cc_proc *p) {
   if (p->state == CC_PROC_STARTED && p->parent_pid == getpid())
     cc_proc_poll(p);
   if (p->state == CC_PROC_STARTED && p->parent_pid == getpid()) {
-    /* Still running: stop tracking it; the subreaper reaps it later. */
+    /* Still running: stop tracking it; the subreaper reaps it later. (A
+     * handle is forgotten when it is collected, so no thread waits on it.) */
     unlink_child(p);
     if (p->pidfd >= 0)
       close(p->pidfd);
@@ -275,6 +277,8 @@ int cc_proc_finish_children(void) {
   for (cc_proc *c = children; c; c = c->next)
     if (c->daemon)
       cc_proc_signal(c, SIGTERM);
+  /* The list is looked at again after each join: while one waits, another
+   * thread may start or reap children. */
   while (children) {
     int r = cc_proc_join(children, CC_FOREVER);
     if (r)
@@ -413,13 +417,8 @@ int cc_proc_reap_any(int *status) {
     *status = st;
   for (cc_proc *c = children; c; c = c->next)
     if (c->pid == r) {
-      c->exitcode = exitcode_of(st);
-      c->state = CC_PROC_REAPED;
-      if (c->pidfd >= 0)
-        close(c->pidfd);
-      c->pidfd = -1;
-      unlink_child(c);
-      break;
+      reaped(c, st, 1);
+      return r;
     }
   release_pid(r);
   return r;

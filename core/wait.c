@@ -1,19 +1,31 @@
 /* wait - the one place where concur blocks: futexes, descriptors, sleeps */
 #include "concur/wait.h"
 #include "concur/error.h"
-#include "concur/gil.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <math.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+/* Threads: the flag is the process's (Ctrl-C stops every wait); the hooks
+ * are set once, before a second thread exists, and only read after. */
 static volatile sig_atomic_t interrupted;
-static cc_wait_hook hook;
+static const cc_wait_hooks *hooks;
+
+static int may_spin(int local) {
+  return !hooks || !hooks->may_spin || hooks->may_spin(local);
+}
+
+static void around(const void *word, int begin) {
+  if (hooks && hooks->around)
+    hooks->around(word, begin);
+}
 
 int64_t cc_now(void) {
   struct timespec ts;
@@ -26,9 +38,9 @@ int cc_spin_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline) {
   for (int i = 1;; i++) {
     if (atomic_load_explicit(word, memory_order_acquire) != seen)
       return 1;
-    /* Another thread of this process waits for the GIL this one holds (and
-     * may be the one to change the word): better sleep, which lets go. */
-    if (cc_gil_wanted())
+    /* The thread that may change the word cannot run meanwhile (it waits
+     * for the GIL this one holds): better sleep, which lets go. */
+    if (!may_spin(0))
       return 0;
     if (i % 16 == 0) { /* the clock costs a few looks: read it now and then */
       int64_t now = cc_now();
@@ -41,6 +53,31 @@ int cc_spin_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline) {
   }
 }
 
+/* Pauses between two looks at a held word, at most. */
+#define TAKE_BACKOFF_MAX 16
+
+int cc_spin_take(_Atomic uint32_t *word, uint32_t mine, int64_t deadline, int local) {
+  if (!may_spin(local))
+    return 0;
+  int64_t end = 0;
+  for (int pause = 1;; pause = pause < TAKE_BACKOFF_MAX ? pause * 2 : pause) {
+    uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
+    if (w == 0 && atomic_compare_exchange_weak(word, &w, mine))
+      return 1;
+    if (!may_spin(0))
+      return 0;
+    if (pause >= TAKE_BACKOFF_MAX) {
+      int64_t now = cc_now();
+      if (!end)
+        end = now + CC_SPIN_NS;
+      else if (now >= end || now >= deadline)
+        return 0;
+    }
+    for (int i = 0; i < pause; i++)
+      cc_cpu_relax();
+  }
+}
+
 int64_t cc_deadline(double seconds) {
   if (isnan(seconds) || seconds < 0 || seconds > 1e9)
     return CC_FOREVER;
@@ -50,7 +87,7 @@ int64_t cc_deadline(double seconds) {
 void cc_interrupt(void) { interrupted = 1; }
 int cc_interrupted(void) { return interrupted != 0; }
 void cc_interrupt_clear(void) { interrupted = 0; }
-void cc_wait_set_hook(cc_wait_hook h) { hook = h; }
+void cc_wait_set_hooks(const cc_wait_hooks *h) { hooks = h; }
 
 static struct timespec to_ts(int64_t t) {
   struct timespec ts = {(time_t)(t / 1000000000LL), (long)(t % 1000000000LL)};
@@ -77,15 +114,13 @@ static int futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline,
     return atomic_load(word) == expect ? CC_ETIMEDOUT : 0;
   int sliced;
   struct timespec ts = to_ts(slice_end(deadline, now, &sliced));
-  if (hook)
-    hook(word, 1);
+  around(word, 1);
   /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time; no PRIVATE
    * flag, since the word may be shared with other processes. */
   long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expect, &ts, NULL,
                    FUTEX_BITSET_MATCH_ANY);
   int e = errno;
-  if (hook)
-    hook(word, 0);
+  around(word, 0);
   if (r == 0) {
     *woken = 1;
     return 0;
@@ -142,12 +177,12 @@ int cc_wait_fds(struct pollfd *fds, int n, int64_t deadline) {
     int sliced;
     int64_t end = slice_end(deadline, now, &sliced);
     int ms = end <= now ? 0 : (int)((end - now + 999999) / 1000000);
-    if (ms && hook)
-      hook(NULL, 1);
+    if (ms)
+      around(NULL, 1);
     int r = poll(fds, (nfds_t)n, ms);
     int e = errno;
-    if (ms && hook)
-      hook(NULL, 0);
+    if (ms)
+      around(NULL, 0);
     errno = e;
     if (r > 0)
       return r;
@@ -164,6 +199,19 @@ int cc_wait_fd(int fd, short events, int64_t deadline) {
   return r > 0 ? 0 : r;
 }
 
+int cc_wait_fd_soon(int fd, short events, int64_t deadline) {
+  struct pollfd p = {.fd = fd, .events = events};
+  int64_t until = cc_now() + CC_SPIN_NS;
+  if (until > deadline)
+    until = deadline;
+  while (may_spin(0) && cc_now() < until) {
+    if (poll(&p, 1, 0) > 0)
+      return 0;
+    cc_cpu_relax();
+  }
+  return cc_wait_fd(fd, events, deadline);
+}
+
 int cc_sleep_until(int64_t deadline) {
   for (;;) {
     if (interrupted)
@@ -173,11 +221,9 @@ int cc_sleep_until(int64_t deadline) {
       return 0;
     int sliced;
     struct timespec ts = to_ts(slice_end(deadline, now, &sliced));
-    if (hook)
-      hook(NULL, 1);
+    around(NULL, 1);
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-    if (hook)
-      hook(NULL, 0);
+    around(NULL, 0);
   }
 }
 
@@ -194,5 +240,32 @@ int cc_wait_signal(const sigset_t *set, int64_t deadline) {
       return s;
     if (errno != EAGAIN && errno != EINTR)
       return CC_ESYS;
+  }
+}
+
+/* How often a child is looked at when there is no pidfd to wait on. */
+#define CHILD_LOOK_NS 5000000LL
+
+int cc_wait_child(int pid, int pidfd, int *status, struct rusage *usage, int64_t deadline) {
+  for (;;) {
+    pid_t r = wait4(pid, status, WNOHANG, usage);
+    if (r == pid)
+      return 0;
+    if (r < 0 && errno != EINTR)
+      return CC_ESYS;
+    if (r < 0)
+      continue;
+    int64_t now = cc_now();
+    if (now >= deadline)
+      return CC_ETIMEDOUT;
+    int w;
+    if (pidfd >= 0) {
+      w = cc_wait_fd(pidfd, POLLIN, deadline);
+    } else {
+      int64_t next = now + CHILD_LOOK_NS;
+      w = cc_sleep_until(next < deadline ? next : deadline);
+    }
+    if (w == CC_EINTR)
+      return w;
   }
 }

@@ -124,11 +124,10 @@ static int l_reap(lua_State *L) {
   pid_t pid = (pid_t)luaL_checkinteger(L, 1);
   int st;
   struct rusage ru;
-  pid_t r;
-  do
-    r = wait4(pid, &st, 0, &ru);
-  while (r < 0 && errno == EINTR);
-  if (r != pid)
+  int r = cc_wait_child(pid, -1, &st, &ru, CC_FOREVER);
+  if (r == CC_EINTR)
+    return luaL_error(L, "interrupted");
+  if (r)
     return luaL_error(L, "cannot reap %d: %s", (int)pid, strerror(errno));
   lua_createtable(L, 0, 5);
   if (WIFEXITED(st)) {

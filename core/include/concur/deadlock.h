@@ -2,7 +2,7 @@
 #ifndef CONCUR_DEADLOCK_H
 #define CONCUR_DEADLOCK_H
 
-#include "concur/lock.h"
+#include "concur/arena.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -39,11 +39,12 @@ void cc_deadlock_set_supervisor(int pid);
 /* The calling thread's name in reports ("MainThread" until set); copied. */
 void cc_deadlock_set_name(const char *name);
 
-/* For cc_lock_acquire, in its wait with no deadline: `since` is when the
+/* For cc_lock_acquire, in its wait with no deadline for the lock l, whose
+ * word owner_word holds its owner's tid (CC_TID_MASK): `since` is when the
  * wait began. Registers the thread once the wait is long enough, and looks
  * for a cycle through it. Returns 0 (go on waiting) or CC_EDEADLK (give up:
  * reported, and no supervisor to end the run). */
-int cc__deadlock_check(cc_lock *l, int64_t since);
+int cc__deadlock_check(const cc_obj *l, const _Atomic uint32_t *owner_word, int64_t since);
 /* Ends the calling thread's registered wait, if any. */
 void cc__deadlock_done(void);
 

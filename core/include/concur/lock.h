@@ -3,6 +3,7 @@
 #define CONCUR_LOCK_H
 
 #include "concur/arena.h"
+#include "concur/ident.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -11,7 +12,7 @@
  * while somebody may sleep on it. Owner ids are kernel tids, so a holder that
  * died can be recognised by looking its tid up in /proc. */
 #define CC_LOCK_WAITERS 0x80000000u
-#define CC_LOCK_TID 0x3fffffffu
+#define CC_LOCK_TID CC_TID_MASK
 
 typedef struct cc_lock {
   cc_obj hdr;
@@ -51,15 +52,5 @@ int cc_lock_dead_owner(cc_lock *l);
 uint32_t cc__lock_release_all(cc_lock *l);
 /* Acquires again to the depth returned by cc__lock_release_all. */
 int cc__lock_restore(cc_lock *l, uint32_t depth, int64_t deadline);
-
-/* The calling thread's kernel id, cached. */
-int cc_tid(void);
-/* The calling process's id, cached: getpid() is a system call in glibc, and
- * a pool asks for it on every task. Both are forgotten in a new child. */
-int cc_pid(void);
-/* Forgets the cached tid (in a new child). */
-void cc__tid_reset(void);
-/* True when the thread tid exists and is not a zombie. */
-int cc__tid_alive(int tid);
 
 #endif

@@ -9,12 +9,16 @@
 enum { CC_PROC_NEW, CC_PROC_STARTED, CC_PROC_REAPED };
 
 /* A handle on a child process, in the memory of the process that started it
- * (the caller owns it; it is not shared). Started children are linked in a
- * per-process list until they are reaped. */
+ * (the caller owns it; it is not shared with other processes). Started
+ * children are linked in a per-process list until they are reaped.
+ * Threads: calls on handles and on the list come one at a time (the
+ * bindings hold the GIL), but joins may wait at once, in several threads:
+ * the first reaps, the others see it reaped. */
 typedef struct cc_proc {
   int state;
   int pid;
   int pidfd;
+  int joiners; /* threads waiting in cc_proc_join: the last closes pidfd */
   int slot;
   int parent_pid;  /* the process that started it: the only one that may join */
   int exitcode;    /* once reaped: the exit status, or -signal */

@@ -6,6 +6,19 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+/*
+ * DESIGN. Every wait of concur, in the core and in the bindings, is one of
+ * these calls: nothing else spins, sleeps, polls, futex-waits or waits for a
+ * child. They know nothing of what runs above them (Lua, the GIL): they ask
+ * it through hooks (cc_wait_hooks) whether a spin may pay, and tell it
+ * before and after each sleep, so that the bindings let go of the GIL while
+ * a thread sleeps, and later tracing, deadlock detection and a scheduler
+ * see every wait. Every wait takes an absolute deadline, returns CC_EINTR
+ * once the interrupt flag is set (Ctrl-C), and wakes at least every
+ * CC_WAIT_SLICE_NS to look around, so that no wait outlives what it waits
+ * for.
+ */
+
 /* Deadlines are absolute CLOCK_MONOTONIC nanoseconds. */
 #define CC_FOREVER INT64_MAX
 
@@ -41,6 +54,10 @@ void cc_futex_wake_one(_Atomic uint32_t *word, _Atomic uint32_t *sleepers);
 
 /* Waits until fd is ready for `events` (POLLIN, ...). 0, CC_ETIMEDOUT, CC_EINTR. */
 int cc_wait_fd(int fd, short events, int64_t deadline);
+/* The same for an answer that often comes within microseconds (a reply on
+ * a pipe): looks for about CC_SPIN_NS without sleeping first, as a wake-up
+ * on another core costs tens of microseconds. */
+int cc_wait_fd_soon(int fd, short events, int64_t deadline);
 /* Waits until one of n descriptors is ready (poll's revents are filled in).
  * The number ready, CC_ETIMEDOUT, CC_EINTR or CC_ESYS. */
 struct pollfd;
@@ -50,6 +67,12 @@ int cc_sleep_until(int64_t deadline);
 /* Waits for one of the blocked signals in set. Returns the signal number,
  * CC_ETIMEDOUT or CC_ESYS. For the host's supervisor. */
 int cc_wait_signal(const sigset_t *set, int64_t deadline);
+/* Waits for the child pid to end and reaps it: through pidfd when it is
+ * not -1, else by looking every few milliseconds. 0 (*status and, when not
+ * NULL, *usage filled in), CC_ETIMEDOUT, CC_EINTR, or CC_ESYS (not a child
+ * of this process, or reaped already). */
+struct rusage;
+int cc_wait_child(int pid, int pidfd, int *status, struct rusage *usage, int64_t deadline);
 
 /* The interrupt flag, set from a signal handler (async-signal-safe): every
  * wait then returns CC_EINTR until it is cleared. */
@@ -71,6 +94,14 @@ void cc_interrupt_clear(void);
 /* Spins while *word == seen, for about CC_SPIN_NS and not past the deadline.
  * True when the word changed (no need to sleep). */
 int cc_spin_while(_Atomic uint32_t *word, uint32_t seen, int64_t deadline);
+/* Spins for *word to be 0 and takes it, setting it to `mine`, for about
+ * CC_SPIN_NS or until the deadline; true when it has it. The looks come
+ * further and further apart: each takes the cache line from the holder,
+ * and a holder that releases and takes it again at once (a loop of short
+ * critical sections) then goes on for many turns without a miss instead
+ * of handing over every time, which costs both sides a miss. `local`: the
+ * holder is a thread of this process. */
+int cc_spin_take(_Atomic uint32_t *word, uint32_t mine, int64_t deadline, int local);
 
 /* The pause between two looks at a word another core is about to change. */
 static inline void cc_cpu_relax(void) {
@@ -81,10 +112,19 @@ static inline void cc_cpu_relax(void) {
 #endif
 }
 
-/* Called around every wait that may sleep (futexes, descriptors, sleeps)
- * with the word waited on, or NULL (begin = 1), and after it (begin = 0):
- * the hook for the GIL, tracing and deadlock detection. */
-typedef void (*cc_wait_hook)(const void *word, int begin);
-void cc_wait_set_hook(cc_wait_hook hook);
+/* What the waits ask of the layer above them; a NULL member, or no hooks,
+ * answers yes and does nothing. */
+typedef struct cc_wait_hooks {
+  /* Before and during a spin: false when spinning cannot pay, because the
+   * thread that would change the word cannot run meanwhile (it waits for
+   * the GIL this thread holds). local: that thread is known to be of this
+   * process (a lock's holder). */
+  int (*may_spin)(int local);
+  /* Around every sleep (futexes, descriptors, sleeps): before it (begin 1,
+   * with the word waited on, or NULL) and after it (begin 0). */
+  void (*around)(const void *word, int begin);
+} cc_wait_hooks;
+/* hooks (kept, not copied), or NULL for none. */
+void cc_wait_set_hooks(const cc_wait_hooks *hooks);
 
 #endif

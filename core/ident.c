@@ -1,0 +1,57 @@
+/* ident - who the caller is: its process and thread ids, and whether a thread lives */
+#include "concur/ident.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Threads: the tid is per thread; the pid is the process's, the same for
+ * all of its threads, and written only with the same value (or 0 in a new
+ * child, which has one thread). */
+static _Thread_local int cached_tid;
+static int cached_pid;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void forget(void) {
+  cached_tid = 0;
+  cached_pid = 0;
+}
+
+static void register_atfork(void) { pthread_atfork(NULL, NULL, forget); }
+
+int cc_tid(void) {
+  if (!cached_tid) {
+    pthread_once(&atfork_once, register_atfork);
+    cached_tid = gettid();
+  }
+  return cached_tid;
+}
+
+int cc_pid(void) {
+  if (!cached_pid) {
+    pthread_once(&atfork_once, register_atfork);
+    cached_pid = getpid();
+  }
+  return cached_pid;
+}
+
+void cc__tid_reset(void) { forget(); }
+
+int cc__tid_alive(int tid) {
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/stat", tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = '\0';
+  /* The state follows the command name, which is in parentheses and may
+   * itself contain ") ". */
+  char *p = strrchr(buf, ')');
+  return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X' && p[2] != 'x';
+}
