@@ -6,12 +6,6 @@
 
 #include <lua.h>
 
-/* Descriptors that travel beside a message (Connections through a Pipe). */
-typedef struct cc_fds {
-  int fd[16];
-  int n;
-} cc_fds;
-
 /* Encodes the n values at idx.. into m (replacing what it held). Arena
  * objects go by handle: m->refs gets one new reference per object, which
  * the message owns. With fds NULL, a Connection is Unsendable; otherwise its

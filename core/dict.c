@@ -102,20 +102,9 @@ static void blob_drop(uint32_t off) {
 /* Copies a blob out, taking a reference per object for the caller. */
 static int blob_copy(uint32_t off, cc_msg *out) {
   blob *b = cc_arena_ptr(off);
-  if (b->len > out->cap) {
-    char *d = realloc(out->data, b->len);
-    if (!d)
-      return CC_EARENAFULL;
-    out->data = d;
-    out->cap = b->len;
-  }
-  if (b->nrefs > out->refcap) {
-    uint32_t *r = realloc(out->refs, b->nrefs * sizeof *r);
-    if (!r)
-      return CC_EARENAFULL;
-    out->refs = r;
-    out->refcap = b->nrefs;
-  }
+  int r = cc_msg_reserve(out, b->len, b->nrefs);
+  if (r)
+    return r;
   if (b->len)
     memcpy(out->data, blob_data(b), b->len);
   out->len = b->len;

@@ -38,12 +38,6 @@ const cc_type cc_queue_type = {"Queue", sizeof(cc_queue), queue_destroy};
 const cc_type cc_jqueue_type = {"JoinableQueue", sizeof(cc_queue), queue_destroy};
 const cc_type cc_squeue_type = {"SimpleQueue", sizeof(cc_queue), queue_destroy};
 
-void cc_msg_free(cc_msg *m) {
-  free(m->data);
-  free(m->refs);
-  memset(m, 0, sizeof *m);
-}
-
 static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 static size_t rec_size(size_t len, uint32_t nrefs) {
   return pad8(sizeof(rec) + nrefs * sizeof(uint32_t) + len);
@@ -236,27 +230,6 @@ int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline) {
   }
 }
 
-static int reserve(cc_msg *m, size_t len, uint32_t nrefs) {
-  if (len > m->cap) {
-    size_t cap = m->cap ? m->cap : 256;
-    while (cap < len)
-      cap *= 2;
-    char *d = realloc(m->data, cap);
-    if (!d)
-      return CC_EARENAFULL;
-    m->data = d;
-    m->cap = cap;
-  }
-  if (nrefs > m->refcap) {
-    uint32_t *r = realloc(m->refs, nrefs * sizeof *r);
-    if (!r)
-      return CC_EARENAFULL;
-    m->refs = r;
-    m->refcap = nrefs;
-  }
-  return 0;
-}
-
 int cc_queue_get(cc_queue *q, cc_msg *m, int64_t deadline) {
   for (;;) {
     uint32_t seen = atomic_load(&q->put_seq);
@@ -269,7 +242,7 @@ int cc_queue_get(cc_queue *q, cc_msg *m, int64_t deadline) {
       rec hd;
       uint32_t at = pos(h);
       ring_read(ring, at, &hd, sizeof hd);
-      r = reserve(m, hd.len, hd.nrefs);
+      r = cc_msg_reserve(m, hd.len, hd.nrefs);
       if (r) {
         unlock(q);
         return r;

@@ -8,7 +8,9 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +61,79 @@ static inline int await(pid_t pid, double seconds) {
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
   }
+}
+
+/* The other party of a test: every primitive is tried with it in another
+ * process, in another thread of this one, and in a thread of another
+ * process. fn(arg, i) runs there; its return is the party's result. */
+enum { PARTY_PROCESS, PARTY_THREAD, PARTY_THREAD_OF_PROCESS, PARTY_KINDS };
+static const char *const party_kind_names[PARTY_KINDS] = {"process", "thread",
+                                                           "thread of a process"};
+
+typedef struct party {
+  int kind;
+  pid_t pid;
+  pthread_t thread;
+  int (*fn)(void *, int);
+  void *arg;
+  int i;
+  int result;
+  _Atomic int done;
+} party;
+
+static inline void *party_main(void *p) {
+  party *x = p;
+  x->result = x->fn(x->arg, x->i);
+  atomic_store(&x->done, 1);
+  return NULL;
+}
+
+/* Starts fn(arg, i) as a party of that kind (freed by party_join). */
+static inline party *party_start(int kind, int (*fn)(void *, int), void *arg, int i) {
+  party *x = calloc(1, sizeof *x);
+  assert_non_null(x);
+  x->kind = kind;
+  x->fn = fn;
+  x->arg = arg;
+  x->i = i;
+  if (kind == PARTY_THREAD) {
+    assert_int_equal(pthread_create(&x->thread, NULL, party_main, x), 0);
+    return x;
+  }
+  fflush(NULL);
+  x->pid = fork();
+  assert_true(x->pid >= 0);
+  if (x->pid == 0) {
+    if (kind == PARTY_THREAD_OF_PROCESS) {
+      pthread_t t;
+      if (pthread_create(&t, NULL, party_main, x) != 0)
+        _exit(126);
+      pthread_join(t, NULL);
+      _exit(x->result);
+    }
+    _exit(fn(arg, i));
+  }
+  return x;
+}
+
+/* Waits for the party at most `seconds` (then the test fails; a process
+ * is killed) and returns its result. */
+static inline int party_join(party *x, double seconds) {
+  int r;
+  if (x->kind == PARTY_THREAD) {
+    int64_t end = cc_now() + (int64_t)(seconds * 1e9);
+    while (!atomic_load(&x->done)) {
+      if (cc_now() > end)
+        fail_msg("a thread party did not finish within %.1f s", seconds);
+      cc_sleep_until(cc_now() + MS);
+    }
+    pthread_join(x->thread, NULL);
+    r = x->result;
+  } else {
+    r = await(x->pid, seconds);
+  }
+  free(x);
+  return r;
 }
 
 /* A child that waits to be killed, but never outlives a broken test. */

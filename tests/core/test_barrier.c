@@ -13,7 +13,7 @@ typedef struct meet {
 
 enum { PARTIES = 4, ROUNDS = 3 };
 
-static int party(void *arg, int i) {
+static int barrier_party(void *arg, int i) {
   (void)i;
   meet *m = arg;
   for (int g = 0; g < ROUNDS; g++) {
@@ -36,7 +36,7 @@ static void generations(void **state) {
   m->b = cc_barrier_new(PARTIES);
   pid_t p[PARTIES];
   for (int i = 0; i < PARTIES; i++)
-    p[i] = spawn(party, m, i);
+    p[i] = spawn(barrier_party, m, i);
   for (int i = 0; i < PARTIES; i++)
     assert_int_equal(await(p[i], 20), 0);
   assert_int_equal(atomic_load(&m->early), 0);

@@ -32,7 +32,8 @@ uint32_t cc_dict_len(cc_dict *d);
 /* Dicts and Namespaces, by key bytes. Values come out as copies with their
  * own references (the caller's); values go in with their references (the
  * container's, on success). */
-/* 0 (out filled) or CC_EEMPTY when there is no such key. */
+/* 0 (out filled), CC_EEMPTY when there is no such key, CC_ENOMEM when out
+ * cannot grow. */
 int cc_dict_get(cc_dict *d, const char *key, size_t klen, cc_msg *out);
 /* 0 or CC_EARENAFULL. */
 int cc_dict_set(cc_dict *d, const char *key, size_t klen, const cc_msg *val);

@@ -4,6 +4,7 @@
 
 #include "concur/arena.h"
 #include "concur/lock.h"
+#include "concur/msg.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -34,18 +35,6 @@ typedef struct cc_queue {
   _Atomic uint32_t join_waiters;
 } cc_queue;
 
-/* A message as the caller sees it: bytes, and the arena objects it refers
- * to (one reference each travels with the message). The buffers are the
- * caller's (malloc), reused from call to call; cc_msg_free releases them. */
-typedef struct cc_msg {
-  char *data;
-  size_t len, cap;
-  uint32_t *refs;
-  uint32_t nrefs, refcap;
-} cc_msg;
-
-void cc_msg_free(cc_msg *m);
-
 extern const cc_type cc_queue_type;
 extern const cc_type cc_jqueue_type;
 extern const cc_type cc_squeue_type;
@@ -61,7 +50,7 @@ cc_queue *cc_queue_new(int kind, uint32_t maxsize);
  * room to grow; m's refs stay the caller's), CC_EINTR. */
 int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline);
 /* Takes the oldest message into m (its refs become the caller's) before
- * the deadline. 0, CC_EMPTY, CC_EINTR, CC_EARENAFULL (m could not grow). */
+ * the deadline. 0, CC_EEMPTY, CC_EINTR, CC_ENOMEM (m could not grow). */
 int cc_queue_get(cc_queue *q, cc_msg *m, int64_t deadline);
 uint32_t cc_queue_qsize(cc_queue *q);
 /* JoinableQueue: one put is done. CC_EVALUE when called more often than put. */
