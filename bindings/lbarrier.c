@@ -66,7 +66,9 @@ static int barrier_wait(lua_State *L) {
   int has_action = !lua_isnil(L, -1);
   lua_pop(L, 2);
   action_call a = {L, 0};
+  cc_wrapper *w = cc__lbusy(L, 1); /* the action runs in a protected call */
   int r = cc_barrier_wait(b, dl, has_action ? run_action : NULL, &a);
+  cc__lidle(w, &b->hdr);
   if (a.failed)
     return lua_error(L);
   if (r == CC_EBROKEN)

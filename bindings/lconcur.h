@@ -44,9 +44,10 @@ cc_obj *cc__ltest_obj(lua_State *L, int idx, const char *tname);
 #define CC_WRAPPER_MAGIC 0x636f6e6375727772ULL
 typedef struct cc_wrapper {
   uint64_t magic;
-  cc_obj *o;     /* NULL once closed */
-  uint32_t type; /* o's type tag, which never changes */
-  uint32_t unused;
+  cc_obj *o;       /* NULL once closed */
+  uint32_t type;   /* o's type tag, which never changes */
+  uint16_t busy;   /* calls waiting on o (cc__lbusy) */
+  uint16_t closed; /* closed while busy: the last of them drops the hold */
 } cc_wrapper;
 
 /* The wrapper at idx, open or closed, or NULL. */
@@ -74,6 +75,19 @@ static inline cc_obj *cc__ltest_type(lua_State *L, int idx, const cc_type *t1,
   const cc_type *t = cc_type_get(w->type);
   return t == t1 || t == t2 ? w->o : NULL;
 }
+/* A call that waits on the object of the wrapper at idx (which it checked)
+ * marks it busy for the length of the core call, and idle after it, before
+ * anything is raised: a close of the wrapper by another thread while this
+ * one waits (the GIL let go) then takes effect when the last such call is
+ * done, and the object outlives every wait on it. Both run with the GIL
+ * held; the core call must not raise. */
+static inline cc_wrapper *cc__lbusy(lua_State *L, int idx) {
+  cc_wrapper *w = cc__lwrapper_any(L, idx);
+  w->busy++;
+  return w;
+}
+void cc__lidle(cc_wrapper *w, cc_obj *o);
+
 /* Makes the metatable "concur.<tname>" with methods, meta (__gc, __close and
  * __tostring are added when missing) and __index = methods. */
 void cc__lnew_class(lua_State *L, const char *tname, const luaL_Reg *methods,

@@ -44,7 +44,11 @@ static int not_owner(lua_State *L, const char *what) {
 
 static int cond_acquire(lua_State *L) {
   cc_cond *c = check_cond(L, 1);
-  return cc__lpush_acquired(L, acquire(&c->hdr, cc__lblock_deadline(L, 2)));
+  int64_t dl = cc__lblock_deadline(L, 2);
+  cc_wrapper *w = cc__lbusy(L, 1);
+  int r = acquire(&c->hdr, dl);
+  cc__lidle(w, &c->hdr);
+  return cc__lpush_acquired(L, r);
 }
 
 static int cond_release(lua_State *L) {
@@ -56,7 +60,10 @@ static int cond_release(lua_State *L) {
 
 static int cond_wait(lua_State *L) {
   cc_cond *c = check_cond(L, 1);
-  int r = cc_cond_wait(c, cc__ldeadline(L, 2));
+  int64_t dl = cc__ldeadline(L, 2);
+  cc_wrapper *w = cc__lbusy(L, 1);
+  int r = cc_cond_wait(c, dl);
+  cc__lidle(w, &c->hdr);
   if (r == CC_ENOTOWNER)
     return not_owner(L, "wait");
   if (r == CC_EINTR)
@@ -79,7 +86,9 @@ static int cond_wait_for(lua_State *L) {
     if (cc_now() >= dl)
       return 1;
     lua_pop(L, 1);
+    cc_wrapper *w = cc__lbusy(L, 1);
     int r = cc_cond_wait(c, dl);
+    cc__lidle(w, &c->hdr);
     if (r == CC_ENOTOWNER)
       return not_owner(L, "wait");
     if (r == CC_EINTR)
@@ -88,7 +97,10 @@ static int cond_wait_for(lua_State *L) {
 }
 
 static int notify(lua_State *L, int n) {
-  int r = cc_cond_notify(check_cond(L, 1), n);
+  cc_cond *c = check_cond(L, 1);
+  cc_wrapper *w = cc__lbusy(L, 1); /* it waits for the woken to see it */
+  int r = cc_cond_notify(c, n);
+  cc__lidle(w, &c->hdr);
   if (r == CC_ENOTOWNER)
     return not_owner(L, "notify");
   if (r)

@@ -25,6 +25,14 @@ static cc_dict *check_list(lua_State *L, int idx) {
  * another thread's operation must not write over them meanwhile.
  */
 
+/* Every operation waits for the container's lock: the wrapper at 1 is busy
+ * for the length of the core call (lconcur.h). */
+static cc_wrapper *busy(lua_State *L) { return cc__lbusy(L, 1); }
+static int idle(cc_wrapper *w, cc_dict *d, int r) {
+  cc__lidle(w, &d->hdr);
+  return r;
+}
+
 /* Encodes the value at idx into a buffer of the caller's; raises
  * (Unsendable) with nothing taken. */
 static cc_msg *encode(lua_State *L, int idx, const char *root) {
@@ -98,7 +106,8 @@ static void push_snapshot(lua_State *L, cc_snapshot *s, cc_msg *m) {
 
 static int get_or_nil(lua_State *L, cc_dict *d, int k) {
   cc_msg *km = key(L, k), *out = cc__lmsg_take(L);
-  if (!push_out(L, cc_dict_get(d, km->data, km->len, out), km, out))
+  cc_wrapper *w = busy(L);
+  if (!push_out(L, idle(w, d, cc_dict_get(d, km->data, km->len, out)), km, out))
     lua_pushnil(L);
   return 1;
 }
@@ -106,18 +115,21 @@ static int get_or_nil(lua_State *L, cc_dict *d, int k) {
 static int set_or_del(lua_State *L, cc_dict *d, int k, int v) {
   cc_msg *km = key(L, k);
   if (lua_isnil(L, v)) {
-    cc_dict_del(d, km->data, km->len, NULL);
+    cc_wrapper *w = busy(L);
+    idle(w, d, cc_dict_del(d, km->data, km->len, NULL));
     cc__lmsg_give(km);
     return 0;
   }
   cc_msg *vm = encode(L, v, "value");
-  finish(L, cc_dict_set(d, km->data, km->len, vm), km, vm);
+  cc_wrapper *w = busy(L);
+  finish(L, idle(w, d, cc_dict_set(d, km->data, km->len, vm)), km, vm);
   return 0;
 }
 
 static void append(lua_State *L, cc_dict *d, int v) {
   cc_msg *vm = encode(L, v, "value");
-  finish(L, cc_list_insert(d, CC_LIST_END, vm), NULL, vm);
+  cc_wrapper *w = busy(L);
+  finish(L, idle(w, d, cc_list_insert(d, CC_LIST_END, vm)), NULL, vm);
 }
 
 static int fill(lua_State *L, cc_dict *d, int t) {
@@ -150,13 +162,15 @@ static void fill_list(lua_State *L, cc_dict *d, int t) {
 }
 
 static int new_container(lua_State *L, int kind) {
-  lua_settop(L, 1); /* the optional table; the wrapper goes at 2 */
+  lua_settop(L, 1); /* the optional table goes at 2, after the wrapper */
   cc_dict *d = cc__lcheck_alloc(L, cc_dict_new(kind));
   cc__lpush_obj(L, &d->hdr, 1);
+  lua_insert(L, 1);
   if (kind == CC_LIST)
-    fill_list(L, d, 1);
+    fill_list(L, d, 2);
   else
-    fill(L, d, 1);
+    fill(L, d, 2);
+  lua_settop(L, 1);
   return 1;
 }
 
@@ -187,7 +201,8 @@ static int dict_len(lua_State *L) {
 static int dict_get(lua_State *L) {
   cc_dict *d = check_dict(L, 1);
   cc_msg *km = key(L, 2), *out = cc__lmsg_take(L);
-  if (!push_out(L, cc_dict_get(d, km->data, km->len, out), km, out))
+  cc_wrapper *w = busy(L);
+  if (!push_out(L, idle(w, d, cc_dict_get(d, km->data, km->len, out)), km, out))
     lua_pushvalue(L, 3);
   return 1;
 }
@@ -195,7 +210,8 @@ static int dict_get(lua_State *L) {
 static int dict_pop(lua_State *L) {
   cc_dict *d = check_dict(L, 1);
   cc_msg *km = key(L, 2), *out = cc__lmsg_take(L);
-  if (push_out(L, cc_dict_del(d, km->data, km->len, out), km, out))
+  cc_wrapper *w = busy(L);
+  if (push_out(L, idle(w, d, cc_dict_del(d, km->data, km->len, out)), km, out))
     return 1;
   if (lua_gettop(L) >= 3) {
     lua_pushvalue(L, 3);
@@ -213,7 +229,8 @@ static int dict_update(lua_State *L) {
 static int listing(lua_State *L, int what) {
   cc_dict *d = check_dict(L, 1);
   cc_snapshot s;
-  if (cc_dict_snapshot(d, &s))
+  cc_wrapper *w = busy(L);
+  if (idle(w, d, cc_dict_snapshot(d, &s)))
     return cc__lraise_code(L, CC_EARENAFULL, NULL);
   lua_createtable(L, (int)s.n, 0);
   for (uint32_t i = 0; i < s.n; i++) {
@@ -333,7 +350,8 @@ static int read_modify_write(lua_State *L, int mode) {
   lua_settop(L, 3);
   cc_msg *km = key(L, 2);
   upd u = {L, NULL, NULL, mode};
-  int r = cc_dict_update(d, km->data, km->len, upd_fn, &u);
+  cc_wrapper *w = busy(L); /* fn runs in a protected call */
+  int r = idle(w, d, cc_dict_update(d, km->data, km->len, upd_fn, &u));
   cc__lmsg_give(km);
   if (r == CC_EVALUE)
     return lua_error(L);
@@ -374,7 +392,8 @@ static int list_index_mm(lua_State *L) {
       return 1;
     }
     cc_msg *out = cc__lmsg_take(L);
-    if (!push_out(L, cc_list_get(d, (uint32_t)(i - 1), out), NULL, out))
+    cc_wrapper *w = busy(L);
+    if (!push_out(L, idle(w, d, cc_list_get(d, (uint32_t)(i - 1), out)), NULL, out))
       lua_pushnil(L);
     return 1;
   }
@@ -388,7 +407,8 @@ static int list_newindex(lua_State *L) {
   cc_dict *d = check_list(L, 1);
   uint32_t i = list_index(L, 2, cc_dict_len(d), 0);
   cc_msg *vm = encode(L, 3, "value");
-  finish(L, cc_list_set(d, i, vm), NULL, vm);
+  cc_wrapper *w = busy(L);
+  finish(L, idle(w, d, cc_list_set(d, i, vm)), NULL, vm);
   return 0;
 }
 
@@ -408,7 +428,8 @@ static int list_insert(lua_State *L) {
   cc_dict *d = check_list(L, 1);
   uint32_t i = list_index(L, 2, cc_dict_len(d), 1);
   cc_msg *vm = encode(L, 3, "value");
-  finish(L, cc_list_insert(d, i, vm), NULL, vm);
+  cc_wrapper *w = busy(L);
+  finish(L, idle(w, d, cc_list_insert(d, i, vm)), NULL, vm);
   return 0;
 }
 
@@ -419,7 +440,8 @@ static int list_pop(lua_State *L) {
     return cc__lraise(L, "ValueError", "pop from an empty List");
   uint32_t i = lua_isnoneornil(L, 2) ? len - 1 : list_index(L, 2, len, 0);
   cc_msg *out = cc__lmsg_take(L);
-  if (!push_out(L, cc_list_pop(d, i, out), NULL, out))
+  cc_wrapper *w = busy(L);
+  if (!push_out(L, idle(w, d, cc_list_pop(d, i, out)), NULL, out))
     return cc__lraise(L, "ValueError", "index out of range");
   return 1;
 }
@@ -427,7 +449,8 @@ static int list_pop(lua_State *L) {
 static int list_totable(lua_State *L) {
   cc_dict *d = check_list(L, 1);
   cc_snapshot s;
-  if (cc_dict_snapshot(d, &s))
+  cc_wrapper *w = busy(L);
+  if (idle(w, d, cc_dict_snapshot(d, &s)))
     return cc__lraise_code(L, CC_EARENAFULL, NULL);
   lua_createtable(L, (int)s.n, 0);
   for (uint32_t i = 0; i < s.n; i++) {

@@ -29,7 +29,10 @@ static int event_is_set(lua_State *L) {
 
 static int event_wait(lua_State *L) {
   cc_event *e = check_event(L, 1);
-  int r = cc_event_wait(e, cc__ldeadline(L, 2));
+  int64_t dl = cc__ldeadline(L, 2);
+  cc_wrapper *w = cc__lbusy(L, 1);
+  int r = cc_event_wait(e, dl);
+  cc__lidle(w, &e->hdr);
   if (r == CC_EINTR)
     return cc__lraise_code(L, r, NULL);
   lua_pushboolean(L, r == 0);

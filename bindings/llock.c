@@ -86,7 +86,10 @@ int64_t cc__lblock_deadline(lua_State *L, int idx) {
 static int lock_acquire(lua_State *L) {
   cc_lock *l = check_lock(L, 1);
   int64_t dl = cc__lblock_deadline(L, 2);
-  return cc__lpush_acquired(L, acquire(&l->hdr, dl));
+  cc_wrapper *w = cc__lbusy(L, 1);
+  int r = acquire(&l->hdr, dl);
+  cc__lidle(w, &l->hdr);
+  return cc__lpush_acquired(L, r);
 }
 
 static int lock_release(lua_State *L) {
@@ -137,7 +140,9 @@ static int lock_acquire_restore(lua_State *L) {
   cc_lock *l = check_lock(L, 1);
   lua_Integer depth = luaL_checkinteger(L, 2);
   luaL_argcheck(L, depth >= 1 && depth <= UINT32_MAX, 2, "a depth from _release_save");
+  cc_wrapper *w = cc__lbusy(L, 1);
   int r = cc__lock_restore(l, (uint32_t)depth, CC_FOREVER);
+  cc__lidle(w, &l->hdr);
   if (r == CC_EOWNERDEAD)
     warn_owner_died(l);
   else if (r)

@@ -41,7 +41,8 @@ void cc__lpush_obj(lua_State *L, cc_obj *o, int adopt) {
   w->magic = CC_WRAPPER_MAGIC;
   w->o = NULL;
   w->type = o->type;
-  w->unused = 0;
+  w->busy = 0;
+  w->closed = 0;
   push_mt(L, o);
   lua_setmetatable(L, -2);
   int r = adopt ? cc_hold_adopt(o) : cc_hold(o);
@@ -91,9 +92,19 @@ int cc__lobj_close(lua_State *L) {
   if (w && w->o) {
     cc_obj *o = w->o;
     w->o = NULL;
-    cc_unhold(o);
+    if (w->busy)
+      w->closed = 1; /* another thread waits on it: it lets go when done */
+    else
+      cc_unhold(o);
   }
   return 0;
+}
+
+void cc__lidle(cc_wrapper *w, cc_obj *o) {
+  if (--w->busy == 0 && w->closed) {
+    w->closed = 0;
+    cc_unhold(o);
+  }
 }
 
 static int obj_tostring(lua_State *L) {
@@ -142,10 +153,13 @@ void cc__lnew_class(lua_State *L, const char *tname, const luaL_Reg *methods,
   lua_pop(L, 2);
 }
 
-/* Guards: a to-be-closed value that releases what hold() acquired. */
+/* Guards: a to-be-closed value that releases what hold() acquired. The
+ * wrapper (the guard's user value) is busy while the guard holds: the
+ * object outlives a close of the wrapper meanwhile. */
 typedef struct guard {
   cc_obj *o;
   const cc_acquirable *a;
+  wrapper *w;
 } guard;
 
 static int guard_close(lua_State *L) {
@@ -154,6 +168,7 @@ static int guard_close(lua_State *L) {
     cc_obj *o = g->o;
     g->o = NULL;
     int r = g->a->release(o);
+    cc__lidle(g->w, o);
     if (r && !lua_isnoneornil(L, 2))
       return 0; /* closing on an error: the first error is the one to see */
     if (r)
@@ -168,9 +183,15 @@ static int guard_tostring(lua_State *L) {
   return 1;
 }
 
-static int acquire_or_raise(lua_State *L, cc_obj *o, const cc_acquirable *a) {
+/* Acquires o, the wrapper at idx busy meanwhile (and after, when keep). */
+static int acquire_or_raise(lua_State *L, int idx, cc_obj *o, const cc_acquirable *a,
+                            int keep) {
+  wrapper *w = cc__lbusy(L, idx);
   int r = a->acquire(o, CC_FOREVER);
-  if (r && r != CC_EOWNERDEAD)
+  int ok = r == 0 || r == CC_EOWNERDEAD;
+  if (!ok || !keep)
+    cc__lidle(w, o);
+  if (!ok)
     return cc__lraise_code(L, r, NULL);
   return 0;
 }
@@ -180,6 +201,7 @@ int cc__lhold(lua_State *L, int idx, const cc_acquirable *a) {
   guard *g = lua_newuserdatauv(L, sizeof *g, 1);
   g->o = NULL;
   g->a = a;
+  g->w = cc__lwrapper_any(L, idx);
   if (luaL_newmetatable(L, "concur.Guard")) {
     lua_pushcfunction(L, guard_close);
     lua_setfield(L, -2, "__close");
@@ -196,7 +218,7 @@ int cc__lhold(lua_State *L, int idx, const cc_acquirable *a) {
   /* The guard keeps the wrapper, so the object outlives the guard. */
   lua_pushvalue(L, idx);
   lua_setiuservalue(L, -2, 1);
-  acquire_or_raise(L, o, a);
+  acquire_or_raise(L, idx, o, a, 1);
   g->o = o;
   return 1;
 }
@@ -205,6 +227,7 @@ static int with_finish(lua_State *L, int status, lua_KContext ctx) {
   cc_obj *o = lua_touserdata(L, 2);
   const cc_acquirable *a = (const cc_acquirable *)ctx;
   int r = a->release(o);
+  cc__lidle(cc__lwrapper_any(L, 1), o);
   if (status != LUA_OK && status != LUA_YIELD)
     return lua_error(L);
   if (r)
@@ -215,7 +238,7 @@ static int with_finish(lua_State *L, int status, lua_KContext ctx) {
 int cc__lwith(lua_State *L, int idx, const cc_acquirable *a) {
   cc_obj *o = cc__lcheck_obj(L, idx, NULL);
   luaL_checktype(L, idx + 1, LUA_TFUNCTION);
-  acquire_or_raise(L, o, a);
+  acquire_or_raise(L, idx, o, a, 1); /* busy until with_finish */
   /* Stack: [1] the wrapper (kept, so the object stays alive), [2] the
    * object, [3] fn, [4..] its arguments. */
   lua_pushlightuserdata(L, o);

@@ -33,7 +33,9 @@ static int put(lua_State *L, cc_queue *q, int64_t deadline) {
     cc__lmsg_give(m);
     return lua_error(L);
   }
+  cc_wrapper *w = cc__lbusy(L, 1);
   int r = cc_queue_put(q, m, deadline);
+  cc__lidle(w, &q->hdr);
   if (r)
     cc__lmsg_unref(m);
   cc__lmsg_give(m);
@@ -46,7 +48,9 @@ static int put(lua_State *L, cc_queue *q, int64_t deadline) {
 
 static int get(lua_State *L, cc_queue *q, int64_t deadline) {
   cc_msg *m = cc__lmsg_take(L);
+  cc_wrapper *w = cc__lbusy(L, 1);
   int r = cc_queue_get(q, m, deadline);
+  cc__lidle(w, &q->hdr);
   int n = r ? 0 : cc__ldecode(L, m, NULL);
   cc__lmsg_give(m);
   if (r == CC_EEMPTY)
@@ -104,7 +108,10 @@ static int queue_task_done(lua_State *L) {
 
 static int queue_join(lua_State *L) {
   cc_queue *q = (cc_queue *)cc__lcheck_obj(L, 1, "JoinableQueue");
-  int r = cc_queue_join(q, cc__ldeadline(L, 2));
+  int64_t dl = cc__ldeadline(L, 2);
+  cc_wrapper *w = cc__lbusy(L, 1);
+  int r = cc_queue_join(q, dl);
+  cc__lidle(w, &q->hdr);
   if (r == CC_EINTR)
     return cc__lraise_code(L, r, NULL);
   lua_pushboolean(L, r == 0);

@@ -32,7 +32,11 @@ static int l_bounded(lua_State *L) { return new_sem(L, 1); }
 
 static int sem_acquire(lua_State *L) {
   cc_sem *s = check_sem(L, 1);
-  return cc__lpush_acquired(L, cc_sem_wait(s, cc__lblock_deadline(L, 2)));
+  int64_t dl = cc__lblock_deadline(L, 2);
+  cc_wrapper *w = cc__lbusy(L, 1);
+  int r = cc_sem_wait(s, dl);
+  cc__lidle(w, &s->hdr);
+  return cc__lpush_acquired(L, r);
 }
 
 static int sem_release(lua_State *L) {

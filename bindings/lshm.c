@@ -307,7 +307,11 @@ static int shm_acquire(lua_State *L) {
   cc_shm *s = check_shm(L, 1);
   if (!s->lock)
     return no_lock(L, s);
-  return cc__lpush_acquired(L, cc_lock_acquire(s->lock, cc__lblock_deadline(L, 2)));
+  int64_t dl = cc__lblock_deadline(L, 2);
+  cc_wrapper *w = cc__lbusy(L, 1);
+  int r = cc_lock_acquire(s->lock, dl);
+  cc__lidle(w, &s->hdr);
+  return cc__lpush_acquired(L, r);
 }
 
 static int shm_release(lua_State *L) {

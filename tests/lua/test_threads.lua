@@ -170,4 +170,75 @@ T.test("forking from a process with threads: one thread, a working GIL", functio
   T.eq(q:get(true, 5), 1)
 end)
 
+T.test("an object closed by one thread while another waits on it outlives the wait", function()
+  local kinds = {
+    Queue = function(o) return o:get(true, 0.3) end,
+    Lock = function(o) return o:acquire(true, 0.3) end,
+    Event = function(o) return o:wait(0.3) end,
+    Semaphore = function(o) return o:acquire(true, 0.3) end,
+  }
+  local function round()
+    for kind, wait in pairs(kinds) do
+      local o = concur[kind](kind == "Semaphore" and 0 or nil)
+      if kind == "Lock" then o:acquire() end
+      local result
+      local inside = concur.Event()
+      local t = concur.Thread{target = function()
+        inside:set() -- the GIL goes to the main thread once this one waits
+        result = {pcall(wait, o)}
+      end}
+      t:start()
+      T.eq(inside:wait(10), true)
+      concur.sleep(0.05)
+      getmetatable(o).__close(o) -- this process's only handle, while the thread waits on it
+      -- New objects made meanwhile must not land where it was.
+      local others = {}
+      for i = 1, 50 do
+        others[i] = concur.Queue()
+        others[i]:put("not yours")
+      end
+      T.eq(t:join(10), true)
+      if kind == "Queue" then
+        T.eq(result[1], false, "nobody put into the closed Queue")
+        T.eq(concur.is(result[2], "Empty"), true, tostring(result[2]))
+      else
+        T.eq(result[1], true)
+        T.eq(result[2], false, kind .. ": the wait timed out, as nobody released it")
+      end
+      for _, q in ipairs(others) do q:close() end
+      collectgarbage(); collectgarbage()
+    end
+  end
+  -- (A first round grows this process's table of held objects, which stays.)
+  round()
+  local used = concur._arena_used()
+  round()
+  T.eq(concur._arena_used(), used, "each object is freed once the wait is over")
+end)
+
+T.test("daemon threads that still compute at the end never run while the state closes", function()
+  local path = T.script([[
+    local concur = require "concur"
+    for i = 1, 4 do
+      concur.Thread{daemon = true, target = function()
+        local x = 0
+        while true do
+          x = x + 1
+          local t = {x, tostring(x)}
+          if x % 1000 == 0 then concur.sleep(0.0001) end
+        end
+      end}:start()
+    end
+    concur.Thread{target = function() concur.sleep(0.02) end}:start()
+    concur.sleep(0.01)
+    print("end")]])
+  local bin = os.getenv("CONCUR") or "./build/concur"
+  for _ = 1, 20 do
+    local code, out, err = T.sh(bin .. " run " .. path)
+    T.eq(code, 0, "exit code (stderr: " .. err .. ")")
+    T.eq(out, "end\n")
+  end
+  os.remove(path)
+end)
+
 T.done()
