@@ -620,8 +620,8 @@ int cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
   }
   /* The encoder's state is big (the path): one is kept for reuse. Threads:
    * `busy` is read and set with the GIL held, and a call that finds it set
-   * (a nested encode from a __concur_encode, or another thread's while
-   * this one's hook let go of the GIL) makes its own. */
+   * (a nested encode from a __concur_encode, or another thread's while a
+   * finalizer in this one let go of the GIL) makes its own. */
   static enc cached;
   static int busy;
   enc *e = busy ? malloc(sizeof *e) : &cached;

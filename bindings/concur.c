@@ -11,6 +11,7 @@
 #include "pool_lua.h"
 
 
+/* Threads: the host's settings, written before luaopen_concur, read after. */
 static cc_lhost host = {(size_t)256 << 20, 512, 1.0, NULL, 0.005, 0};
 static int hosted;
 

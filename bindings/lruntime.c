@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Threads: set at luaopen_concur, before any thread, and read after; a
+ * report is one write(2), so lines of several threads never mix. */
 static const char *metrics_path;
 static lua_State *sig_state;
 static struct sigaction prev_sigint;
@@ -111,7 +113,7 @@ static int l_report(lua_State *L) {
 
 /* The interpreter's hook: Ctrl-C stops the running Lua code at its next
  * instruction (as lua.c does), and a waiting thread gets the GIL. */
-static volatile sig_atomic_t interrupt_pending;
+static volatile sig_atomic_t interrupt_pending; /* the process's, like Ctrl-C */
 
 void cc__lhook(lua_State *L, lua_Debug *ar) {
   (void)ar;

@@ -58,6 +58,9 @@ typedef struct thr {
   char name[64];
 } thr;
 
+/* Threads: `unreaped` and `zombies` are changed with the GIL held, by calls
+ * that do not wait meanwhile; switch_ns is set before the first thread;
+ * current and running_L are each thread's own. */
 static thr *unreaped;
 static int64_t switch_ns = 5000000;
 static _Thread_local thr *current;
@@ -344,6 +347,15 @@ static int handle_ident(lua_State *L) {
   return 1;
 }
 
+/* _thread_number() -> 1, 2, ...: the next thread's number, for its name
+ * (counted in C, where no switch of the GIL can come between the read and
+ * the write). */
+static int l_thread_number(lua_State *L) {
+  static lua_Integer n; /* threads: changed with the GIL held */
+  lua_pushinteger(L, ++n);
+  return 1;
+}
+
 /* _thread_current() -> the handle of the calling thread, or nil (main). */
 static int l_thread_current(lua_State *L) {
   if (!current) {
@@ -445,6 +457,8 @@ void cc__open_thread(lua_State *L) {
   lua_setfield(L, -2, "_thread_start");
   lua_pushcfunction(L, l_thread_current);
   lua_setfield(L, -2, "_thread_current");
+  lua_pushcfunction(L, l_thread_number);
+  lua_setfield(L, -2, "_thread_number");
   lua_pushcfunction(L, l_threads);
   lua_setfield(L, -2, "_threads");
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);

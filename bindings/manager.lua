@@ -7,6 +7,8 @@ Manager.__index = Manager
 Manager.__name = "concur.Manager"
 Manager._types = {}
 
+-- Threads: `replies` has an entry per thread, which only that thread uses
+-- (stores into it are single table stores, which a GIL switch cannot split).
 -- The reply queue of the calling thread: one per thread of each process
 -- (a child makes its own), so that no thread takes another's reply; each
 -- request is numbered, and a reply to an earlier one that was given up

@@ -2,9 +2,11 @@
 -- in the module; called with it.
 local concur = ...
 
+-- Threads: this state is the process's, shared by its threads; each change
+-- is one C call or one table store, which no switch of the GIL can split
+-- (a switch happens between instructions, never inside a C call).
 local Thread = {}
 Thread.__name = "concur.Thread"
-local counter = 0
 local by_handle = setmetatable({}, {__mode = "k"})
 local main
 
@@ -33,8 +35,7 @@ local function construct(cls, t)
     concur.error("ValueError", "args must be a table")
   end
   if self.name == nil then
-    counter = counter + 1
-    self.name = "Thread-" .. counter
+    self.name = "Thread-" .. concur._thread_number()
   end
   if self.daemon == nil then self.daemon = concur.current_thread().daemon end
   return self

@@ -57,6 +57,9 @@ typedef struct arena {
   _Atomic uint64_t freelist[CLASSES];
 } arena;
 
+/* Threads: these are written by cc_arena_init and cc_type_register, before
+ * the first thread or fork, and only read after; the arena itself is
+ * lock-free. */
 static arena *A;
 const cc_type *cc__types[CC_TYPES_MAX];
 int cc__ntypes;

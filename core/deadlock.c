@@ -33,10 +33,11 @@ typedef struct table {
   waiter w[WAITERS_MAX];
 } table;
 
-static table *D;
+static table *D; /* threads: set before any thread or fork, read after */
 
 /* The calling thread's long wait: its entry, the cycle it saw last and
- * since when, and whether it reported this wait's cycle already. */
+ * since when, and whether it reported this wait's cycle already. Per
+ * thread, as the waits are. */
 static _Thread_local int slot = -1;
 static _Thread_local uint64_t seen_sig;
 static _Thread_local int64_t seen_since;

@@ -6,13 +6,17 @@
 
 #include <stdatomic.h>
 
+/* Threads: the GIL is the process's, shared by its threads through these
+ * atomics; `held` and `released_for_wait` are each thread's own; the
+ * settings are written by the thread that enables the GIL, before the
+ * second thread starts. */
 static _Atomic uint32_t word;     /* 1 while held */
 static _Atomic uint32_t waiters;
 static _Atomic uint32_t drop;     /* a waiter asks the holder to let go */
 static _Atomic uint32_t switches; /* bumped at every take */
 static _Atomic uint32_t yielders; /* holders waiting for a switch to happen */
 static _Atomic int32_t holder;    /* the holder's tid, to poke */
-static void (*poke)(int tid);
+static void (*poke)(int tid); /* set before the first thread starts */
 static int enabled, frozen;
 static int64_t interval = 5000000;
 static _Thread_local int held;

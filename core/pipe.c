@@ -53,7 +53,7 @@ static void catch_sigpipe_once(void) {
   }
 }
 
-static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT;
+static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT; /* threads: pthread_once */
 
 /* ----------------------------------------------------- users and turns */
 

@@ -24,8 +24,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Threads: the list is changed with the process's calls serialized (the
+ * bindings' GIL); a join that waits holds no pointer into it (proc.h). */
 static cc_proc *children;
-static int subreaper; /* only a subreaper has orphans to reap */
+static int subreaper; /* only a subreaper has orphans to reap; set before any thread */
 
 int cc_runtime_init(size_t arena_size, unsigned max_processes) {
   int r = cc_arena_init(arena_size);

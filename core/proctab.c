@@ -15,6 +15,8 @@ typedef struct hold {
   uint32_t count;
 } hold;
 
+/* Threads: the table is set before any thread or fork; self_slot is this
+ * process's (all its threads'), set in a new child before it runs any. */
 static proctab *T;
 static int self_slot;
 
