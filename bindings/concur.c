@@ -1,5 +1,6 @@
 /* concur - luaopen_concur: the module, its runtime, and every primitive's file */
 #include "concur/error.h"
+#include "concur/gil.h"
 #include "concur/proc.h"
 #include "concur/wait.h"
 #include "lconcur.h"
@@ -18,6 +19,11 @@ static int hosted;
 void cc_lhost_configure(const cc_lhost *h) {
   host = *h;
   hosted = 1;
+}
+
+void cc_lclose(lua_State *L) {
+  cc_gil_freeze();
+  lua_close(L);
 }
 
 /* Under a stock lua5.4 the end of the main script is the state's close: a

@@ -153,6 +153,11 @@ void cc_lhost_configure(const cc_lhost *h);
 /* The end of the main script: terminate daemon children, join the others,
  * reap adopted orphans. Returns 0 or CC_EINTR. */
 int cc_lfinish(lua_State *L);
+/* Closes L: the process's other threads are stopped first, whatever ended
+ * the script (an interrupt skips cc_lfinish): none runs Lua again, and one
+ * that waits for the GIL or wakes from a wait waits for good, as CPython's
+ * daemon threads at interpreter exit. */
+void cc_lclose(lua_State *L);
 
 /* Settings and handlers that luaopen_concur installs (lruntime.c, lthread.c). */
 void cc__lset_metrics_path(const char *path);

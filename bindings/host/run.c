@@ -127,7 +127,7 @@ static int runner(const run_opts *o) {
     fprintf(stderr, "concur: interrupted while joining the children\n");
     code = EXIT_INTERRUPTED;
   }
-  lua_close(L);
+  cc_lclose(L);
   fflush(NULL);
   return code;
 }
