@@ -33,6 +33,16 @@ static int idle(cc_wrapper *w, cc_dict *d, int r) {
   return r;
 }
 
+/* The container's length (raises Interrupted). */
+static uint32_t length(lua_State *L, cc_dict *d) {
+  uint32_t n;
+  cc_wrapper *w = busy(L);
+  int r = idle(w, d, cc_dict_len(d, &n));
+  if (r)
+    cc__lraise_code(L, r, NULL);
+  return n;
+}
+
 /* Encodes the value at idx into a buffer of the caller's; raises
  * (Unsendable) with nothing taken. */
 static cc_msg *encode(lua_State *L, int idx, const char *root) {
@@ -82,7 +92,8 @@ static void finish(lua_State *L, int r, cc_msg *k, cc_msg *val) {
 
 /* Pushes the value an operation copied out into `out` (when r is 0; its
  * references become this process's), gives the buffers back, and raises
- * for bad bytes. True when there was a value. */
+ * for bad bytes and for a failed wait (Interrupted). True when there was a
+ * value, false when there was none (CC_EEMPTY). */
 static int push_out(lua_State *L, int r, cc_msg *k, cc_msg *out) {
   int n = r == 0 ? cc__ldecode(L, out, NULL) : 0;
   if (k)
@@ -90,6 +101,8 @@ static int push_out(lua_State *L, int r, cc_msg *k, cc_msg *out) {
   cc__lmsg_give(out);
   if (n < 0)
     lua_error(L);
+  if (r && r != CC_EEMPTY)
+    cc__lraise_code(L, r, NULL);
   return r == 0;
 }
 
@@ -116,8 +129,10 @@ static int set_or_del(lua_State *L, cc_dict *d, int k, int v) {
   cc_msg *km = key(L, k);
   if (lua_isnil(L, v)) {
     cc_wrapper *w = busy(L);
-    idle(w, d, cc_dict_del(d, km->data, km->len, NULL));
+    int r = idle(w, d, cc_dict_del(d, km->data, km->len, NULL));
     cc__lmsg_give(km);
+    if (r && r != CC_EEMPTY)
+      cc__lraise_code(L, r, NULL);
     return 0;
   }
   cc_msg *vm = encode(L, v, "value");
@@ -194,7 +209,7 @@ static int dict_index(lua_State *L) {
 static int dict_newindex(lua_State *L) { return set_or_del(L, check_dict(L, 1), 2, 3); }
 
 static int dict_len(lua_State *L) {
-  lua_pushinteger(L, cc_dict_len(check_dict(L, 1)));
+  lua_pushinteger(L, length(L, check_dict(L, 1)));
   return 1;
 }
 
@@ -230,8 +245,9 @@ static int listing(lua_State *L, int what) {
   cc_dict *d = check_dict(L, 1);
   cc_snapshot s;
   cc_wrapper *w = busy(L);
-  if (idle(w, d, cc_dict_snapshot(d, &s)))
-    return cc__lraise_code(L, CC_EARENAFULL, NULL);
+  int r = idle(w, d, cc_dict_snapshot(d, &s));
+  if (r)
+    return cc__lraise_code(L, r, NULL);
   lua_createtable(L, (int)s.n, 0);
   for (uint32_t i = 0; i < s.n; i++) {
     if (what == 0) {
@@ -366,7 +382,7 @@ static int dict_apply(lua_State *L) { return read_modify_write(L, 1); }
 static int dict_tostring(lua_State *L) {
   cc_dict *d = check_dict(L, 1);
   lua_pushfstring(L, "%s(id=%d, %d items)", cc_obj_typename(&d->hdr), (int)d->hdr.id,
-                  (int)cc_dict_len(d));
+                  (int)length(L, d));
   return 1;
 }
 
@@ -405,7 +421,7 @@ static int list_index_mm(lua_State *L) {
 
 static int list_newindex(lua_State *L) {
   cc_dict *d = check_list(L, 1);
-  uint32_t i = list_index(L, 2, cc_dict_len(d), 0);
+  uint32_t i = list_index(L, 2, length(L, d), 0);
   cc_msg *vm = encode(L, 3, "value");
   cc_wrapper *w = busy(L);
   finish(L, idle(w, d, cc_list_set(d, i, vm)), NULL, vm);
@@ -426,7 +442,7 @@ static int list_extend(lua_State *L) {
 
 static int list_insert(lua_State *L) {
   cc_dict *d = check_list(L, 1);
-  uint32_t i = list_index(L, 2, cc_dict_len(d), 1);
+  uint32_t i = list_index(L, 2, length(L, d), 1);
   cc_msg *vm = encode(L, 3, "value");
   cc_wrapper *w = busy(L);
   finish(L, idle(w, d, cc_list_insert(d, i, vm)), NULL, vm);
@@ -435,7 +451,7 @@ static int list_insert(lua_State *L) {
 
 static int list_pop(lua_State *L) {
   cc_dict *d = check_list(L, 1);
-  uint32_t len = cc_dict_len(d);
+  uint32_t len = length(L, d);
   if (len == 0)
     return cc__lraise(L, "ValueError", "pop from an empty List");
   uint32_t i = lua_isnoneornil(L, 2) ? len - 1 : list_index(L, 2, len, 0);
@@ -450,8 +466,9 @@ static int list_totable(lua_State *L) {
   cc_dict *d = check_list(L, 1);
   cc_snapshot s;
   cc_wrapper *w = busy(L);
-  if (idle(w, d, cc_dict_snapshot(d, &s)))
-    return cc__lraise_code(L, CC_EARENAFULL, NULL);
+  int r = idle(w, d, cc_dict_snapshot(d, &s));
+  if (r)
+    return cc__lraise_code(L, r, NULL);
   lua_createtable(L, (int)s.n, 0);
   for (uint32_t i = 0; i < s.n; i++) {
     push_snapshot(L, &s, &s.vals[i]);
@@ -462,7 +479,7 @@ static int list_totable(lua_State *L) {
 }
 
 static int list_len(lua_State *L) {
-  lua_pushinteger(L, cc_dict_len(check_list(L, 1)));
+  lua_pushinteger(L, length(L, check_list(L, 1)));
   return 1;
 }
 
@@ -476,7 +493,7 @@ static int list_pairs(lua_State *L) {
 
 static int list_tostring(lua_State *L) {
   cc_dict *d = check_list(L, 1);
-  lua_pushfstring(L, "List(id=%d, %d items)", (int)d->hdr.id, (int)cc_dict_len(d));
+  lua_pushfstring(L, "List(id=%d, %d items)", (int)d->hdr.id, (int)length(L, d));
   return 1;
 }
 

@@ -249,14 +249,16 @@ static int l_wait(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = (int)luaL_len(L, 1);
   int64_t dl = cc__ldeadline(L, 2);
-  /* Per call: the list and the flags (a userdata, freed by the GC). */
+  /* Per call: the list and the flags, in a userdata whose user values keep
+   * the Connections alive while this waits, whatever another thread does
+   * to the table meanwhile. */
   size_t size = (sizeof(cc_conn *) + 1) * (size_t)(n ? n : 1);
-  cc_conn **cs = lua_newuserdatauv(L, size, 0);
+  cc_conn **cs = lua_newuserdatauv(L, size, n);
   uint8_t *ready = (uint8_t *)(cs + (n ? n : 1));
   for (int i = 0; i < n; i++) {
     lua_geti(L, 1, i + 1);
     cs[i] = luaL_checkudata(L, -1, CONN_MT);
-    lua_pop(L, 1);
+    lua_setiuservalue(L, -2, i + 1);
   }
   lua_newtable(L);
   if (n == 0)
@@ -267,7 +269,7 @@ static int l_wait(lua_State *L) {
   int k = 0;
   for (int i = 0; i < n; i++)
     if (ready[i]) {
-      lua_geti(L, 1, i + 1);
+      lua_getiuservalue(L, -2, i + 1);
       lua_rawseti(L, -2, ++k);
     }
   return 1;

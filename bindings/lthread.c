@@ -280,11 +280,27 @@ typedef struct zombie {
 } zombie;
 static zombie *zombies;
 
+static void bury(pthread_t pt) {
+  zombie *z = malloc(sizeof *z);
+  if (z) {
+    z->pt = pt;
+    z->next = zombies;
+    zombies = z;
+  } else {
+    pthread_detach(pt);
+  }
+}
+
 void cc__lthreads_before_fork(void) {
+  /* The ended ones' pthreads go to the zombies first: while this waits for
+   * them, another thread may collect their handles. */
   for (thr *t = unreaped, *n; t; t = n) {
     n = t->next;
-    if (cc_event_is_set(&t->done))
-      reap(t, 1);
+    if (cc_event_is_set(&t->done) && !reap(t, 0)) {
+      t->reaped = 1;
+      unlink_thread(t);
+      bury(t->pt);
+    }
   }
   while (zombies) {
     zombie *z = zombies;
@@ -299,15 +315,9 @@ void cc__lthreads_before_fork(void) {
 static int handle_gc(lua_State *L) {
   thr *t = lua_touserdata(L, 1);
   if (t->started && !reap(t, 0)) {
+    t->reaped = 1;
     unlink_thread(t);
-    zombie *z = malloc(sizeof *z);
-    if (z) {
-      z->pt = t->pt;
-      z->next = zombies;
-      zombies = z;
-    } else {
-      pthread_detach(t->pt);
-    }
+    bury(t->pt);
   }
   return 0;
 }
@@ -396,17 +406,20 @@ int cc__ljoin_threads(lua_State *L) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       thr *t = lua_touserdata(L, -1);
-      lua_pop(L, 1);
       if (t && t != current && !t->daemon && !cc_event_is_set(&t->done)) {
         wait_for = t;
-        lua_pop(L, 1);
-        break;
+        break; /* the handle stays on the stack, alive while it is waited for */
       }
+      lua_pop(L, 1);
     }
-    lua_pop(L, 1);
-    if (!wait_for)
+    if (!wait_for) {
+      lua_pop(L, 1);
       break;
+    }
+    /* A thread unanchors its handle as it ends, and another thread's GC may
+     * collect it: the stack keeps it for this wait. */
     int r = cc_event_wait(&wait_for->done, CC_FOREVER);
+    lua_pop(L, 3);
     if (r == CC_EINTR)
       return r;
   }

@@ -164,14 +164,23 @@ static void dict_destroy(cc_obj *o) {
   cc_arena_free(t);
 }
 
-static void lock(cc_dict *d) { cc_lock_acquire(&d->lock, CC_FOREVER); }
+/* 0 with the lock held (also from a holder that died: every change is
+ * committed by one store, so what it left is whole), or the wait's error
+ * (CC_EINTR, CC_EDEADLK) without it. */
+static int lock(cc_dict *d) {
+  int r = cc_lock_acquire(&d->lock, CC_FOREVER);
+  return r == CC_EOWNERDEAD ? 0 : r;
+}
+
 static void unlock(cc_dict *d) { cc_lock_release(&d->lock); }
 
-uint32_t cc_dict_len(cc_dict *d) {
-  lock(d);
-  uint32_t n = atomic_load(&tab(d)->live);
+int cc_dict_len(cc_dict *d, uint32_t *n) {
+  int r = lock(d);
+  if (r)
+    return r;
+  *n = atomic_load(&tab(d)->live);
   unlock(d);
-  return n;
+  return 0;
 }
 
 /* The entry of a key, or -1; *slot gets the slot where it is or would go. */
@@ -244,18 +253,25 @@ static dtab *rebuild(cc_dict *d, dtab *t, uint32_t extra, uint32_t skip, uint32_
   return n;
 }
 
-/* Takes the lock and finds key: its entry or -1; *t gets the table. */
-static int32_t locate(cc_dict *d, const char *key, size_t klen, dtab **t) {
+/* Takes the lock and finds key: *i gets its entry or -1, *t the table.
+ * 0, or lock's error without the lock. */
+static int locate(cc_dict *d, const char *key, size_t klen, dtab **t, int32_t *i) {
   uint32_t slot;
-  lock(d);
+  int r = lock(d);
+  if (r)
+    return r;
   *t = tab(d);
-  return find(*t, key, klen, hash(key, klen), &slot);
+  *i = find(*t, key, klen, hash(key, klen), &slot);
+  return 0;
 }
 
 int cc_dict_get(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
   dtab *t;
-  int32_t i = locate(d, key, klen, &t);
-  int r = i < 0 ? CC_EEMPTY : blob_copy(atomic_load(&ents(t)[i].val), out);
+  int32_t i;
+  int r = locate(d, key, klen, &t, &i);
+  if (r)
+    return r;
+  r = i < 0 ? CC_EEMPTY : blob_copy(atomic_load(&ents(t)[i].val), out);
   unlock(d);
   return r;
 }
@@ -298,9 +314,11 @@ int cc_dict_set(cc_dict *d, const char *key, size_t klen, const cc_msg *val) {
   uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
   if (!vb)
     return CC_EARENAFULL;
-  lock(d);
-  int r = put(d, key, klen, vb);
-  unlock(d);
+  int r = lock(d);
+  if (!r) {
+    r = put(d, key, klen, vb);
+    unlock(d);
+  }
   if (r)
     cc_arena_free(cc_arena_ptr(vb)); /* its refs stay the caller's */
   return r;
@@ -308,7 +326,10 @@ int cc_dict_set(cc_dict *d, const char *key, size_t klen, const cc_msg *val) {
 
 int cc_dict_del(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
   dtab *t;
-  int32_t i = locate(d, key, klen, &t);
+  int32_t i;
+  int r = locate(d, key, klen, &t, &i);
+  if (r)
+    return r;
   if (i < 0) {
     unlock(d);
     return CC_EEMPTY;
@@ -325,8 +346,11 @@ int cc_dict_del(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
 int cc_dict_update(cc_dict *d, const char *key, size_t klen, cc_dict_fn fn, void *ud) {
   cc_msg old = {0}, val = {0};
   dtab *t;
-  int32_t i = locate(d, key, klen, &t);
-  int r = i >= 0 ? blob_copy(atomic_load(&ents(t)[i].val), &old) : 0;
+  int32_t i;
+  int r = locate(d, key, klen, &t, &i);
+  if (r)
+    return r;
+  r = i >= 0 ? blob_copy(atomic_load(&ents(t)[i].val), &old) : 0;
   if (!r)
     r = fn(ud, i >= 0 ? &old : NULL, &val);
   if (!r) {
@@ -349,9 +373,11 @@ int cc_dict_update(cc_dict *d, const char *key, size_t klen, cc_dict_fn fn, void
 }
 
 int cc_list_get(cc_dict *d, uint32_t i, cc_msg *out) {
-  lock(d);
+  int r = lock(d);
+  if (r)
+    return r;
   dtab *t = tab(d);
-  int r = i < atomic_load(&t->used) ? blob_copy(atomic_load(&ents(t)[i].val), out) : CC_EEMPTY;
+  r = i < atomic_load(&t->used) ? blob_copy(atomic_load(&ents(t)[i].val), out) : CC_EEMPTY;
   unlock(d);
   return r;
 }
@@ -360,7 +386,11 @@ int cc_list_set(cc_dict *d, uint32_t i, const cc_msg *val) {
   uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
   if (!vb)
     return CC_EARENAFULL;
-  lock(d);
+  int r = lock(d);
+  if (r) {
+    cc_arena_free(cc_arena_ptr(vb));
+    return r;
+  }
   dtab *t = tab(d);
   if (i >= atomic_load(&t->used)) {
     unlock(d);
@@ -377,12 +407,15 @@ int cc_list_insert(cc_dict *d, uint32_t i, const cc_msg *val) {
   uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
   if (!vb)
     return CC_EARENAFULL;
-  lock(d);
+  int r = lock(d);
+  if (r) {
+    cc_arena_free(cc_arena_ptr(vb));
+    return r;
+  }
   dtab *t = tab(d);
   uint32_t used = atomic_load(&t->used);
   if (i == CC_LIST_END)
     i = used; /* an append, decided under the lock */
-  int r = 0;
   if (i > used) {
     r = CC_EEMPTY;
   } else if (i == used && used < t->ecap) {
@@ -408,7 +441,9 @@ int cc_list_insert(cc_dict *d, uint32_t i, const cc_msg *val) {
 }
 
 int cc_list_pop(cc_dict *d, uint32_t i, cc_msg *out) {
-  lock(d);
+  int r = lock(d);
+  if (r)
+    return r;
   dtab *t = tab(d);
   uint32_t used = atomic_load(&t->used);
   if (i >= used) {
@@ -434,12 +469,14 @@ int cc_list_pop(cc_dict *d, uint32_t i, cc_msg *out) {
 
 int cc_dict_snapshot(cc_dict *d, cc_snapshot *s) {
   memset(s, 0, sizeof *s);
-  lock(d);
+  int r = lock(d);
+  if (r)
+    return r;
   dtab *t = tab(d);
   uint32_t live = atomic_load(&t->live), used = atomic_load(&t->used);
   s->vals = calloc(live ? live : 1, sizeof *s->vals);
   s->keys = d->is_list ? NULL : calloc(live ? live : 1, sizeof *s->keys);
-  int r = s->vals && (d->is_list || s->keys) ? 0 : CC_EARENAFULL;
+  r = s->vals && (d->is_list || s->keys) ? 0 : CC_ENOMEM;
   for (uint32_t i = 0; !r && i < used && s->n < live; i++) {
     dent *e = &ents(t)[i];
     if (!d->is_list) {

@@ -27,7 +27,10 @@ enum { CC_DICT, CC_LIST, CC_NAMESPACE };
 /* A new, empty container with one reference owned by the caller; NULL when
  * the arena is full. */
 cc_dict *cc_dict_new(int kind);
-uint32_t cc_dict_len(cc_dict *d);
+/* The number of keys (or items) into *n. 0, or CC_EINTR (Ctrl-C) while it
+ * waits for the container's lock; every operation below can also return
+ * CC_EINTR, and CC_EDEADLK, before it changed anything. */
+int cc_dict_len(cc_dict *d, uint32_t *n);
 
 /* Dicts and Namespaces, by key bytes. Values come out as copies with their
  * own references (the caller's); values go in with their references (the
@@ -38,7 +41,8 @@ int cc_dict_get(cc_dict *d, const char *key, size_t klen, cc_msg *out);
 /* 0 or CC_EARENAFULL. */
 int cc_dict_set(cc_dict *d, const char *key, size_t klen, const cc_msg *val);
 /* Removes the key; its value goes to out (or is dropped when out is NULL).
- * 0 or CC_EEMPTY. */
+ * 0, CC_EEMPTY, or CC_ENOMEM (the key is gone and out could not grow for
+ * its value, which is dropped). */
 int cc_dict_del(cc_dict *d, const char *key, size_t klen, cc_msg *out);
 
 /* Read-modify-write under the lock: fn gets the old value (NULL when absent;
