@@ -560,6 +560,12 @@ static void expect_list(cc_dict *l, const char *const *want, uint32_t n) {
   cc_msg_free(&out);
 }
 
+/* Pops item i, which must be the string s. */
+static void expect_pop(cc_dict *l, uint32_t i, cc_msg *out, const char *s) {
+  assert_int_equal(cc_list_pop(l, i, out), 0);
+  assert_true(is_str(out, s));
+}
+
 static int insert_str(cc_dict *l, uint32_t i, const char *s) {
   cc_msg m = bytes(s, strlen(s));
   return cc_list_insert(l, i, &m);
@@ -598,12 +604,9 @@ static void list_insert_set_get_and_pop_by_index(void **state) {
   const char *const w2[] = {"F", "a", "b", "M", "S", "d", "e", "L"};
   expect_list(l, w2, 8);
   /* Pops from the front, the back and the middle hand out those items. */
-  assert_int_equal(cc_list_pop(l, 0, &out), 0);
-  assert_true(is_str(&out, "F"));
-  assert_int_equal(cc_list_pop(l, 6, &out), 0);
-  assert_true(is_str(&out, "L"));
-  assert_int_equal(cc_list_pop(l, 2, &out), 0);
-  assert_true(is_str(&out, "M"));
+  expect_pop(l, 0, &out, "F");
+  expect_pop(l, 6, &out, "L");
+  expect_pop(l, 2, &out, "M");
   assert_int_equal(cc_list_pop(l, 5, &out), CC_EEMPTY);
   const char *const w3[] = {"a", "b", "S", "d", "e"};
   expect_list(l, w3, 5);
@@ -611,14 +614,10 @@ static void list_insert_set_get_and_pop_by_index(void **state) {
   const char *const w4[] = {"a", "b", "S", "e"};
   expect_list(l, w4, 4);
   /* Emptied from the back and the front, then usable again. */
-  assert_int_equal(cc_list_pop(l, 3, &out), 0);
-  assert_true(is_str(&out, "e"));
-  assert_int_equal(cc_list_pop(l, 0, &out), 0);
-  assert_true(is_str(&out, "a"));
-  assert_int_equal(cc_list_pop(l, 1, &out), 0);
-  assert_true(is_str(&out, "S"));
-  assert_int_equal(cc_list_pop(l, 0, &out), 0);
-  assert_true(is_str(&out, "b"));
+  expect_pop(l, 3, &out, "e");
+  expect_pop(l, 0, &out, "a");
+  expect_pop(l, 1, &out, "S");
+  expect_pop(l, 0, &out, "b");
   assert_int_equal(cc_list_pop(l, 0, &out), CC_EEMPTY);
   expect_list(l, NULL, 0);
   assert_int_equal(insert_str(l, 0, "again"), 0);

@@ -101,6 +101,15 @@ function T.matrix(name, body)
   end
 end
 
+-- Runs fn(...) in k other parties (started with spawn) and here at once,
+-- then joins them.
+function T.alongside(spawn, k, fn, ...)
+  local ps = {}
+  for i = 1, k do ps[i] = spawn(fn, ...) end
+  fn(...)
+  for _, p in ipairs(ps) do p:join() end
+end
+
 -- Checks that got (a list) is 1..n exactly once, in order, naming the
 -- first item out of place.
 function T.sequence(got, n, what)

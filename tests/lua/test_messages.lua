@@ -335,27 +335,35 @@ local function take(recv, n, size, what)
   T.sequence(got, n, what)
 end
 
+-- N numbered items each way at once: one party sends to this one while
+-- another receives from it, and this one does both, item for item. Every
+-- item arrives once, in order, whole. Senders block when the other side is
+-- full. send_in/recv_in carry items to this party, send_out/recv_out from it.
+local function each_way(spawn, N, size, send_in, recv_in, send_out, recv_out)
+  local producer = spawn(function()
+    for i = 1, N do send_in(item(i, size)) end
+  end)
+  local consumer = spawn(function()
+    take(recv_out, N, size, "the other party's receives")
+  end)
+  local got = {}
+  for i = 1, N do
+    send_out(item(i, size))
+    local m = recv_in()
+    assert(#m.s == size(m.i), "torn")
+    got[i] = m.i
+  end
+  producer:join(); consumer:join()
+  T.sequence(got, N, "this party's receives")
+end
+
 for _, maxsize in ipairs({1, 2, 0}) do
   T.matrix(("Queue(%d): 400 items each way at once, blocking senders, each once in order")
            :format(maxsize), function(spawn)
-    local N = 400
     local to_main, from_main = concur.Queue(maxsize), concur.Queue(maxsize)
-    -- One party puts into a queue while another gets from the other one.
-    local producer = spawn(function()
-      for i = 1, N do to_main:put(item(i, small)) end
-    end)
-    local consumer = spawn(function()
-      take(function() return get(from_main) end, N, small, "the other party's gets")
-    end)
-    local got = {}
-    for i = 1, N do
-      from_main:put(item(i, small))
-      local m = get(to_main)
-      assert(#m.s == small(m.i), "torn")
-      got[i] = m.i
-    end
-    producer:join(); consumer:join()
-    T.sequence(got, N, "main's gets")
+    each_way(spawn, 400, small,
+             function(m) to_main:put(m) end, function() return get(to_main) end,
+             function(m) from_main:put(m) end, function() return get(from_main) end)
     T.eq(to_main:qsize() + from_main:qsize(), 0, "nothing left")
   end)
 end
@@ -410,24 +418,11 @@ end)
 for _, duplex in ipairs({true, false}) do
   T.matrix(("%s Pipe: 300 messages of 1.5-100 KB each way at once, each once in order")
            :format(duplex and "duplex" or "one-way"), function(spawn)
-    local N = 300
     local in_r, in_w = concur.Pipe(duplex)    -- to main
     local out_r, out_w = concur.Pipe(duplex)  -- from main
-    local producer = spawn(function()
-      for i = 1, N do in_w:send(item(i, pipe_size)) end
-    end)
-    local consumer = spawn(function()
-      take(function() return recv(out_r) end, N, pipe_size, "the other party's recvs")
-    end)
-    local got = {}
-    for i = 1, N do
-      out_w:send(item(i, pipe_size))
-      local m = recv(in_r)
-      assert(#m.s == pipe_size(m.i), "torn")
-      got[i] = m.i
-    end
-    producer:join(); consumer:join()
-    T.sequence(got, N, "main's recvs")
+    each_way(spawn, 300, pipe_size,
+             function(m) in_w:send(m) end, function() return recv(in_r) end,
+             function(m) out_w:send(m) end, function() return recv(out_r) end)
   end)
 end
 

@@ -176,10 +176,7 @@ for _, kind in ipairs({"Lock", "RLock"}) do
         lock:release()
       end
     end
-    local ps = {}
-    for i = 1, 4 do ps[i] = spawn(add, 2000) end
-    add(2000)
-    for _, p in ipairs(ps) do p:join() end
+    T.alongside(spawn, 4, add, 2000)
     T.eq(n.value, 10000)
     T.eq(lock:locked(), false)
   end)
@@ -243,10 +240,7 @@ for _, kind in ipairs({"Semaphore", "BoundedSemaphore"}) do
         sem:release()
       end
     end
-    local ps = {}
-    for i = 1, 4 do ps[i] = spawn(visit, 100) end
-    visit(100)
-    for _, p in ipairs(ps) do p:join() end
+    T.alongside(spawn, 4, visit, 100)
     T.eq(entries.value, 500)
     assert(most.value >= 1 and most.value <= 2, "at most 2 inside, was " .. most.value)
     T.eq(sem:get_value(), 2)
