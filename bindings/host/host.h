@@ -20,6 +20,10 @@ typedef struct run_opts {
   const char *script;
   const char **params; /* "k=v" strings */
   int nparams;
+  char **argv;   /* the whole command line, for `arg` as lua.c makes it */
+  int script_at; /* argv[script_at] is the script */
+  const char **args; /* the script's own arguments, in order */
+  int nargs;
   const char *metrics;
   cc_config cfg;
 } run_opts;

@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: concur run SCRIPT [-p KEY=VALUE]... [--config FILE] [--time-scale X]\n"
-    "                         [--timeout S] [--metrics FILE]\n"
+    "usage: concur run SCRIPT [ARG]... [-p KEY=VALUE]... [--config FILE] [--time-scale X]\n"
+    "                         [--timeout S] [--metrics FILE] [-- ARG...]\n"
     "       concur batch FILE.yaml [--jobs N] [--out DIR] [--format table|md|csv|json]\n"
     "                              [--filter GLOB] [--shard I/N]\n"
     "       concur report DIR|FILE... [--format table|md|csv|json]\n"
@@ -21,7 +21,8 @@ static const char help[] =
     "concur - a concurrency sandbox: real processes, locks, queues, pools,\n"
     "driven by Lua scenario scripts.\n\n"
     "commands:\n"
-    "  run SCRIPT          run a Lua scenario script\n"
+    "  run SCRIPT [ARG]... run a Lua scenario script; its arguments fill `arg`\n"
+    "                      and `...` as lua does (after --, they may start with -)\n"
     "  batch FILE.yaml     run the experiments of a batch file, each run a fresh\n"
     "                      process, in parallel; print a summary; exit 1 when an\n"
     "                      expectation is not met\n"
@@ -58,14 +59,23 @@ static int number_arg(const char *opt, const char *s, double *out) {
   return 0;
 }
 
-/* Fills o from the arguments of `run`; 0 or an exit code. */
+/* Fills o from the arguments of `run` (argv[0] is "run"); 0 or an exit
+ * code. The first argument that is not an option is the script; the
+ * others are its own, and so is everything after "--". */
 static int parse_run(int argc, char **argv, run_opts *o) {
   const char *config = NULL;
   double time_scale = -1, timeout = -1;
-  for (int i = 0; i < argc; i++) {
+  int script_at = -1;
+  for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int more = i + 1 < argc;
-    if (!strcmp(a, "-p")) {
+    if (!strcmp(a, "--")) {
+      if (script_at < 0 && i + 1 < argc)
+        script_at = ++i;
+      while (++i < argc)
+        o->args[o->nargs++] = argv[i];
+      break;
+    } else if (!strcmp(a, "-p")) {
       if (!more || !strchr(argv[i + 1], '=') || argv[i + 1][0] == '=')
         return bad("-p takes KEY=VALUE%s", "");
       o->params[o->nparams++] = argv[++i];
@@ -93,15 +103,18 @@ static int parse_run(int argc, char **argv, run_opts *o) {
         return bad("--metrics takes a file%s", "");
       o->metrics = argv[++i];
     } else if (a[0] == '-' && a[1]) {
-      return bad("unknown option '%s'", a);
-    } else if (!o->script) {
-      o->script = a;
+      return bad("unknown option '%s' (an argument of the script that starts with '-' "
+                 "goes after --)", a);
+    } else if (script_at < 0) {
+      script_at = i;
     } else {
-      return bad("one script at a time (got '%s' too)", a);
+      o->args[o->nargs++] = a;
     }
   }
-  if (!o->script)
+  if (script_at < 0)
     return bad("run needs a script%s", "");
+  o->script = argv[script_at];
+  o->script_at = script_at;
   if (!o->metrics)
     o->metrics = getenv("CONCUR_METRICS");
   char err[512];
@@ -128,12 +141,15 @@ static int cmd_run(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   cc_config_defaults(&o.cfg);
   o.params = calloc((size_t)argc + 1, sizeof *o.params);
-  if (!o.params)
+  o.args = calloc((size_t)argc + 1, sizeof *o.args);
+  if (!o.params || !o.args)
     return EXIT_USAGE;
+  o.argv = argv;
   int r = parse_run(argc, argv, &o);
   if (r == 0)
     r = host_run(&o);
   free(o.params);
+  free(o.args);
   return r;
 }
 
@@ -152,7 +168,7 @@ int main(int argc, char **argv) {
     return EXIT_OK;
   }
   if (!strcmp(argv[1], "run"))
-    return cmd_run(argc - 2, argv + 2);
+    return cmd_run(argc - 1, argv + 1);
   if (!strcmp(argv[1], "batch") || !strcmp(argv[1], "report"))
     return host_batch(argc - 1, argv + 1);
   return bad("unknown command '%s' (try concur --help)", argv[1]);

@@ -97,16 +97,32 @@ static int runner(const run_opts *o) {
   luaL_requiref(L, "concur.yaml", host_open_yaml, 0);
   lua_pop(L, 1);
   cc__lhosted_os_exit(L);
-  lua_createtable(L, 1, 0);
+  /* As lua.c: arg[0] the script, arg[1]... its arguments, and what came
+   * before the script (the binary, "run", options) at arg[-1], arg[-2]... */
+  lua_createtable(L, o->nargs, o->script_at + 2);
   lua_pushstring(L, o->script);
   lua_rawseti(L, -2, 0);
+  lua_pushstring(L, o->argv[-1]);
+  lua_rawseti(L, -2, -o->script_at - 1);
+  for (int i = 0; i < o->script_at; i++) {
+    lua_pushstring(L, o->argv[i]);
+    lua_rawseti(L, -2, i - o->script_at);
+  }
+  for (int i = 0; i < o->nargs; i++) {
+    lua_pushstring(L, o->args[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
   lua_setglobal(L, "arg");
 
   int code = EXIT_OK;
   lua_pushcfunction(L, msgh);
   int status = luaL_loadfile(L, o->script);
-  if (status == LUA_OK)
-    status = lua_pcall(L, 0, 0, -2);
+  if (status == LUA_OK) {
+    luaL_checkstack(L, o->nargs, "too many arguments to the script");
+    for (int i = 0; i < o->nargs; i++)
+      lua_pushstring(L, o->args[i]);
+    status = lua_pcall(L, o->nargs, 0, -2 - o->nargs);
+  }
   if (status != LUA_OK) {
     if (error_kind_is(L, -1, "SystemExit")) {
       lua_getfield(L, -1, "code");

@@ -171,6 +171,26 @@ T.test("bad input is refused before anything runs", function()
   T.eq(code, 2)
 end)
 
+T.test("a script's arguments fill arg and ... as lua does", function()
+  local path = script([[
+    local got = {#arg, arg[0], arg[-1], select("#", ...)}
+    for i = 1, #arg do got[#got + 1] = arg[i] .. "=" .. select(i, ...) end
+    print(table.concat(got, " "))]])
+  local code, out = T.sh(bin .. " run " .. path .. " a 'b c' --timeout 30 -- -x --y")
+  T.eq(code, 0)
+  T.eq(out, ("4 %s run 4 a=a b c=b c -x=-x --y=--y\n"):format(path))
+  -- Options come before or after the script; with no arguments, none.
+  code, out = T.sh(bin .. " run --timeout 30 " .. path)
+  T.eq(code, 0)
+  T.eq(out, ("0 %s 30 0\n"):format(path), "arg[-1] is what came just before the script")
+  -- An argument that looks like an option goes after --, and the error says so.
+  local err
+  code, _, err = T.sh(bin .. " run " .. path .. " -x")
+  T.eq(code, 2)
+  assert(err:find("goes after %-%-"), err)
+  os.remove(path)
+end)
+
 T.test("a full arena raises ArenaFull naming its size", function()
   local cfg = T.file("arena:\n  size: 4M\n")
   local path = script([[
