@@ -65,6 +65,9 @@ function Thread:start()
 end
 
 function Thread:join(timeout)
+  if self == concur.current_thread() then
+    concur.error("ValueError", "a thread cannot join itself (it would wait for its own end)")
+  end
   local h = rawget(self, "_handle")
   if not h then concur.error("ValueError", "cannot join a thread before it is started") end
   return h:join(timeout)

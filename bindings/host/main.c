@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -128,9 +129,13 @@ static int parse_run(int argc, char **argv, run_opts *o) {
     o->cfg.time_scale = time_scale;
   if (timeout >= 0)
     o->cfg.run_timeout = timeout;
-  if (access(o->script, R_OK) != 0) {
-    fprintf(stderr, "concur: cannot read the script '%s': %s\n", o->script,
-            strerror(errno));
+  struct stat st;
+  const char *why = access(o->script, R_OK) != 0 || stat(o->script, &st) != 0
+                        ? strerror(errno)
+                    : S_ISDIR(st.st_mode) ? "it is a directory"
+                                          : NULL;
+  if (why) {
+    fprintf(stderr, "concur: cannot read the script '%s': %s\n", o->script, why);
     return EXIT_USAGE;
   }
   return 0;

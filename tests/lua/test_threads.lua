@@ -107,6 +107,15 @@ T.test("Thread API: names, join timeout, is_alive, ident, extend, enumerate", fu
   T.eq(seen[1], 42); T.eq(seen[2], true)
   T.eq(concur.current_thread(), concur.main_thread())
   T.eq(concur.main_thread().name, "MainThread")
+  local err = T.raises("ValueError", concur.main_thread().join, concur.main_thread())
+  assert(err.message:find("cannot join itself"), err.message)
+  local selfjoin
+  local t2 = concur.Thread{target = function()
+    selfjoin = {pcall(concur.current_thread().join, concur.current_thread())}
+  end}
+  t2:start(); t2:join()
+  T.eq(selfjoin[1], false)
+  assert(tostring(selfjoin[2]):find("cannot join itself"), tostring(selfjoin[2]))
   T.eq(pcall(concur.Thread, {target = 5}), false)
 end)
 
