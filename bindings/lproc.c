@@ -370,8 +370,11 @@ static int proc_is_alive(lua_State *L) {
 
 static int signal_proc(lua_State *L, int sig) {
   lproc *p = check_proc(L, 1);
-  if (p->role == ROLE_CHILD)
-    cc_proc_signal(&p->p, sig);
+  if (p->role != ROLE_CHILD)
+    return cc__lraise(L, "ProcessError", "can only %s a child process, not %s (to end this "
+                      "one, use os.exit)", sig == SIGKILL ? "kill" : "terminate",
+                      p->role == ROLE_SELF ? "the current one" : "this one's parent");
+  cc_proc_signal(&p->p, sig);
   return 0;
 }
 

@@ -130,7 +130,10 @@ local function serve(requests, types)
   end
 end
 
-local function check(m)
+local function check(m, what)
+  if getmetatable(m) == nil or m._closed == nil then
+    concur.error("ValueError", ("call m:%s(...) with a colon, on a Manager"):format(what or "method"))
+  end
   if m._closed then
     concur.error("ProcessError", "the manager is shut down; make a new one")
   end
@@ -182,7 +185,7 @@ function Manager:extend()
     end
     cls._types[name] = ctor
     cls[name] = function(m, ...)
-      check(m)
+      check(m, name)
       if not m._server then
         concur.error("ProcessError", ("'%s' was registered after this manager was made; register before making it"):format(name))
       end
@@ -204,7 +207,7 @@ local factories = {
 }
 for name, make in pairs(factories) do
   Manager[name] = function(m, ...)
-    check(m)
+    check(m, name)
     return make(...)
   end
 end

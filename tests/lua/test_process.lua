@@ -38,6 +38,23 @@ T.test("start, join, exitcode, names, status", function()
   T.raises("ProcessError", concur.Process{}.join, concur.Process{})
 end)
 
+T.test("only a child can be terminated or killed", function()
+  local me = concur.current_process()
+  local err = T.raises("ProcessError", me.kill, me)
+  assert(err.message:find("not the current one"), err.message)
+  T.raises("ProcessError", me.terminate, me)
+  local q = concur.Queue()
+  local p = concur.Process{target = function()
+    local parent = concur.parent_process()
+    local ok, e = pcall(parent.kill, parent)
+    q:put({ok, e.message})
+  end}
+  p:start(); p:join()
+  local r = q:get(true, 10)
+  T.eq(r[1], false)
+  assert(r[2]:find("this one's parent"), r[2])
+end)
+
 T.test("subclasses, current and parent process, random streams", function()
   local P = concur.Process:extend()
   function P:run() os.exit(self.n + (concur.parent_process().pid == self.ppid and 1 or 0)) end

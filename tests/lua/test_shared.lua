@@ -101,6 +101,14 @@ T.test("Manager dict: every operation, atomic incr and apply", function()
   T.eq(d:totable()[10], 20)
 end)
 
+T.test("a Manager's method called with a dot says to use a colon", function()
+  local m <close> = concur.Manager()
+  local err = T.raises("ValueError", m.dict, {a = 1})
+  T.eq(err.message, "call m:dict(...) with a colon, on a Manager")
+  T.raises("ValueError", m.Queue)
+  T.eq(m:dict{a = 1}.a, 1)
+end)
+
 T.test("Manager list and Namespace", function()
   local m <close> = concur.Manager()
   local l = m:list{1, 2, 3}
