@@ -583,21 +583,6 @@ static int encode_all(lua_State *L) {
   return 0;
 }
 
-void cc__lrefs_unref(const void *refs, uint32_t n) {
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t off;
-    memcpy(&off, (const char *)refs + i * sizeof off, sizeof off);
-    cc_obj *o = cc_obj_from_off(off);
-    if (o)
-      cc_obj_unref(o);
-  }
-}
-
-void cc__lmsg_unref(cc_msg *m) {
-  cc__lrefs_unref(m->refs, m->nrefs);
-  m->nrefs = 0;
-}
-
 int cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
                 const char *root) {
   idx = lua_absindex(L, idx);
@@ -647,7 +632,7 @@ int cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
   else
     free(e);
   if (st != LUA_OK) {
-    cc__lmsg_unref(m);
+    cc_msg_unref(m);
     m->len = 0;
   }
   return st;
@@ -1145,7 +1130,7 @@ static int l_pack(lua_State *L) {
     return lua_error(L);
   }
   int plain = m->nrefs == 0 && fds.n == 0;
-  cc__lmsg_unref(m);
+  cc_msg_unref(m);
   if (plain)
     lua_pushlstring(L, m->data, m->len); /* a memory error here loses m (see above) */
   cc__lmsg_give(m);

@@ -27,12 +27,6 @@ int cc__ldecode(lua_State *L, const cc_msg *m, const cc_fds *fds);
  * only for a lack of memory. */
 cc_msg *cc__lmsg_take(lua_State *L);
 void cc__lmsg_give(cc_msg *m);
-/* Drops the references of a message that will not be decoded. */
-void cc__lmsg_unref(cc_msg *m);
-/* Drops n object references stored as arena offsets at refs (a frame's,
- * which need not be aligned). */
-void cc__lrefs_unref(const void *refs, uint32_t n);
-
 /* Hooks of the Connection type (lpipe.c) for the codec. */
 int cc__lpipe_fd(lua_State *L, int idx, int *flags);
 void cc__lpipe_wrap(lua_State *L, int fd, int flags);

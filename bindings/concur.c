@@ -31,6 +31,7 @@ void cc_lclose(lua_State *L) {
 static int sentinel_gc(lua_State *L) {
   if (cc_proc_self_slot() == 0)
     cc_lfinish(L);
+  cc_gil_freeze(); /* also when the joins were interrupted */
   return 0;
 }
 

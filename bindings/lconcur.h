@@ -129,9 +129,9 @@ void cc__open_thread(lua_State *L);
 /* Threads: joined at the end of a process; reset in a new child. */
 int cc__ljoin_threads(lua_State *L);
 void cc__lthreads_after_fork(lua_State *L);
-/* Before a fork: threads that have ended are joined, so that none is in
- * the middle of its end (holding an allocator's lock) when the child is
- * made. */
+/* Before a fork: threads just made have begun, and those that have ended
+ * are joined, so that none is in the middle of its start or its end
+ * (holding an allocator's lock) when the child is made. */
 void cc__lthreads_before_fork(void);
 /* The interpreter hook's normal setting, after Ctrl-C took it over. */
 void cc__lhook_restore(lua_State *L);

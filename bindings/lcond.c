@@ -75,7 +75,7 @@ static int cond_wait(lua_State *L) {
 /* wait_for(predicate, [timeout]): waits until predicate() is true or the
  * timeout passes; returns predicate's last result. */
 static int cond_wait_for(lua_State *L) {
-  cc_cond *c = check_cond(L, 1);
+  check_cond(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   int64_t dl = cc__ldeadline(L, 3);
   for (;;) {
@@ -86,6 +86,9 @@ static int cond_wait_for(lua_State *L) {
     if (cc_now() >= dl)
       return 1;
     lua_pop(L, 1);
+    /* Checked again each time: the predicate, or another thread while this
+     * one waited, may have closed it. */
+    cc_cond *c = check_cond(L, 1);
     cc_wrapper *w = cc__lbusy(L, 1);
     int r = cc_cond_wait(c, dl);
     cc__lidle(w, &c->hdr);

@@ -44,11 +44,14 @@ static uint32_t length(lua_State *L, cc_dict *d) {
 }
 
 /* Encodes the value at idx into a buffer of the caller's; raises
- * (Unsendable) with nothing taken. */
-static cc_msg *encode(lua_State *L, int idx, const char *root) {
+ * (Unsendable) with nothing taken: `also`, a buffer the caller took
+ * before (a key's), or NULL, is given back then too. */
+static cc_msg *encode(lua_State *L, int idx, const char *root, cc_msg *also) {
   cc_msg *m = cc__lmsg_take(L);
   if (cc__lencode(L, idx, 1, m, NULL, root) != LUA_OK) {
     cc__lmsg_give(m);
+    if (also)
+      cc__lmsg_give(also);
     lua_error(L);
   }
   return m;
@@ -69,19 +72,19 @@ static cc_msg *key(lua_State *L, int idx) {
     lua_Integer i;
     if (lua_numbertointeger(floor(d), &i) && (double)i == d) {
       lua_pushinteger(L, i);
-      cc_msg *m = encode(L, -1, "key");
+      cc_msg *m = encode(L, -1, "key", NULL);
       lua_pop(L, 1);
       return m;
     }
   }
-  return encode(L, idx, "key");
+  return encode(L, idx, "key", NULL);
 }
 
 /* After an operation that put `val` in (or not): gives the buffers back and
  * raises for a failure, whose references stay the caller's to drop. */
 static void finish(lua_State *L, int r, cc_msg *k, cc_msg *val) {
   if (r && val)
-    cc__lmsg_unref(val);
+    cc_msg_unref(val);
   if (k)
     cc__lmsg_give(k);
   if (val)
@@ -135,14 +138,14 @@ static int set_or_del(lua_State *L, cc_dict *d, int k, int v) {
       cc__lraise_code(L, r, NULL);
     return 0;
   }
-  cc_msg *vm = encode(L, v, "value");
+  cc_msg *vm = encode(L, v, "value", km);
   cc_wrapper *w = busy(L);
   finish(L, idle(w, d, cc_dict_set(d, km->data, km->len, vm)), km, vm);
   return 0;
 }
 
 static void append(lua_State *L, cc_dict *d, int v) {
-  cc_msg *vm = encode(L, v, "value");
+  cc_msg *vm = encode(L, v, "value", NULL);
   cc_wrapper *w = busy(L);
   finish(L, idle(w, d, cc_list_insert(d, CC_LIST_END, vm)), NULL, vm);
 }
@@ -422,7 +425,7 @@ static int list_index_mm(lua_State *L) {
 static int list_newindex(lua_State *L) {
   cc_dict *d = check_list(L, 1);
   uint32_t i = list_index(L, 2, length(L, d), 0);
-  cc_msg *vm = encode(L, 3, "value");
+  cc_msg *vm = encode(L, 3, "value", NULL);
   cc_wrapper *w = busy(L);
   finish(L, idle(w, d, cc_list_set(d, i, vm)), NULL, vm);
   return 0;
@@ -443,7 +446,7 @@ static int list_extend(lua_State *L) {
 static int list_insert(lua_State *L) {
   cc_dict *d = check_list(L, 1);
   uint32_t i = list_index(L, 2, length(L, d), 1);
-  cc_msg *vm = encode(L, 3, "value");
+  cc_msg *vm = encode(L, 3, "value", NULL);
   cc_wrapper *w = busy(L);
   finish(L, idle(w, d, cc_list_insert(d, i, vm)), NULL, vm);
   return 0;

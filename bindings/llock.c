@@ -142,11 +142,13 @@ static int lock_acquire_restore(lua_State *L) {
   luaL_argcheck(L, depth >= 1 && depth <= UINT32_MAX, 2, "a depth from _release_save");
   cc_wrapper *w = cc__lbusy(L, 1);
   int r = cc__lock_restore(l, (uint32_t)depth, CC_FOREVER);
-  cc__lidle(w, &l->hdr);
   if (r == CC_EOWNERDEAD)
     warn_owner_died(l);
-  else if (r)
-    return cc__lraise_code(L, r, NULL);
+  cc__lidle(w, &l->hdr);
+  if (r == CC_EDEADLK)
+    return cc__lraise(L, "Deadlock", "%s", cc_deadlock_report());
+  if (r && r != CC_EOWNERDEAD)
+    return cc__lraise_code(L, r, NULL); /* Interrupted: the lock is held again */
   return 0;
 }
 

@@ -99,7 +99,7 @@ static cc_msg *encode(lua_State *L, cc_conn *c, cc_fds *fds) {
   else if (m->len >= CC_FRAME_RAW)
     why = "a message of 2 GiB or more is too large for a pipe";
   if (why) {
-    cc__lmsg_unref(m);
+    cc_msg_unref(m);
     cc__lmsg_give(m);
     cc__lraise(L, "ValueError", "%s", why);
   }
@@ -111,7 +111,7 @@ static int send_msg(lua_State *L, cc_conn *c, cc_msg *m, uint32_t raw, const cc_
   int went;
   int r = cc_conn_send(c, m, raw, fds, CC_FOREVER, &went);
   if (!went)
-    cc__lmsg_unref(m);
+    cc_msg_unref(m);
   cc__lmsg_give(m);
   if (r)
     return raise_io(L, r, "send");
@@ -148,7 +148,7 @@ static int conn_send_nowait(lua_State *L) {
   int went;
   int r = cc_conn_send_nowait(c, m, &went);
   if (!went)
-    cc__lmsg_unref(m);
+    cc_msg_unref(m);
   cc__lmsg_give(m);
   if (r < 0)
     return raise_io(L, r, "send");
@@ -222,7 +222,7 @@ static int conn_recv_bytes(lua_State *L) {
   cc_fds fds;
   int raw = 0;
   cc_msg *m = recv_frame(L, c, &fds, (size_t)max, &raw);
-  cc__lmsg_unref(m);
+  cc_msg_unref(m);
   for (int i = 0; i < fds.n; i++)
     close(fds.fd[i]);
   lua_pushlstring(L, m->data, m->len); /* a memory error here loses m (codec.c) */

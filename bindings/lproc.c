@@ -303,13 +303,14 @@ static _Noreturn void child_main(lua_State *L, int self) {
 
 static int proc_start(lua_State *L) {
   lproc *p = check_proc(L, 1);
+  /* First, as it may wait (another thread may start p meanwhile). */
+  cc__lthreads_before_fork();
   if (p->role != ROLE_CHILD || p->p.state != CC_PROC_NEW)
     return cc__lraise(L, "ProcessError", "cannot start a process twice");
   if (p->started_here != getpid())
     return cc__lraise(L, "ProcessError", "can only start a process object "
                       "created by the current process");
   lua_settop(L, 1);
-  cc__lthreads_before_fork();
   int r = cc_proc_start(&p->p);
   if (r == 0)
     child_main(L, 1);

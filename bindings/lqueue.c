@@ -33,14 +33,15 @@ static int put(lua_State *L, cc_queue *q, int64_t deadline) {
     cc__lmsg_give(m);
     return lua_error(L);
   }
+  int maxsize = (int)q->maxsize; /* for the message: q may be gone after idle */
   cc_wrapper *w = cc__lbusy(L, 1);
   int r = cc_queue_put(q, m, deadline);
   cc__lidle(w, &q->hdr);
   if (r)
-    cc__lmsg_unref(m);
+    cc_msg_unref(m);
   cc__lmsg_give(m);
   if (r == CC_EFULL)
-    return cc__lraise(L, "Full", "queue is full (maxsize %d)", (int)q->maxsize);
+    return cc__lraise(L, "Full", "queue is full (maxsize %d)", maxsize);
   if (r)
     return cc__lraise_code(L, r, NULL);
   return 0;

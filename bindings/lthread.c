@@ -47,7 +47,8 @@
  * thread that is not there) and when its handle is collected. Threads not
  * yet reaped are in a list of this process's, changed with the GIL held. */
 typedef struct thr {
-  cc_event done; /* set when its function has returned */
+  cc_event begun; /* set when its pthread has begun (its start is over) */
+  cc_event done;  /* set when its function has returned */
   _Atomic int tid;
   int started;
   int daemon;
@@ -58,9 +59,9 @@ typedef struct thr {
   char name[64];
 } thr;
 
-/* Threads: `unreaped` and `zombies` are changed with the GIL held, by calls
- * that do not wait meanwhile; switch_ns is set before the first thread;
- * current and running_L are each thread's own. */
+/* Threads: `unreaped` and `zombies` are changed with the GIL held, and a
+ * wait (before a fork) holds no pointer into them; switch_ns is set before
+ * the first thread; current and running_L are each thread's own. */
 static thr *unreaped;
 static int64_t switch_ns = 5000000;
 static _Thread_local thr *current;
@@ -183,6 +184,7 @@ static int msgh(lua_State *L) {
 
 static void *thread_main(void *arg) {
   thr *t = arg;
+  cc_event_set(&t->begun);
   cc_gil_acquire();
   current = t;
   running_L = t->L1;
@@ -255,57 +257,57 @@ static void unlink_thread(thr *t) {
     }
 }
 
-/* Joins a pthread whose function has returned, waiting for the
- * microseconds its end takes; with wait false, only if it is gone already.
- * True once joined. */
-static int join_pthread(pthread_t pt, int wait) {
-  int r;
-  while ((r = pthread_tryjoin_np(pt, NULL)) == EBUSY && wait)
-    cc_sleep_until(cc_now() + 20000);
-  return r != EBUSY;
-}
-
-static int reap(thr *t, int wait) {
-  if (!t->reaped && join_pthread(t->pt, wait)) {
-    t->reaped = 1;
-    unlink_thread(t);
-  }
-  return t->reaped;
-}
-
-/* The pthreads of handles collected before their end was over. */
+/* The pthreads of ended threads not joined yet: each pthread is either
+ * a handle's (not reaped) or a zombie, and is moved from one to the other
+ * with the GIL held, so that only one thread ever joins it. */
 typedef struct zombie {
   pthread_t pt;
   struct zombie *next;
 } zombie;
 static zombie *zombies;
 
-static void bury(pthread_t pt) {
+/* Reaps the pthread of a thread whose function has returned: joined now if
+ * its end is over, else made a zombie (joined before the next fork). */
+static void reap(thr *t) {
+  if (t->reaped)
+    return;
+  t->reaped = 1;
+  unlink_thread(t);
+  if (pthread_tryjoin_np(t->pt, NULL) == 0)
+    return;
   zombie *z = malloc(sizeof *z);
   if (z) {
-    z->pt = pt;
+    z->pt = t->pt;
     z->next = zombies;
     zombies = z;
   } else {
-    pthread_detach(pt);
+    pthread_detach(t->pt);
   }
 }
 
 void cc__lthreads_before_fork(void) {
-  /* The ended ones' pthreads go to the zombies first: while this waits for
-   * them, another thread may collect their handles. */
+  /* A thread just made may still be in its start (the sanitizers' runtime
+   * allocates there): the fork waits until each has begun. A running
+   * thread is anchored, so its handle stays while this waits. */
+  for (;;) {
+    thr *t = unreaped;
+    while (t && cc_event_is_set(&t->begun))
+      t = t->next;
+    if (!t || cc_event_wait(&t->begun, CC_FOREVER) == CC_EINTR)
+      break; /* (the list is looked at anew after a wait) */
+  }
   for (thr *t = unreaped, *n; t; t = n) {
     n = t->next;
-    if (cc_event_is_set(&t->done) && !reap(t, 0)) {
-      t->reaped = 1;
-      unlink_thread(t);
-      bury(t->pt);
-    }
+    if (cc_event_is_set(&t->done))
+      reap(t);
   }
+  /* Each is taken off the list before the wait (the microseconds a
+   * pthread's end takes), during which another thread may add more. */
   while (zombies) {
     zombie *z = zombies;
     zombies = z->next;
-    join_pthread(z->pt, 1);
+    while (pthread_tryjoin_np(z->pt, NULL) == EBUSY)
+      cc_sleep_until(cc_now() + 20000);
     free(z);
   }
 }
@@ -314,11 +316,8 @@ void cc__lthreads_before_fork(void) {
  * running thread is anchored); a pthread still ending is reaped later. */
 static int handle_gc(lua_State *L) {
   thr *t = lua_touserdata(L, 1);
-  if (t->started && !reap(t, 0)) {
-    t->reaped = 1;
-    unlink_thread(t);
-    bury(t->pt);
-  }
+  if (t->started)
+    reap(t);
   return 0;
 }
 
@@ -336,7 +335,7 @@ static int handle_join(lua_State *L) {
   if (r == CC_EINTR)
     return cc__lraise_code(L, r, NULL);
   if (r == 0 && t->started)
-    reap(t, 1);
+    reap(t);
   lua_pushboolean(L, r == 0);
   return 1;
 }

@@ -168,7 +168,7 @@ end
 
 function Pool:_spawn(slot)
   local parent_end, child_end = concur.Pipe()
-  local others = {}
+  local others = {self._wake_r, self._wake_w}
   for _, w in pairs(self._workers) do others[#others + 1] = w.conn end
   local progress = concur.RawArray('q', 2)
   local p = concur.Process{target = worker, daemon = true,
@@ -320,7 +320,7 @@ function Pool:_send(w, jobs)
     end
   else
     for i = n, 1, -1 do dq_push_front(self._pending, jobs[i]) end
-    w.gone = true -- found by _pump
+    w.gone = true -- its pipe's EOF reaches _pump, which replaces it
   end
 end
 
@@ -795,7 +795,15 @@ function Pool:workers()
 end
 
 Pool.__close = function(p) if p._creator == concur.getpid() then p:terminate() end end
-Pool.__gc = function(p) pcall(Pool.__close, p) end
+-- Collected, it terminates its workers, unless another thread holds its
+-- mutex: a finalizer must not wait for it (at the end of a run no other
+-- thread runs again, and the workers, daemons, are ended with the run).
+Pool.__gc = function(p)
+  if p._creator == concur.getpid() and p._mutex:acquire(false) then
+    p:terminate()
+    p._mutex:release()
+  end
+end
 Pool.__tostring = function(p)
   return ("Pool(%d processes, %s, %d tasks outstanding)"):format(p._n, p._state, p._outstanding)
 end

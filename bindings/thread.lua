@@ -3,8 +3,9 @@
 local concur = ...
 
 -- Threads: this state is the process's, shared by its threads; each change
--- is one C call or one table store, which no switch of the GIL can split
--- (a switch happens between instructions, never inside a C call).
+-- is one C call that does not wait, or one table store, which no switch of
+-- the GIL can split (a switch happens between instructions, or in a call
+-- that waits).
 local Thread = {}
 Thread.__name = "concur.Thread"
 local by_handle = setmetatable({}, {__mode = "k"})

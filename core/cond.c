@@ -39,7 +39,7 @@ int cc_cond_wait(cc_cond *c, int64_t deadline) {
   int r = cc_sem_wait(&c->wait_sem, deadline);
   cc_sem_post(&c->woken);
   /* The lock is taken back whatever happened, without a deadline, as in
-   * CPython; only an interrupt (Ctrl-C, the run's timeout) stops that. */
+   * CPython, an interrupt included (returned with the lock held). */
   int q = cc__lock_restore(c->lock, depth, CC_FOREVER);
   return q == CC_EINTR ? CC_EINTR : r;
 }

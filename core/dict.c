@@ -91,11 +91,7 @@ static void blob_drop(uint32_t off) {
   blob *b = cc_arena_ptr(off);
   if (!b)
     return;
-  for (uint32_t i = 0; i < b->nrefs; i++) {
-    cc_obj *o = cc_obj_from_off(blob_refs(b)[i]);
-    if (o)
-      cc_obj_unref(o);
-  }
+  cc_refs_unref(blob_refs(b), b->nrefs);
   cc_arena_free(b);
 }
 
@@ -360,13 +356,8 @@ int cc_dict_update(cc_dict *d, const char *key, size_t klen, cc_dict_fn fn, void
       cc_arena_free(cc_arena_ptr(vb));
   }
   unlock(d);
-  if (r) {
-    for (uint32_t k = 0; k < val.nrefs; k++) {
-      cc_obj *o = cc_obj_from_off(val.refs[k]);
-      if (o)
-        cc_obj_unref(o);
-    }
-  }
+  if (r)
+    cc_msg_unref(&val);
   cc_msg_free(&old); /* its references went to fn */
   cc_msg_free(&val);
   return r;
@@ -500,11 +491,7 @@ void cc_dict_snapshot_free(cc_snapshot *s) {
   for (uint32_t i = 0; i < s->n; i++) {
     if (s->keys)
       cc_msg_free(&s->keys[i]);
-    for (uint32_t k = 0; k < s->vals[i].nrefs; k++) {
-      cc_obj *o = cc_obj_from_off(s->vals[i].refs[k]);
-      if (o)
-        cc_obj_unref(o);
-    }
+    cc_msg_unref(&s->vals[i]);
     cc_msg_free(&s->vals[i]);
   }
   free(s->keys);

@@ -17,7 +17,8 @@ static _Atomic uint32_t switches; /* bumped at every take */
 static _Atomic uint32_t yielders; /* holders waiting for a switch to happen */
 static _Atomic int32_t holder;    /* the holder's tid, to poke */
 static void (*poke)(int tid); /* set before the first thread starts */
-static int enabled, frozen;
+static int enabled;
+static _Atomic int frozen; /* read by every thread's hook */
 static int64_t interval = 5000000;
 static _Thread_local int held;
 static _Thread_local int released_for_wait;

@@ -155,8 +155,17 @@ uint32_t cc__lock_release_all(cc_lock *l) {
 }
 
 int cc__lock_restore(cc_lock *l, uint32_t depth, int64_t deadline) {
-  int r = cc_lock_acquire(l, deadline);
+  /* An interrupt is held back until the lock is taken again, then
+   * returned with it held: the caller's caller (a Condition's wait, a
+   * guard) goes on as the owner, and releases it. */
+  int interrupted = 0, r;
+  while ((r = cc_lock_acquire(l, deadline)) == CC_EINTR) {
+    interrupted = 1;
+    cc_interrupt_clear();
+  }
+  if (interrupted)
+    cc_interrupt();
   if (r == 0 || r == CC_EOWNERDEAD)
     l->count = depth ? depth : 1;
-  return r;
+  return interrupted && (r == 0 || r == CC_EOWNERDEAD) ? CC_EINTR : r;
 }

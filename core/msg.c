@@ -1,5 +1,6 @@
 /* msg - a message as the core carries it: bytes, the objects it refers to, descriptors */
 #include "concur/msg.h"
+#include "concur/arena.h"
 #include "concur/error.h"
 
 #include <stdlib.h>
@@ -27,6 +28,21 @@ int cc_msg_reserve(cc_msg *m, size_t len, uint32_t nrefs) {
     m->refcap = cap;
   }
   return 0;
+}
+
+void cc_refs_unref(const void *refs, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t off;
+    memcpy(&off, (const char *)refs + i * sizeof off, sizeof off);
+    cc_obj *o = cc_obj_from_off(off);
+    if (o)
+      cc_obj_unref(o);
+  }
+}
+
+void cc_msg_unref(cc_msg *m) {
+  cc_refs_unref(m->refs, m->nrefs);
+  m->nrefs = 0;
 }
 
 void cc_msg_free(cc_msg *m) {

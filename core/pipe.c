@@ -57,16 +57,6 @@ static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT; /* threads: pthread_once
 
 /* ----------------------------------------------------- users and turns */
 
-static void drop_refs(const char *p, uint32_t n) {
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t off;
-    memcpy(&off, p + i * sizeof off, sizeof off);
-    cc_obj *o = cc_obj_from_off(off);
-    if (o)
-      cc_obj_unref(o);
-  }
-}
-
 /* Empties the write buffer. The frames not wholly sent will never be
  * decoded, so the references they carry are dropped. (The buffer starts
  * with a frame, or with the rest of one whose start went at once: wstart
@@ -78,7 +68,7 @@ static void drop_unsent(cc_conn *c) {
     memcpy(&f, c->wbuf + at, sizeof f);
     size_t end = at + sizeof f + f.nrefs * sizeof(uint32_t) + (f.len & ~CC_FRAME_RAW);
     if (end > c->woff)
-      drop_refs(c->wbuf + at + sizeof f, f.nrefs);
+      cc_refs_unref(c->wbuf + at + sizeof f, f.nrefs);
     at = end;
   }
   c->woff = c->wlen = c->wstart = 0;
@@ -99,7 +89,6 @@ static void finish_close(cc_conn *c, int keep_fd) {
   free(c->wbuf);
   c->wbuf = NULL;
   c->wcap = 0;
-  atomic_store(&c->closing, 0);
 }
 
 /* A forked child's copy starts over: no thread of the parent is inside it
@@ -111,24 +100,32 @@ static void own(cc_conn *c) {
   c->pid = me;
   atomic_store(&c->rturn, 0);
   atomic_store(&c->wturn, 0);
-  atomic_store(&c->users, 0);
   c->woff = c->wlen = c->wstart = 0;
-  if (atomic_load(&c->closing))
+  uint32_t bit = atomic_load(&c->inside) & CC_CONN_CLOSING;
+  atomic_store(&c->inside, bit);
+  if (bit && c->fd >= 0)
     finish_close(c, 0);
 }
 
-int cc_conn_open(const cc_conn *c) { return c->fd >= 0 && !atomic_load(&c->closing); }
+static int closing(const cc_conn *c) { return (atomic_load(&c->inside) & CC_CONN_CLOSING) != 0; }
 
+int cc_conn_open(const cc_conn *c) { return c->fd >= 0 && !closing(c); }
+
+/* One count and one bit in one word: a thread comes in only while no close
+ * has come, and exactly one party (the closer, or the last to leave) sees
+ * the count reach 0 with the bit set, and closes. */
 static int enter(cc_conn *c) {
   own(c);
-  if (!cc_conn_open(c))
-    return CC_ECLOSED;
-  atomic_fetch_add(&c->users, 1);
+  uint32_t s = atomic_load(&c->inside);
+  do {
+    if (s & CC_CONN_CLOSING || c->fd < 0)
+      return CC_ECLOSED;
+  } while (!atomic_compare_exchange_weak(&c->inside, &s, s + 1));
   return 0;
 }
 
 static void leave(cc_conn *c) {
-  if (atomic_fetch_sub(&c->users, 1) == 1 && atomic_load(&c->closing))
+  if (atomic_fetch_sub(&c->inside, 1) - 1 == CC_CONN_CLOSING)
     finish_close(c, 0);
 }
 
@@ -146,7 +143,7 @@ static int take_turn(cc_conn *c, _Atomic uint32_t *t, int64_t deadline) {
   for (;;) {
     if (atomic_exchange(t, 2) == 0)
       return 0;
-    if (atomic_load(&c->closing))
+    if (closing(c))
       return CC_ECLOSED;
     int r = cc_futex_wait(t, 2, slice(deadline));
     if (r == CC_EINTR)
@@ -166,7 +163,7 @@ static void give_turn(_Atomic uint32_t *t) {
  * microseconds (cc_wait_fd_soon). */
 static int wait_io(cc_conn *c, short ev, int64_t deadline, int soon) {
   for (;;) {
-    if (atomic_load(&c->closing))
+    if (closing(c))
       return CC_ECLOSED;
     int64_t end = slice(deadline);
     int r = soon ? cc_wait_fd_soon(c->fd, ev, end) : cc_wait_fd(c->fd, ev, end);
@@ -208,19 +205,20 @@ int cc_pipe_new(cc_conn *a, cc_conn *b, int duplex) {
 
 void cc_conn_close(cc_conn *c) {
   own(c);
-  if (c->fd < 0 || atomic_load(&c->closing))
+  if (c->fd < 0)
     return;
-  atomic_store(&c->closing, 1);
-  if (atomic_load(&c->users) == 0)
+  uint32_t s = atomic_fetch_or(&c->inside, CC_CONN_CLOSING);
+  if (s == 0)
     finish_close(c, 0);
-  /* Else the threads inside see `closing` within a slice; the last one
-   * to leave closes it. */
+  /* Else (unless a close came already) the threads inside see the bit
+   * within a slice, and the last one to leave closes it. */
 }
 
 int cc_conn_detach(cc_conn *c) {
   own(c);
-  if (atomic_load(&c->users) > 0)
-    return -1;
+  uint32_t idle = 0;
+  if (c->fd < 0 || !atomic_compare_exchange_strong(&c->inside, &idle, CC_CONN_CLOSING))
+    return -1; /* another thread is inside, or it is closed */
   int fd = c->fd;
   finish_close(c, 1);
   return fd;
@@ -320,15 +318,23 @@ static int write_all(cc_conn *c, struct iovec *iov, int niov, const cc_fds *fds,
     if (w < 0) {
       if (errno == EINTR)
         continue;
-      if (errno != EAGAIN)
+      if (errno != EAGAIN) {
+        /* The other end is gone (or broken): nothing of this frame will be
+         * decoded, so its refs stay the caller's, to drop. */
+        *went = 0;
         return write_error();
+      }
       int r = wait_io(c, POLLOUT, deadline, 0);
       if (r && !first) {
         /* Part of the frame went: its rest waits, to go before anything
          * else (the buffer is empty: drain emptied it). */
         for (int i = 0; i < niov; i++)
           if (queue_bytes(c, iov[i].iov_base, iov[i].iov_len)) {
-            cc_conn_close(c); /* the stream is torn: end it */
+            /* The stream is torn: end it. What was queued is no frame of
+             * its own, and the frame's refs will never be decoded. */
+            c->wstart = c->wlen;
+            *went = 0;
+            cc_conn_close(c);
             return CC_ENOMEM;
           }
         c->wstart = c->wlen;
@@ -608,7 +614,7 @@ int cc_conn_wait(cc_conn *const *cs, int n, uint8_t *ready, int64_t deadline) {
       cc_conn *c = cs[i];
       if (pf[i].fd < 0)
         continue;
-      if (atomic_load(&c->closing)) {
+      if (closing(c)) {
         ready[i] = 1; /* closed by another thread meanwhile */
       } else if (pf[i].revents & POLLOUT) {
         /* Room to send what waited: send it, and look again. */

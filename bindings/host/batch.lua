@@ -441,7 +441,7 @@ local function execute(runs, jobs, tmpdir)
       local r = running[i]
       if i == which or r.deadline <= now then
         if i ~= which then host.killpg(r.pid); r.killed = true end
-        local info = host.reap(r.pid)
+        local info = host.reap(r.pid, r.fd)
         host.killpg(r.pid) -- whatever of its group is left
         host.close(r.fd)
         finish(r.run, info, r.killed and not interrupted, r.files)

@@ -119,12 +119,14 @@ static int l_wait_any(lua_State *L) {
   return 1;
 }
 
-/* reap(pid): {exit=, signal=, user=, sys=, maxrss_kb=} of an ended child. */
+/* reap(pid, [pidfd]): {exit=, signal=, user=, sys=, maxrss_kb=} of a child,
+ * waited for. */
 static int l_reap(lua_State *L) {
   pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  int pidfd = (int)luaL_optinteger(L, 2, -1);
   int st;
   struct rusage ru;
-  int r = cc_wait_child(pid, -1, &st, &ru, CC_FOREVER);
+  int r = cc_wait_child(pid, pidfd, &st, &ru, CC_FOREVER);
   if (r == CC_EINTR)
     return luaL_error(L, "interrupted");
   if (r)

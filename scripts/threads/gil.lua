@@ -22,8 +22,8 @@ local function serial(job)
   return concur.time() - t0
 end
 
--- The processor time this process (all its threads) has used, and its
--- reaped children, in seconds (Linux counts both in /proc in 1/100 s).
+-- The processor time this process's reaped children have used, in seconds
+-- (cutime and cstime in /proc, which Linux counts in 1/100 s).
 local function children_cpu()
   local f = io.open("/proc/self/stat")
   local stat = f and f:read("a") or ""

@@ -147,7 +147,7 @@ static void truncated_and_flipped_bytes_never_crash(void **state) {
   uint32_t bogus = 12345;
   assert_int_equal(try_decode(m.data, m.len, &bogus, 0), 1);
   free(copy);
-  cc__lmsg_unref(&m);
+  cc_msg_unref(&m);
   cc_msg_free(&m);
   lua_gc(L, LUA_GCCOLLECT);
 }

@@ -31,13 +31,6 @@ static uint32_t len_of(cc_dict *d) {
   return n;
 }
 
-/* Drops the references a copy that came out of a container holds. */
-static void drop_refs(cc_msg *m) {
-  for (uint32_t i = 0; i < m->nrefs; i++)
-    cc_obj_unref(cc_obj_from_off(m->refs[i]));
-  m->nrefs = 0;
-}
-
 /* ---- Dicts: contents ---- */
 
 static void set_get_del_round_trip_and_overwrite(void **state) {
@@ -761,7 +754,7 @@ static void references_live_in_the_container_and_go_with_their_value(void **stat
   assert_int_equal(out.nrefs, NLOCKS);
   assert_memory_equal(out.refs, a, sizeof a);
   expect_refs(a, 2);
-  drop_refs(&out);
+  cc_msg_unref(&out);
   expect_refs(a, 1);
   /* Deleting the value (dropped) releases them. */
   assert_int_equal(cc_dict_del(d, "a", 1, NULL), 0);
@@ -774,7 +767,7 @@ static void references_live_in_the_container_and_go_with_their_value(void **stat
   assert_int_equal(cc_dict_del(d, "a", 1, &out), 0);
   assert_int_equal(out.nrefs, NLOCKS);
   expect_refs(a, 1);
-  drop_refs(&out);
+  cc_msg_unref(&out);
   expect_refs(a, 0);
 
   /* Overwriting releases the old value's objects. */
@@ -818,7 +811,7 @@ static void references_live_in_the_container_and_go_with_their_value(void **stat
   assert_int_equal(cc_dict_get(d, "u", 1, &out), 0);
   assert_int_equal(out.len, 3);
   assert_memory_equal(out.data, "new", 3);
-  drop_refs(&out);
+  cc_msg_unref(&out);
   free(hbuf);
 
   /* Destroying the container releases what its values hold. */
@@ -847,7 +840,7 @@ static void references_live_in_the_container_and_go_with_their_value(void **stat
   assert_int_equal(cc_list_insert(l, CC_LIST_END, &mb), 0);
   assert_int_equal(cc_list_get(l, 1, &out), 0);
   expect_refs(b, 2);
-  drop_refs(&out);
+  cc_msg_unref(&out);
   assert_int_equal(cc_list_set(l, 0, &mc), 0); /* a's go, c's come in */
   expect_refs(a, 0);
   expect_refs(c, 1);
@@ -855,7 +848,7 @@ static void references_live_in_the_container_and_go_with_their_value(void **stat
   assert_int_equal(out.nrefs, NLOCKS);
   assert_memory_equal(out.refs, c, sizeof c);
   expect_refs(c, 1);
-  drop_refs(&out);
+  cc_msg_unref(&out);
   expect_refs(c, 0);
   new_locks(a);
   h.refs = a;

@@ -358,7 +358,7 @@ static void close_from_another_thread(void **state) {
   pair *p = calloc(1, sizeof *p);
   assert_int_equal(cc_pipe_new(&p->in_r, &p->in_w, 1), 0);
   party *t = party_start(PARTY_THREAD, blocked_recv, p, 0);
-  while (atomic_load(&p->in_r.users) == 0)
+  while ((atomic_load(&p->in_r.inside) & ~CC_CONN_CLOSING) == 0)
     cc_sleep_until(cc_now() + MS);
   cc_sleep_until(cc_now() + 20 * MS);
   int64_t t0 = cc_now();

@@ -23,7 +23,7 @@
   X(NOTOWNER, "ValueError", "not owned by the caller")                         \
   X(LIMIT, "ProcessError", "too many processes")                               \
   X(SYS, "OSError", "system call failed")                                      \
-  X(DEADLK, "Deadlock", "threads wait for each other forever")               \
+  X(DEADLK, "Deadlock", "threads wait for each other forever")                 \
   X(NOMEM, "OSError", "not enough memory")                                     \
   X(TORN, "EOF", "the other end closed in the middle of a message")            \
   X(TOOLONG, "OSError", "a message is longer than maxlength")                  \

@@ -50,7 +50,9 @@ int cc_lock_dead_owner(cc_lock *l);
 
 /* Releases an RLock completely (Condition.wait), returning its depth. */
 uint32_t cc__lock_release_all(cc_lock *l);
-/* Acquires again to the depth returned by cc__lock_release_all. */
+/* Acquires again to the depth returned by cc__lock_release_all. An
+ * interrupt meanwhile does not stop it: it returns CC_EINTR once it holds
+ * the lock again (0, CC_EOWNERDEAD, CC_ETIMEDOUT, CC_EDEADLK otherwise). */
 int cc__lock_restore(cc_lock *l, uint32_t depth, int64_t deadline);
 
 #endif

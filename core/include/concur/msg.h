@@ -20,6 +20,12 @@ typedef struct cc_msg {
  * 0 or CC_ENOMEM. */
 int cc_msg_reserve(cc_msg *m, size_t len, uint32_t nrefs);
 void cc_msg_free(cc_msg *m);
+/* Drops the references m carries (one per object; nrefs becomes 0): for a
+ * message that will not be delivered. */
+void cc_msg_unref(cc_msg *m);
+/* Drops n object references stored as arena offsets at refs, which need
+ * not be aligned (a frame's in a byte buffer). */
+void cc_refs_unref(const void *refs, uint32_t n);
 
 /* Descriptors that travel beside a message (Connections through a duplex
  * Pipe), in order. */

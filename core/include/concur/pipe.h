@@ -35,6 +35,9 @@
 #define CC_CONN_OSPIPE 4      /* a pipe(2) end: no descriptors travel */
 #define CC_FRAME_RAW 0x80000000u /* a frame of bytes (send_bytes), not a message */
 #define CC_CONN_FDQ 64
+/* In `inside`: close() came; whoever brings the count to 0 with it set
+ * (the closer, or the last thread to leave) closes, exactly once. */
+#define CC_CONN_CLOSING 0x80000000u
 
 typedef struct cc_conn {
   int fd; /* -1 once closed */
@@ -42,8 +45,7 @@ typedef struct cc_conn {
   int pid;                    /* the process whose copy this is */
   _Atomic uint32_t rturn;     /* the receivers' turn: 0 free, 1 taken, 2 others wait */
   _Atomic uint32_t wturn;     /* the senders' */
-  _Atomic int users;          /* threads inside a call */
-  _Atomic int closing;        /* close() came while some were inside */
+  _Atomic uint32_t inside;    /* threads inside a call, | CC_CONN_CLOSING */
   char *rbuf;
   size_t rcap, rlen, roff;
   int fdq[CC_CONN_FDQ];       /* descriptors received, not yet taken by a frame */
