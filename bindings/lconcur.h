@@ -48,6 +48,8 @@ typedef struct cc_wrapper {
   uint32_t type;   /* o's type tag, which never changes */
   uint16_t busy;   /* calls waiting on o (cc__lbusy) */
   uint16_t closed; /* closed while busy: the last of them drops the hold */
+  uint32_t id;     /* o's id, for tostring once closed */
+  uint32_t spare;
 } cc_wrapper;
 
 /* The wrapper at idx, open or closed, or NULL. */

@@ -43,6 +43,8 @@ void cc__lpush_obj(lua_State *L, cc_obj *o, int adopt) {
   w->type = o->type;
   w->busy = 0;
   w->closed = 0;
+  w->id = o->id;
+  w->spare = 0;
   push_mt(L, o);
   lua_setmetatable(L, -2);
   int r = adopt ? cc_hold_adopt(o) : cc_hold(o);
@@ -107,13 +109,33 @@ void cc__lidle(cc_wrapper *w, cc_obj *o) {
   }
 }
 
-static int obj_tostring(lua_State *L) {
+/* tostring of a closed wrapper: Queue(id=3, closed). True when it was one. */
+static int closed_tostring(lua_State *L) {
   wrapper *w = cc__lwrapper_any(L, 1);
-  if (!w || !w->o) {
-    lua_pushstring(L, "closed concur object");
+  if (!w || w->o)
+    return 0;
+  const cc_type *t = cc_type_get(w->type);
+  lua_pushfstring(L, "%s(id=%d, closed)", t ? t->name : "object", (int)w->id);
+  return 1;
+}
+
+static int obj_tostring(lua_State *L) {
+  if (closed_tostring(L))
     return 1;
-  }
+  wrapper *w = cc__lwrapper_any(L, 1);
+  if (!w)
+    return luaL_typeerror(L, 1, "concur object");
   lua_pushfstring(L, "%s(id=%d)", cc_obj_typename(w->o), (int)w->o->id);
+  return 1;
+}
+
+/* A type's own __tostring (the upvalue), for open wrappers only. */
+static int tostring_open(lua_State *L) {
+  if (closed_tostring(L))
+    return 1;
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
   return 1;
 }
 
@@ -129,6 +151,13 @@ void cc__lnew_class(lua_State *L, const char *tname, const luaL_Reg *methods,
   luaL_newmetatable(L, lua_tostring(L, -1));
   lua_remove(L, -2);
   luaL_setfuncs(L, meta, 0);
+  /* A closed object prints as one, whatever its type's own tostring does. */
+  if (lua_getfield(L, -1, "__tostring") == LUA_TFUNCTION) {
+    lua_pushcclosure(L, tostring_open, 1);
+    lua_setfield(L, -2, "__tostring");
+  } else {
+    lua_pop(L, 1);
+  }
   static const struct {
     const char *name;
     lua_CFunction fn;

@@ -107,25 +107,34 @@ static lproc *new_instance(lua_State *L, int cls, const char *name, int role) {
   return p;
 }
 
+/* A bad fields table: the user's argument #1 (the class is #1 of the
+ * __call Lua makes of Process{...}). */
+static int bad_fields(lua_State *L, int ok, const char *why) {
+  if (!ok)
+    luaL_error(L, "bad argument #1 to 'Process' (%s)", why);
+  return ok;
+}
+
 /* Class(t): t's fields become the instance's. */
 static int class_call(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int has = !lua_isnoneornil(L, 2);
-  if (has)
-    luaL_checktype(L, 2, LUA_TTABLE);
+  if (has && !lua_istable(L, 2))
+    return luaL_error(L, "bad argument #1 to 'Process' (a table of fields expected, got %s: "
+                      "Process{target = f, args = {...}})", luaL_typename(L, 2));
   const char *name = NULL;
   if (has && lua_getfield(L, 2, "name") != LUA_TNIL) {
-    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 2, "name must be a string");
+    bad_fields(L, lua_type(L, -1) == LUA_TSTRING, "name must be a string");
     name = lua_tostring(L, -1);
   }
   if (has && lua_getfield(L, 2, "target") != LUA_TNIL)
-    luaL_argcheck(L, lua_isfunction(L, -1) || luaL_getmetafield(L, -1, "__call"),
-                  2, "target must be a function");
+    bad_fields(L, lua_isfunction(L, -1) || luaL_getmetafield(L, -1, "__call"),
+               "target must be a function");
   if (has && lua_getfield(L, 2, "args") != LUA_TNIL)
-    luaL_argcheck(L, lua_istable(L, -1), 2, "args must be a table");
+    bad_fields(L, lua_istable(L, -1), "args must be a table");
   int daemon = 0;
   if (has && lua_getfield(L, 2, "daemon") != LUA_TNIL) {
-    luaL_argcheck(L, lua_isboolean(L, -1), 2, "daemon must be a boolean");
+    bad_fields(L, lua_isboolean(L, -1), "daemon must be a boolean");
     daemon = lua_toboolean(L, -1);
   }
   lua_settop(L, 2);

@@ -47,13 +47,13 @@ static int bad(const char *fmt, const char *arg) {
   return EXIT_USAGE;
 }
 
-static int number_arg(const char *opt, const char *s, double *out) {
+/* A number >= 0 for opt; what it accepts is `what`. */
+static int number_arg(const char *opt, const char *what, const char *s, double *out) {
   char *end;
   errno = 0;
   double v = strtod(s, &end);
-  if (!*s || *end || errno || v < 0) {
-    fprintf(stderr, "concur: %s takes a number of seconds or a factor >= 0, not '%s'\n",
-            opt, s);
+  if (!*s || *end || errno || v < 0 || v != v) {
+    fprintf(stderr, "concur: %s takes %s, not '%s'\n", opt, what, s);
     return -1;
   }
   *out = v;
@@ -89,15 +89,16 @@ static int parse_run(int argc, char **argv, run_opts *o) {
     } else if (!strcmp(a, "--time-scale")) {
       if (!more)
         return bad("--time-scale takes a factor%s", "");
-      if (number_arg(a, argv[++i], &time_scale) || time_scale == 0) {
+      const char *what = "a factor greater than 0 (0.01 runs sleeps 100 times faster)";
+      if (number_arg(a, what, argv[++i], &time_scale) || time_scale == 0) {
         if (time_scale == 0)
-          fprintf(stderr, "concur: --time-scale must be greater than 0\n");
+          fprintf(stderr, "concur: --time-scale takes %s, not '0'\n", what);
         return EXIT_USAGE;
       }
     } else if (!strcmp(a, "--timeout")) {
       if (!more)
         return bad("--timeout takes seconds%s", "");
-      if (number_arg(a, argv[++i], &timeout))
+      if (number_arg(a, "seconds, 0 or more (0: no limit)", argv[++i], &timeout))
         return EXIT_USAGE;
     } else if (!strcmp(a, "--metrics")) {
       if (!more)
