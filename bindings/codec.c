@@ -663,8 +663,8 @@ typedef struct buf {
 
 static _Thread_local buf *bufs; /* this thread's, out or free */
 static _Thread_local int nfree;
-static pthread_key_t bufs_key;
-static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
+static pthread_key_t bufs_key;                      /* threads: made once (pthread_once) */
+static pthread_once_t bufs_once = PTHREAD_ONCE_INIT; /* and then only read */
 
 static void buf_free(buf *b) {
   if (b->prev)

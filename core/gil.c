@@ -73,11 +73,10 @@ void cc_gil_release(void) {
 /* A spin pays only if the thread that would end it can run meanwhile: not
  * when it waits for the GIL this thread holds, nor when it is a thread of
  * this process, which needs the GIL to get on. */
-static int may_spin(int local) {
-  return !held || (!local && atomic_load_explicit(&waiters, memory_order_relaxed) == 0);
-}
+static int may_spin(int local) { return !(held && local) && !cc_gil_wanted(); }
 
-static const cc_wait_hooks hooks = {may_spin, cc_gil_wait_hook};
+static void around_wait(const void *word, int begin);
+static const cc_wait_hooks hooks = {may_spin, around_wait};
 
 void cc_gil_enable(int64_t switch_interval_ns) {
   if (enabled)
@@ -115,10 +114,11 @@ void cc_gil_after_fork(void) {
 
 void cc_gil_freeze(void) { frozen = 1; }
 
-/* Frozen, nobody lets go any more; but a thread that let go before the
- * freeze still takes the GIL back after its wait (and so waits for good:
- * the freezer keeps it), never running Lua without it. */
-void cc_gil_wait_hook(const void *w, int begin) {
+/* The wait hook: lets go before a sleep, takes it back after. Frozen,
+ * nobody lets go any more; but a thread that let go before the freeze
+ * still takes the GIL back after its wait (and so waits for good: the
+ * freezer keeps it), never running Lua without it. */
+static void around_wait(const void *w, int begin) {
   (void)w;
   if (!enabled)
     return;

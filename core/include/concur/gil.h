@@ -34,7 +34,5 @@ void cc_gil_check(void);
 void cc_gil_after_fork(void);
 /* From now on blocking calls keep the GIL (the end of a process). */
 void cc_gil_freeze(void);
-/* The wait hook: lets go before a wait, takes it again after. */
-void cc_gil_wait_hook(const void *word, int begin);
 
 #endif
