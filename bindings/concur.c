@@ -1,5 +1,6 @@
 /* concur - luaopen_concur: the module, its runtime, and every primitive's file */
 #include "concur/error.h"
+#include "concur/fault.h"
 #include "concur/gil.h"
 #include "concur/proc.h"
 #include "concur/wait.h"
@@ -46,6 +47,8 @@ static void runtime(lua_State *L) {
   if (r)
     luaL_error(L, "concur: cannot make the arena (%d bytes): %s", (int)size,
                cc_strerror(r));
+  if (cc_fault_from_env())
+    luaL_error(L, "concur: CONCUR_FAULT names no fault point (they are listed above)");
   cc_runtime_subreaper();
 }
 

@@ -1,6 +1,7 @@
 /* dict - Manager dicts, lists and Namespaces: encoded values in the arena */
 #include "concur/dict.h"
 #include "concur/error.h"
+#include "concur/fault.h"
 #include "concur/wait.h"
 
 #include <stdlib.h>
@@ -12,9 +13,11 @@
  * insertion order {hash, key blob, value blob}. A deleted entry has key 0
  * and its slot stays as a tombstone. Replacing a value stores the new blob's
  * offset in one go; adding an entry writes it past `used`, then commits by
- * storing used + 1 and its slot; growing or removing from the middle of a
- * list builds a new table and switches the container to it with one store.
- * Lists use the entries alone.
+ * storing used + 1; growing or removing from the middle of a list builds a
+ * new table and switches the container to it with one store. What follows
+ * a commit (an index slot, the `live` count) is mended by the next holder
+ * of the lock when the last one died (repair). Lists use the entries alone.
+ * The CC_FAULT points are where tests kill a holder.
  */
 
 typedef struct blob {
@@ -160,12 +163,44 @@ static void dict_destroy(cc_obj *o) {
   cc_arena_free(t);
 }
 
-/* 0 with the lock held (also from a holder that died: every change is
- * committed by one store, so what it left is whole), or the wait's error
- * (CC_EINTR, CC_EDEADLK) without it. */
+static int32_t find(dtab *t, const char *k, size_t n, uint32_t h, uint32_t *slot);
+
+/* Mends what a holder killed in the middle of an operation left; lock held.
+ * Each operation commits with one store, but what follows the commit may be
+ * missing: an added entry counted in `used` whose index slot was not yet
+ * stored (only the last one can be so; it is whole, so it is kept), and
+ * `live`, which is counted again. Blocks the dead holder had allocated and
+ * not yet linked are lost to the arena. */
+static void repair(cc_dict *d) {
+  dtab *t = tab(d);
+  uint32_t used = atomic_load(&t->used), live = 0;
+  if (d->is_list) {
+    atomic_store(&t->live, used);
+    return;
+  }
+  if (used > 0) {
+    dent *e = &ents(t)[used - 1];
+    uint32_t key = atomic_load(&e->key), slot;
+    if (key) {
+      blob *kb = cc_arena_ptr(key);
+      if (find(t, blob_data(kb), kb->len, e->hash, &slot) < 0 && slot != UINT32_MAX)
+        slots(t)[slot] = (int32_t)(used - 1);
+    }
+  }
+  for (uint32_t i = 0; i < used; i++)
+    live += atomic_load(&ents(t)[i].key) != 0;
+  atomic_store(&t->live, live);
+}
+
+/* 0 with the lock held (also from a holder that died, after mending what it
+ * left), or the wait's error (CC_EINTR, CC_EDEADLK) without it. */
 static int lock(cc_dict *d) {
   int r = cc_lock_acquire(&d->lock, CC_FOREVER);
-  return r == CC_EOWNERDEAD ? 0 : r;
+  if (r == CC_EOWNERDEAD) {
+    repair(d);
+    r = 0;
+  }
+  return r;
 }
 
 static void unlock(cc_dict *d) { cc_lock_release(&d->lock); }
@@ -253,6 +288,8 @@ static dtab *rebuild(cc_dict *d, dtab *t, uint32_t extra, uint32_t skip, uint32_
  * 0, or lock's error without the lock. */
 static int locate(cc_dict *d, const char *key, size_t klen, dtab **t, int32_t *i) {
   uint32_t slot;
+  if (d->is_list)
+    return CC_EVALUE; /* a list has no index of keys */
   int r = lock(d);
   if (r)
     return r;
@@ -279,6 +316,7 @@ static int put(cc_dict *d, const char *key, size_t klen, uint32_t vb) {
   int32_t i = find(t, key, klen, h, &slot);
   if (i >= 0) {
     uint32_t old = atomic_exchange(&ents(t)[i].val, vb); /* the commit */
+    CC_FAULT(DICT_SET_SWAPPED);
     blob_drop(old);
     return 0;
   }
@@ -288,6 +326,7 @@ static int put(cc_dict *d, const char *key, size_t klen, uint32_t vb) {
     if (!n)
       return CC_EARENAFULL;
     atomic_store(&d->table, cc_arena_off(n)); /* the commit of the rebuild */
+    CC_FAULT(DICT_GROWN);
     cc_arena_free(t);
     t = n;
     find(t, key, klen, h, &slot);
@@ -300,13 +339,17 @@ static int put(cc_dict *d, const char *key, size_t klen, uint32_t vb) {
   e->hash = h;
   atomic_store(&e->val, vb);
   atomic_store(&e->key, kb);
-  atomic_store(&t->used, used + 1);
-  slots(t)[slot] = (int32_t)used; /* the commit: now it can be found */
+  atomic_store(&t->used, used + 1); /* the commit */
+  CC_FAULT(DICT_ADD_COUNTED);
+  slots(t)[slot] = (int32_t)used; /* now it can be found */
+  CC_FAULT(DICT_ADD_INDEXED);
   atomic_fetch_add(&t->live, 1);
   return 0;
 }
 
 int cc_dict_set(cc_dict *d, const char *key, size_t klen, const cc_msg *val) {
+  if (d->is_list)
+    return CC_EVALUE;
   uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
   if (!vb)
     return CC_EARENAFULL;
@@ -332,6 +375,7 @@ int cc_dict_del(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
   }
   dent *e = &ents(t)[i];
   uint32_t kb = atomic_exchange(&e->key, 0); /* the commit */
+  CC_FAULT(DICT_DEL_UNKEYED);
   atomic_fetch_sub(&t->live, 1);
   uint32_t vb = atomic_load(&e->val);
   unlock(d);
@@ -364,6 +408,8 @@ int cc_dict_update(cc_dict *d, const char *key, size_t klen, cc_dict_fn fn, void
 }
 
 int cc_list_get(cc_dict *d, uint32_t i, cc_msg *out) {
+  if (!d->is_list)
+    return CC_EVALUE; /* a dict's entries have keys */
   int r = lock(d);
   if (r)
     return r;
@@ -374,6 +420,8 @@ int cc_list_get(cc_dict *d, uint32_t i, cc_msg *out) {
 }
 
 int cc_list_set(cc_dict *d, uint32_t i, const cc_msg *val) {
+  if (!d->is_list)
+    return CC_EVALUE; /* a dict's entries have keys */
   uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
   if (!vb)
     return CC_EARENAFULL;
@@ -395,6 +443,8 @@ int cc_list_set(cc_dict *d, uint32_t i, const cc_msg *val) {
 }
 
 int cc_list_insert(cc_dict *d, uint32_t i, const cc_msg *val) {
+  if (!d->is_list)
+    return CC_EVALUE; /* a dict's entries have keys */
   uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
   if (!vb)
     return CC_EARENAFULL;
@@ -412,6 +462,7 @@ int cc_list_insert(cc_dict *d, uint32_t i, const cc_msg *val) {
   } else if (i == used && used < t->ecap) {
     atomic_store(&ents(t)[used].val, vb);
     atomic_store(&t->live, used + 1);
+    CC_FAULT(LIST_APPEND_LIVE);
     atomic_store(&t->used, used + 1); /* the commit */
   } else {
     dtab *n = rebuild(d, t, 1, UINT32_MAX, i);
@@ -432,6 +483,8 @@ int cc_list_insert(cc_dict *d, uint32_t i, const cc_msg *val) {
 }
 
 int cc_list_pop(cc_dict *d, uint32_t i, cc_msg *out) {
+  if (!d->is_list)
+    return CC_EVALUE; /* a dict's entries have keys */
   int r = lock(d);
   if (r)
     return r;
@@ -444,6 +497,7 @@ int cc_list_pop(cc_dict *d, uint32_t i, cc_msg *out) {
   uint32_t vb = atomic_load(&ents(t)[i].val);
   if (i + 1 == used) {
     atomic_store(&t->used, used - 1); /* the commit */
+    CC_FAULT(LIST_POP_USED);
     atomic_store(&t->live, used - 1);
   } else {
     dtab *n = rebuild(d, t, 0, i, UINT32_MAX);
@@ -480,6 +534,10 @@ int cc_dict_snapshot(cc_dict *d, cc_snapshot *s) {
       r = blob_copy(atomic_load(&e->val), &s->vals[s->n]);
     if (!r)
       s->n++;
+    else if (s->keys)
+      cc_msg_free(&s->keys[s->n]); /* a key copied whose value was not */
+    if (r)
+      cc_msg_free(&s->vals[s->n]);
   }
   unlock(d);
   if (r)

@@ -1,6 +1,7 @@
 /* run - concur run: a supervisor that owns the run, and the Lua runner it forks */
 #include "concur/deadlock.h"
 #include "concur/error.h"
+#include "concur/fault.h"
 #include "concur/proc.h"
 #include "concur/wait.h"
 #include "host.h"
@@ -177,6 +178,8 @@ int host_run(const run_opts *o) {
             o->cfg.arena_size, cc_strerror(r));
     return EXIT_USAGE;
   }
+  if (cc_fault_from_env())
+    return EXIT_USAGE;
   cc_runtime_subreaper();
   /* A deadlock found in the run is reported by one of its threads, which
    * then sends SIGUSR1 here: the run ends with exit 3. */

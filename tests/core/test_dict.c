@@ -3,6 +3,7 @@
 
 #include "concur/dict.h"
 #include "concur/error.h"
+#include "concur/fault.h"
 #include "concur/lock.h"
 
 #include <sched.h>
@@ -1062,6 +1063,146 @@ static void a_killed_setter_leaves_the_dict_usable(void **state) {
   cc_arena_free(b);
 }
 
+/* A holder killed at each fault point of dict.c: the next holder mends
+ * what it left, and the operation is either done or not, never half. The
+ * victim is a process or a thread of one (a kill takes the whole process);
+ * the one that mends is a process, a thread of this one, or a thread of
+ * another process. */
+typedef struct fault_board {
+  cc_dict *d;
+  int point;
+} fault_board;
+
+enum { FAULT_KEYS = 8 }; /* a dict's first table holds 8 entries: a 9th grows it */
+
+static int fault_victim(void *arg, int i) {
+  (void)i;
+  fault_board *b = arg;
+  cc_msg v = bytes("new value", 9), out = {0};
+  cc_fault_arm(b->point, 1);
+  switch (b->point) {
+  case CC_FAULT_DICT_ADD_COUNTED:
+  case CC_FAULT_DICT_ADD_INDEXED:
+  case CC_FAULT_DICT_GROWN:
+    cc_dict_set(b->d, "new", 3, &v);
+    break;
+  case CC_FAULT_DICT_SET_SWAPPED:
+    cc_dict_set(b->d, "k0", 2, &v);
+    break;
+  case CC_FAULT_DICT_DEL_UNKEYED:
+    cc_dict_del(b->d, "k1", 2, &out);
+    break;
+  case CC_FAULT_LIST_APPEND_LIVE:
+    cc_list_insert(b->d, CC_LIST_END, &v);
+    break;
+  case CC_FAULT_LIST_POP_USED:
+    cc_list_pop(b->d, FAULT_KEYS - 2, &out); /* the last of a list's 7 */
+    break;
+  }
+  return 99; /* the point was not reached */
+}
+
+/* 0 when the dict holds exactly what the operation left (done or not, as
+ * the point says), and goes on working; else which check failed. */
+static int fault_check(void *arg, int i) {
+  (void)i;
+  fault_board *b = arg;
+  cc_dict *d = b->d;
+  cc_msg out = {0};
+  int p = b->point, bad = 0;
+  uint32_t n = UINT32_MAX;
+  if (p == CC_FAULT_LIST_APPEND_LIVE || p == CC_FAULT_LIST_POP_USED) {
+    /* The append was not committed; the pop was. */
+    uint32_t want = p == CC_FAULT_LIST_APPEND_LIVE ? FAULT_KEYS - 1 : FAULT_KEYS - 2;
+    if (cc_dict_len(d, &n) || n != want)
+      return 1;
+    cc_snapshot s;
+    if (cc_dict_snapshot(d, &s) || s.n != want)
+      return 2;
+    cc_dict_snapshot_free(&s);
+    cc_msg v = bytes("more", 4);
+    if (cc_list_insert(d, CC_LIST_END, &v) || cc_dict_len(d, &n) || n != want + 1)
+      return 3;
+    if (cc_list_get(d, want, &out) || !is_str(&out, "more"))
+      bad = 4;
+    cc_msg_free(&out);
+    return bad;
+  }
+  /* What each point leaves: the new key in (its entry was whole when
+   * counted), k0's new value, k1 gone; a grown table without the key yet. */
+  int has_new = p == CC_FAULT_DICT_ADD_COUNTED || p == CC_FAULT_DICT_ADD_INDEXED;
+  uint32_t want = FAULT_KEYS + (uint32_t)has_new - (p == CC_FAULT_DICT_DEL_UNKEYED);
+  if (p == CC_FAULT_DICT_GROWN)
+    want = FAULT_KEYS;
+  if (cc_dict_len(d, &n) || n != want)
+    return 10;
+  int r = cc_dict_get(d, "new", 3, &out);
+  if (has_new ? r != 0 || !is_str(&out, "new value") : r != CC_EEMPTY)
+    bad = 11;
+  r = cc_dict_get(d, "k0", 2, &out);
+  if (!bad && (r || !is_str(&out, p == CC_FAULT_DICT_SET_SWAPPED ? "new value" : "v0")))
+    bad = 12;
+  r = cc_dict_get(d, "k1", 2, &out);
+  if (!bad && (p == CC_FAULT_DICT_DEL_UNKEYED ? r != CC_EEMPTY : r != 0))
+    bad = 13;
+  /* Setting the key again replaces it (no second entry), and the snapshot
+   * agrees with the length. */
+  cc_msg v = bytes("again", 5);
+  if (!bad && (cc_dict_set(d, "new", 3, &v) || cc_dict_len(d, &n) ||
+               n != FAULT_KEYS + 1 - (p == CC_FAULT_DICT_DEL_UNKEYED)))
+    bad = 14;
+  cc_snapshot s;
+  if (!bad && cc_dict_snapshot(d, &s) == 0) {
+    if (s.n != n)
+      bad = 15;
+    for (uint32_t j = 0; j < s.n && !bad; j++)
+      if (s.keys[j].len == 3 && memcmp(s.keys[j].data, "new", 3) == 0 &&
+          !is_str(&s.vals[j], "again"))
+        bad = 16;
+    cc_dict_snapshot_free(&s);
+  } else if (!bad) {
+    bad = 17;
+  }
+  cc_msg_free(&out);
+  return bad;
+}
+
+static void a_holder_killed_at_each_fault_point_leaves_it_whole(void **state) {
+  (void)state;
+  char key[16], val[16];
+  for (int p = CC_FAULT_DICT_ADD_COUNTED; p <= CC_FAULT_LIST_POP_USED; p++) {
+    for (int kind = 0; kind < PARTY_KINDS; kind++) {
+      fault_board *b = cc_arena_alloc(sizeof *b);
+      assert_non_null(b);
+      int list = p == CC_FAULT_LIST_APPEND_LIVE || p == CC_FAULT_LIST_POP_USED;
+      b->d = cc_dict_new(list ? CC_LIST : CC_DICT);
+      b->point = p;
+      /* 8 keys (the add grows the table first), or 7 items (room to append
+       * in place). */
+      for (int k = 0; k < FAULT_KEYS - list; k++) {
+        snprintf(key, sizeof key, "k%d", k);
+        snprintf(val, sizeof val, "v%d", k);
+        cc_msg m = bytes(val, strlen(val));
+        assert_int_equal(list ? cc_list_insert(b->d, CC_LIST_END, &m) : set_str(b->d, key, val),
+                         0);
+      }
+      party *victim = party_start(kind == PARTY_THREAD ? PARTY_PROCESS : PARTY_THREAD_OF_PROCESS,
+                                  fault_victim, b, 0);
+      int r = party_join(victim, 10);
+      if (r != 128 + SIGKILL)
+        fail_msg("%s: the victim ended with %d, not killed at the point", cc_fault_name(p), r);
+      assert_true(cc_lock_locked(&b->d->lock)); /* it died holding the lock */
+      r = party_join(party_start(kind, fault_check, b, 0), 30);
+      if (r)
+        fail_msg("%s (%s): %s; check %d failed", cc_fault_name(p), party_kind_names[kind],
+                 cc_fault_what(p), r);
+      assert_false(cc_lock_locked(&b->d->lock));
+      cc_obj_unref(&b->d->hdr);
+      cc_arena_free(b);
+    }
+  }
+}
+
 /* Ctrl-C while an operation waits for the container's lock: it gives up
  * with CC_EINTR and changes nothing (it must not go on without the lock). */
 typedef struct holder {
@@ -1123,6 +1264,7 @@ int main(void) {
       cmocka_unit_test(list_agrees_with_a_model_over_random_operations),
       cmocka_unit_test(references_live_in_the_container_and_go_with_their_value),
       cmocka_unit_test(a_killed_setter_leaves_the_dict_usable),
+      cmocka_unit_test(a_holder_killed_at_each_fault_point_leaves_it_whole),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

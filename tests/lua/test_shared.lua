@@ -109,6 +109,30 @@ T.test("a Manager's method called with a dot says to use a colon", function()
   T.eq(m:dict{a = 1}.a, 1)
 end)
 
+T.test("a dict outlives a child killed in the middle of a set (CONCUR_FAULT)", function()
+  -- Every process of the run is armed: the child is the only one that
+  -- replaces a value, so it is the one killed, holding the dict's lock.
+  local path = T.script([[
+local concur = require "concur"
+local m <close> = concur.Manager()
+local d = m:dict()
+d.a = 1
+local p = concur.Process{target = function() d.b = 0; d.a = 2 end}
+p:start(); p:join(10)
+print(p.exitcode, d.a, d.b, #d:keys())
+d.a = nil; d.c = 3
+print(#d:keys(), d.c)
+]])
+  local code, out, err = T.sh("CONCUR_FAULT=dict.set.swapped " .. bin .. " run " .. path)
+  T.eq(code, 0, err)
+  T.eq(out, "-9\t2\t0\t2\n2\t3\n")
+  code, _, err = T.sh("CONCUR_FAULT=dict.nothing " .. bin .. " run " .. path)
+  T.eq(code, 2)
+  assert(err:find("CONCUR_FAULT=dict.nothing names no fault point") and
+         err:find("dict.set.swapped"), err)
+  os.remove(path)
+end)
+
 T.test("Manager list and Namespace", function()
   local m <close> = concur.Manager()
   local l = m:list{1, 2, 3}

@@ -9,8 +9,9 @@
 
 /* Keys and values are encoded bytes (the codec's) kept in arena blobs; a
  * value's object references belong to the container. Every operation holds
- * the container's lock and becomes visible with one store, so a process
- * killed in the middle of one leaves it as it was before. */
+ * the container's lock and becomes visible with one store; the next holder
+ * after a process killed in the middle of one finishes or forgets what it
+ * began, so the container stays whole. */
 typedef struct cc_dict {
   cc_obj hdr;
   cc_lock lock;
@@ -32,7 +33,8 @@ cc_dict *cc_dict_new(int kind);
  * CC_EINTR, and CC_EDEADLK, before it changed anything. */
 int cc_dict_len(cc_dict *d, uint32_t *n);
 
-/* Dicts and Namespaces, by key bytes. Values come out as copies with their
+/* Dicts and Namespaces, by key bytes (CC_EVALUE on a list, as the list
+ * calls below return it on a dict). Values come out as copies with their
  * own references (the caller's); values go in with their references (the
  * container's, on success). */
 /* 0 (out filled), CC_EEMPTY when there is no such key, CC_ENOMEM when out
