@@ -66,7 +66,7 @@ static int cond_wait(lua_State *L) {
   cc__lidle(w, &c->hdr);
   if (r == CC_ENOTOWNER)
     return not_owner(L, "wait");
-  if (r == CC_EINTR)
+  if (r && r != CC_ETIMEDOUT)
     return cc__lraise_code(L, r, NULL);
   lua_pushboolean(L, r == 0);
   return 1;
@@ -94,20 +94,15 @@ static int cond_wait_for(lua_State *L) {
     cc__lidle(w, &c->hdr);
     if (r == CC_ENOTOWNER)
       return not_owner(L, "wait");
-    if (r == CC_EINTR)
+    if (r && r != CC_ETIMEDOUT)
       return cc__lraise_code(L, r, NULL);
   }
 }
 
 static int notify(lua_State *L, int n) {
   cc_cond *c = check_cond(L, 1);
-  cc_wrapper *w = cc__lbusy(L, 1); /* it waits for the woken to see it */
-  int r = cc_cond_notify(c, n);
-  cc__lidle(w, &c->hdr);
-  if (r == CC_ENOTOWNER)
+  if (cc_cond_notify(c, n) == CC_ENOTOWNER) /* it never waits */
     return not_owner(L, "notify");
-  if (r)
-    return cc__lraise_code(L, r, NULL);
   return 0;
 }
 

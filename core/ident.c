@@ -1,6 +1,7 @@
 /* ident - who the caller is: its process and thread ids, and whether a thread lives */
 #include "concur/ident.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -54,4 +55,36 @@ int cc__tid_alive(int tid) {
    * itself contain ") ". */
   char *p = strrchr(buf, ')');
   return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X' && p[2] != 'x';
+}
+
+void cc_life_init(cc_life *t) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  pthread_mutex_init(&t->m, &a);
+  pthread_mutexattr_destroy(&a);
+}
+
+void cc_life_fini(cc_life *t) { pthread_mutex_destroy(&t->m); }
+
+int cc_life_claim(cc_life *t) {
+  int r = pthread_mutex_trylock(&t->m);
+  if (r == EOWNERDEAD) {
+    pthread_mutex_consistent(&t->m);
+    r = 0;
+  }
+  return r == 0;
+}
+
+/* Unlocking also takes the mutex off the thread's robust list, which the
+ * kernel reads when the thread ends: a token must be let go of before its
+ * memory is freed or reused. */
+void cc_life_drop(cc_life *t) { pthread_mutex_unlock(&t->m); }
+
+int cc_life_gone(cc_life *t) {
+  if (!cc_life_claim(t))
+    return 0;
+  cc_life_drop(t);
+  return 1;
 }

@@ -2,6 +2,7 @@
 #ifndef CONCUR_IDENT_H
 #define CONCUR_IDENT_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 /* Words that name their owner (a lock's, a waiter's) hold its kernel tid
@@ -17,7 +18,28 @@ int cc_tid(void);
 int cc_pid(void);
 /* Forgets the cached ids (in a new child). */
 void cc__tid_reset(void);
-/* True when the thread (or process) tid exists and is not a zombie. */
+/* True when the thread (or process) tid exists and is not a zombie (reads
+ * /proc: microseconds; for what is looked at rarely). */
 int cc__tid_alive(int tid);
+
+/* A token a thread holds while it is in a shared place (a Condition's wait,
+ * a Barrier): a robust process-shared mutex in the arena, which the kernel
+ * lets go when its holder dies, so that others find out in nanoseconds,
+ * with no system call, whether it is still there. Claims and looks at one
+ * token are made under the same lock (a look takes the token for an
+ * instant). */
+typedef struct cc_life {
+  pthread_mutex_t m;
+} cc_life;
+
+void cc_life_init(cc_life *t);
+void cc_life_fini(cc_life *t);
+/* Takes a free token for the calling thread: true, or false when it is held. */
+int cc_life_claim(cc_life *t);
+/* Lets go of a token the calling thread holds. */
+void cc_life_drop(cc_life *t);
+/* True when nobody holds the token (its holder let go of it or died); it is
+ * then free to claim. */
+int cc_life_gone(cc_life *t);
 
 #endif
