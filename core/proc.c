@@ -112,11 +112,27 @@ static void forget_siblings(void) {
   children = NULL;
 }
 
+/* Reaps the children that ended without a join (and orphans, in the
+ * subreaper), as CPython's start() does, so that they no longer count. */
+static void reap_ended(void) {
+  for (cc_proc *c = children, *n; c; c = n) {
+    n = c->next;
+    cc_proc_poll(c);
+  }
+  cc_proc_reap_orphans();
+}
+
 int cc_proc_start(cc_proc *p) {
   cc_procent *self = cc_proc_self();
   if (p->state != CC_PROC_NEW || self->daemon)
     return CC_EPROC;
   int slot = cc_proctab_alloc();
+  if (slot == CC_ELIMIT) {
+    /* Only when the table is full: a waitpid per child on every start
+     * would cost what a start costs. */
+    reap_ended();
+    slot = cc_proctab_alloc();
+  }
   if (slot < 0)
     return slot;
   cc_procent *e = cc_proctab_get(slot);

@@ -169,6 +169,32 @@ T.test("Ctrl-C interrupts a blocked run, exits 130, leaves nothing", function()
   os.remove(path)
 end)
 
+T.test("start() reaps children that ended unjoined before it counts them", function()
+  -- limits.max_processes is 8: 40 children that end at once, never joined,
+  -- each started after the last has ended; then the handles report them.
+  local cfg = T.file("limits:\n  max_processes: 8\n")
+  local path = T.script([[
+local concur = require "concur"
+local ps = {}
+for i = 1, 40 do
+  local p = concur.Process{target = function() os.exit(i % 7) end}
+  p:start()
+  ps[i] = p
+  concur.sleep(0.05) -- ended by then (is_alive() would reap it)
+end
+local bad = 0
+for i, p in ipairs(ps) do
+  p:join(5)
+  if p.exitcode ~= i % 7 then bad = bad + 1 end
+end
+print(#ps, bad)
+]])
+  local code, out, err = T.sh(bin .. " run " .. path .. " --config " .. cfg)
+  T.eq(code, 0, err)
+  T.eq(out, "40\t0\n")
+  os.remove(path); os.remove(cfg)
+end)
+
 T.test("bad input is refused before anything runs", function()
   local code, _, err = T.sh(bin .. " run /nonexistent.lua")
   T.eq(code, 2); assert(err:find("cannot read the script"), err)
