@@ -62,7 +62,8 @@ static int raise_io(lua_State *L, int r, const char *what) {
                ? cc__lraise(L, "EOF", "send: the other end is closed")
                : cc__lraise(L, "EOF", "end of file: every sending end of the pipe is closed");
   case CC_ETORN:
-    return cc__lraise(L, "EOF", "the other end closed in the middle of a message");
+    return cc__lraise(L, "EOF", "a writer died (or closed its end) in the middle of a message: "
+                      "the rest of this pipe cannot be read");
   case CC_ECLOSED:
     return cc__lraise(L, "Closed", "%s: the Connection was closed by another thread", what);
   case CC_ECORRUPT:

@@ -21,8 +21,49 @@ typedef struct frame {
   uint32_t len; /* | CC_FRAME_RAW */
   uint32_t nrefs;
   uint32_t nfds;
-  uint32_t pad;
+  uint32_t check; /* frame_check: 16 bits of the header's, 16 of the rest's */
 } frame;
+
+/* A hash of bytes, 8 at a time: not against an adversary, but so that a
+ * frame torn by a writer that died in the middle of it (and the bytes of
+ * another writer's frame that then follow) is never read as a message. */
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (; n >= 8; b += 8, n -= 8) {
+    uint64_t w;
+    memcpy(&w, b, 8);
+    h = (h ^ w) * 0x9e3779b97f4a7c15u;
+    h ^= h >> 32;
+  }
+  if (n) {
+    uint64_t w = 0;
+    memcpy(&w, b, n);
+    h = (h ^ w ^ ((uint64_t)n << 56)) * 0x9e3779b97f4a7c15u;
+    h ^= h >> 32;
+  }
+  return h;
+}
+
+static uint32_t fold16(uint64_t h) {
+  h ^= h >> 32;
+  return (uint32_t)((h ^ (h >> 16)) & 0xffff);
+}
+
+static uint32_t head_check(const frame *f) {
+  uint32_t w[3] = {f->len, f->nrefs, f->nfds};
+  return fold16(hash_bytes(0x636f6e63, w, sizeof w));
+}
+
+static uint32_t body_check(const frame *f, const void *refs, const void *data) {
+  uint64_t h = hash_bytes(head_check(f), refs, f->nrefs * sizeof(uint32_t));
+  return fold16(hash_bytes(h, data, f->len & ~CC_FRAME_RAW));
+}
+
+static frame frame_make(const cc_msg *m, uint32_t raw, uint32_t nfds) {
+  frame f = {(uint32_t)m->len | raw, m->nrefs, nfds, 0};
+  f.check = head_check(&f) << 16 | body_check(&f, m->refs, m->data);
+  return f;
+}
 
 /* Frames up to this size are written from one piece: the kernel takes one
  * piece for less than a vector of three. */
@@ -372,7 +413,7 @@ static int check_send(const cc_conn *c, const cc_msg *m, const cc_fds *fds) {
 
 static int write_frame(cc_conn *c, const cc_msg *m, uint32_t raw, const cc_fds *fds,
                        int64_t deadline, int *went) {
-  frame f = {(uint32_t)m->len | raw, m->nrefs, fds ? (uint32_t)fds->n : 0, 0};
+  frame f = frame_make(m, raw, fds ? (uint32_t)fds->n : 0);
   size_t refs_len = m->nrefs * sizeof(uint32_t);
   if (sizeof f + refs_len + m->len <= SMALL_FRAME) {
     char one[SMALL_FRAME];
@@ -418,7 +459,7 @@ int cc_conn_send_nowait(cc_conn *c, const cc_msg *m, int *went) {
   if (!r)
     r = take_turn(c, &c->wturn, CC_FOREVER);
   if (!r) {
-    frame f = {(uint32_t)m->len, m->nrefs, 0, 0};
+    frame f = frame_make(m, 0, 0);
     size_t at = c->wlen;
     r = queue_bytes(c, &f, sizeof f);
     if (!r && m->nrefs)
@@ -528,6 +569,11 @@ static int read_frame(cc_conn *c, cc_msg *m, cc_fds *fds, size_t maxlen, int64_t
   frame f;
   memcpy(&f, c->rbuf + c->roff, sizeof f);
   uint32_t raw = f.len & CC_FRAME_RAW, len = f.len & ~CC_FRAME_RAW;
+  /* Not a frame's header: what the last frame's writer did not write when
+   * it died is here, and every receive says so from now on (nothing of
+   * the stream is taken: where the next frame starts cannot be known). */
+  if (f.check >> 16 != head_check(&f))
+    return CC_ETORN;
   if (f.nrefs > MAX_REFS || f.nfds > CC_FDS_MAX)
     return CC_ECORRUPT;
   if (len > maxlen) {
@@ -539,9 +585,11 @@ static int read_frame(cc_conn *c, cc_msg *m, cc_fds *fds, size_t maxlen, int64_t
   r = fill(c, head + len, deadline);
   if (r)
     return r == 1 ? CC_ETORN : r;
+  const char *p = c->rbuf + c->roff + sizeof f;
+  if ((f.check & 0xffff) != body_check(&f, p, p + f.nrefs * sizeof(uint32_t)))
+    return CC_ETORN; /* its writer died in it; another's bytes follow */
   if (cc_msg_reserve(m, len, f.nrefs))
     return CC_ENOMEM;
-  const char *p = c->rbuf + c->roff + sizeof f;
   if (f.nrefs)
     memcpy(m->refs, p, f.nrefs * sizeof(uint32_t));
   if (len)

@@ -227,6 +227,22 @@ static void descriptors_travel(void **state) {
   cc_conn_close(&w);
 }
 
+/* The bytes of a real frame of m, as a sender writes them (through a pipe
+ * of their own): *n gets how many. */
+static char *raw_frame(const cc_msg *m, size_t *n) {
+  cc_conn r, w;
+  assert_int_equal(cc_pipe_new(&r, &w, 0), 0);
+  int went;
+  assert_int_equal(cc_conn_send(&w, m, 0, NULL, CC_FOREVER, &went), 0);
+  cc_conn_close(&w);
+  static char buf[64 * 1024];
+  ssize_t k = read(r.fd, buf, sizeof buf);
+  assert_true(k > 16);
+  cc_conn_close(&r);
+  *n = (size_t)k;
+  return buf;
+}
+
 /* EOF at a frame's end; torn when the writer goes inside one; a write to
  * a pipe nobody reads is EOF, not SIGPIPE; a receiver that only sends is
  * refused. */
@@ -247,9 +263,10 @@ static void eof_torn_and_broken(void **state) {
     cc_conn_close(&r);
     /* Half a frame, then the end. */
     assert_int_equal(cc_pipe_new(&r, &w, duplex), 0);
-    uint32_t head[4] = {1000, 0, 0, 0};
-    assert_int_equal(write(w.fd, head, sizeof head), (ssize_t)sizeof head);
-    assert_int_equal(write(w.fd, "abc", 3), 3);
+    cc_msg small = {.data = "a frame of 23 bytes....", .len = 23};
+    size_t n;
+    char *bytes = raw_frame(&small, &n);
+    assert_int_equal(write(w.fd, bytes, n - 5), (ssize_t)(n - 5));
     cc_conn_close(&w);
     assert_int_equal(cc_conn_recv(&r, &m, &fds, SIZE_MAX, CC_FOREVER), CC_ETORN);
     cc_conn_close(&r);
@@ -264,13 +281,67 @@ static void eof_torn_and_broken(void **state) {
   assert_int_equal(cc_conn_recv(&w, &m, &fds, SIZE_MAX, CC_FOREVER), CC_EVALUE);
   int went;
   assert_int_equal(cc_conn_send(&r, &m, 0, NULL, CC_FOREVER, &went), CC_EVALUE);
-  /* A corrupt header is refused, not believed. */
+  /* Bytes that are no frame's header are refused, not believed (a length
+   * they say is never waited for), at every receive. */
   uint32_t bogus[4] = {10, 999999, 0, 0};
   assert_int_equal(write(w.fd, bogus, sizeof bogus), (ssize_t)sizeof bogus);
-  assert_int_equal(cc_conn_recv(&r, &m, &fds, SIZE_MAX, CC_FOREVER), CC_ECORRUPT);
+  assert_int_equal(cc_conn_recv(&r, &m, &fds, SIZE_MAX, CC_FOREVER), CC_ETORN);
+  assert_int_equal(cc_conn_recv(&r, &m, &fds, SIZE_MAX, CC_FOREVER), CC_ETORN);
   cc_conn_close(&r);
   cc_conn_close(&w);
   cc_msg_free(&m);
+}
+
+/* A writer killed in the middle of a frame longer than the pipe holds,
+ * while another writer goes on: the reader gets CC_ETORN (at every
+ * receive from then on), never the other's bytes as the rest of the
+ * frame. The victim is a process or a thread's process; the other writer
+ * is each kind in turn. */
+typedef struct torn_board {
+  cc_conn r, w; /* in this process's memory: each child has its copy */
+  pid_t reader;
+} torn_board;
+
+static int big_sender(void *arg, int i) {
+  torn_board *b = arg;
+  if (getpid() != b->reader)
+    cc_conn_close(&b->r); /* its copy would keep the pipe from ending */
+  cc_msg m = {0};
+  make_frame(&m, 0);
+  assert_int_equal(cc_msg_reserve(&m, 300 * 1024, 0), 0);
+  memset(m.data, 'v', 300 * 1024);
+  m.len = 300 * 1024;
+  int went, r = 0;
+  for (int k = 0; k < i && !r; k++) {
+    r = cc_conn_send(&b->w, &m, 0, NULL, cc_deadline(30), &went);
+  }
+  cc_msg_free(&m);
+  return r == 0 || r == CC_EEOF ? 0 : 1;
+}
+
+static void a_writer_killed_in_a_frame_tears_it(void **state) {
+  (void)state;
+  for (int kind = 0; kind < PARTY_KINDS; kind++) {
+    torn_board *b = calloc(1, sizeof *b);
+    assert_int_equal(cc_pipe_new(&b->r, &b->w, 0), 0);
+    b->reader = getpid();
+    party *victim = party_start(kind == PARTY_THREAD ? PARTY_PROCESS : PARTY_THREAD_OF_PROCESS,
+                                big_sender, b, 1);
+    /* The pipe holds 64 KiB: the victim waits in its frame. */
+    cc_sleep_until(cc_now() + 100 * MS);
+    kill(victim->pid, SIGKILL);
+    assert_int_equal(party_join(victim, 10), 128 + SIGKILL);
+    party *other = party_start(kind, big_sender, b, 3);
+    cc_msg m = {0};
+    cc_fds fds;
+    assert_int_equal(cc_conn_recv(&b->r, &m, &fds, SIZE_MAX, cc_deadline(30)), CC_ETORN);
+    assert_int_equal(cc_conn_recv(&b->r, &m, &fds, SIZE_MAX, cc_deadline(30)), CC_ETORN);
+    cc_conn_close(&b->r); /* the other writer then gets EOF */
+    assert_int_equal(party_join(other, 30), 0);
+    cc_conn_close(&b->w);
+    cc_msg_free(&m);
+    free(b);
+  }
 }
 
 /* Longer than maxlen: refused, and the connection is closed (the rest of
@@ -442,6 +513,7 @@ int main(void) {
       cmocka_unit_test(threads_share_an_end),
       cmocka_unit_test(descriptors_travel),
       cmocka_unit_test(eof_torn_and_broken),
+      cmocka_unit_test(a_writer_killed_in_a_frame_tears_it),
       cmocka_unit_test(maxlen_closes),
       cmocka_unit_test(send_nowait_keeps_order),
       cmocka_unit_test(close_from_another_thread),

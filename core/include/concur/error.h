@@ -25,7 +25,7 @@
   X(SYS, "OSError", "system call failed")                                      \
   X(DEADLK, "Deadlock", "threads wait for each other forever")                 \
   X(NOMEM, "OSError", "not enough memory")                                     \
-  X(TORN, "EOF", "the other end closed in the middle of a message")            \
+  X(TORN, "EOF", "a writer died in the middle of a message")            \
   X(TOOLONG, "OSError", "a message is longer than maxlength")                  \
   X(CORRUPT, "ValueError", "corrupt message")
 

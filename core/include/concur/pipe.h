@@ -15,8 +15,11 @@
  * of what a socket costs). Either way the lesson holds: a receiver sees EOF
  * only when every copy of the other end, in every process, is closed. A
  * message is a frame: {length | CC_FRAME_RAW, number of refs, number of
- * descriptors}, the refs, the payload; the descriptors ride with the
- * frame's first byte. Received bytes are buffered (one read often holds
+ * descriptors, check}, the refs, the payload; the descriptors ride with
+ * the frame's first byte. The check (a hash of the header and one of the
+ * rest) finds a frame torn by a writer that died in it: a pipe takes
+ * writes of up to PIPE_BUF (4 KiB) whole, a longer one in pieces, and
+ * another writer's bytes may follow the piece that went. Received bytes are buffered (one read often holds
  * several frames), and so are received descriptors, which belong to the
  * frames in order. What send_nowait cannot send at once waits in the
  * connection, whole frames in order, and goes before the next send.
