@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,34 @@
  * bindings' GIL); a join that waits holds no pointer into it (proc.h). */
 static cc_proc *children;
 static int subreaper; /* only a subreaper has orphans to reap; set before any thread */
+static int tether = -1; /* set before any thread; the same in every child */
+
+/* Gives this process its own description of the tether and arms it (a
+ * forked child shares its parent's, which signals the parent). If the
+ * supervisor is gone already, the pipe has hung up, and no signal will
+ * come: the process ends itself. */
+static int arm_tether(void) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", tether);
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    return CC_ESYS;
+  int ok = dup3(fd, tether, O_CLOEXEC) == tether;
+  close(fd);
+  ok = ok && fcntl(tether, F_SETOWN, getpid()) == 0 && fcntl(tether, F_SETSIG, SIGKILL) == 0 &&
+       fcntl(tether, F_SETFL, O_NONBLOCK | O_ASYNC) == 0;
+  if (!ok)
+    return CC_ESYS;
+  struct pollfd pf = {tether, POLLIN, 0};
+  if (poll(&pf, 1, 0) == 1 && (pf.revents & (POLLHUP | POLLERR)))
+    _exit(128 + SIGKILL);
+  return 0;
+}
+
+int cc_runtime_tether(int read_fd) {
+  tether = read_fd;
+  return arm_tether();
+}
 
 int cc_runtime_init(size_t arena_size, unsigned max_processes) {
   int r = cc_arena_init(arena_size);
@@ -153,6 +182,8 @@ int cc_proc_start(cc_proc *p) {
   }
   if (pid == 0) {
     subreaper = 0; /* the flag is not inherited by a forked child */
+    if (tether >= 0 && arm_tether() != 0)
+      _exit(128 + SIGKILL); /* it could not be tied to the run */
     cc__proc_set_self(slot);
     cc__tid_reset();
     forget_siblings();

@@ -8,6 +8,7 @@
 #include "lconcur.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <signal.h>
@@ -24,7 +25,9 @@
  * the supervisor, which reaps them. Whatever the runner does (returns,
  * raises, spins in C, is killed), the supervisor sees it end or the run's
  * timeout pass, and then kills and reaps every process left below it: nothing
- * of a run outlives it.
+ * of a run outlives it. Nor does anything outlive the supervisor itself,
+ * SIGKILLed: every process of the run is tied to it (cc_runtime_tether)
+ * and the kernel kills them all when it goes.
  */
 
 /* A grace period for the runner to end by itself after Ctrl-C. */
@@ -192,6 +195,11 @@ int host_run(const run_opts *o) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
   sigprocmask(SIG_BLOCK, &set, &old);
+  int tie[2];
+  if (pipe2(tie, O_CLOEXEC) != 0) {
+    fprintf(stderr, "concur: cannot make a pipe: %s\n", strerror(errno));
+    return EXIT_USAGE;
+  }
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0) {
@@ -200,9 +208,15 @@ int host_run(const run_opts *o) {
   }
   if (pid == 0) {
     sigprocmask(SIG_SETMASK, &old, NULL);
+    close(tie[1]); /* the supervisor's alone */
+    if (cc_runtime_tether(tie[0]) != 0) {
+      fprintf(stderr, "concur: cannot tie the run to its supervisor: %s\n", strerror(errno));
+      _exit(EXIT_USAGE);
+    }
     cc_runtime_become_main();
     exit(runner(o));
   }
+  close(tie[0]);
 
   int64_t deadline = o->cfg.run_timeout > 0 ? cc_deadline(o->cfg.run_timeout)
                                             : CC_FOREVER;

@@ -154,6 +154,34 @@ T.test("the run timeout kills everything and exits 4", function()
   os.remove(path)
 end)
 
+T.test("kill -9 of the supervisor ends every process of the run within 1 s", function()
+  -- Children that sleep, grandchildren that spin in Lua, an orphan, a
+  -- daemon thread: 8 processes of the run besides the supervisor (and the
+  -- shell, whose command line names the script too).
+  local path = script([[
+    local concur = require "concur"
+    for i = 1, 3 do
+      concur.Process{target = function()
+        concur.Process{target = function() while true do end end}:start()
+        concur.sleep(60)
+      end}:start()
+    end
+    concur.Process{target = function()
+      concur.Process{target = function() concur.sleep(60) end}:start()
+      os.exit(0)
+    end}:start()
+    concur.Thread{target = function() concur.sleep(60) end, daemon = true}:start()
+    print("ready") io.stdout:flush()
+    concur.sleep(60)]])
+  local code, out = T.sh("sh -c '" .. bin .. " run " .. path .. " & pid=$!; " ..
+    "i=0; while [ $(pgrep -f \"[" .. path:sub(1, 1) .. "]" .. path:sub(2) .. "\" | wc -l) -lt 10 ]; " ..
+    "do sleep 0.05; i=$((i+1)); [ $i -gt 200 ] && exit 9; done; kill -9 $pid; sleep 1'")
+  T.eq(code, 0, "the run's 8 processes are up within 10 s")
+  T.eq(out, "ready\n")
+  T.eq(survivors(path), 0)
+  os.remove(path)
+end)
+
 T.test("Ctrl-C interrupts a blocked run, exits 130, leaves nothing", function()
   local path = script([[
     local concur = require "concur"

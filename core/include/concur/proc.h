@@ -38,6 +38,13 @@ int cc_runtime_subreaper(void);
 /* In a child forked by the host's supervisor: this process becomes the run's
  * main process (entry 0). */
 void cc_runtime_become_main(void);
+/* Ties every process of the run to the supervisor, so that none outlives
+ * it, SIGKILLed or not. The supervisor makes a pipe and keeps its write
+ * end alone; each process of the run holds the read end through an open
+ * file description of its own, armed to send SIGKILL to it (O_ASYNC,
+ * F_SETSIG) when the pipe's last writer goes. The supervisor's runner calls
+ * this with the read end; cc_proc_start arms each child. 0 or CC_ESYS. */
+int cc_runtime_tether(int read_fd);
 
 /* Sets p up for cc_proc_start and gives it the next identity of this process
  * (as CPython does at construction): `name` NULL gives Process-N, or
