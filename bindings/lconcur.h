@@ -156,7 +156,7 @@ void cc_lhost_configure(const cc_lhost *h);
  * reap adopted orphans. Returns 0 or CC_EINTR. */
 int cc_lfinish(lua_State *L);
 /* Closes L: the process's other threads are stopped first, whatever ended
- * the script (an interrupt skips cc_lfinish): none runs Lua again, and one
+ * the script: none runs Lua again, and one
  * that waits for the GIL or wakes from a wait waits for good, as CPython's
  * daemon threads at interpreter exit. */
 void cc_lclose(lua_State *L);
@@ -164,6 +164,10 @@ void cc_lclose(lua_State *L);
 /* Settings and handlers that luaopen_concur installs (lruntime.c, lthread.c). */
 void cc__lset_metrics_path(const char *path);
 void cc__linstall_sigint(lua_State *L);
+/* Ctrl-C, raised as Interrupted: taken by whoever raises it (once), and
+ * whether it was, for the end of the run (exit 130). */
+void cc__linterrupt_take(void);
+int cc__linterrupt_taken(void);
 /* Installs handler for sig (restarting the calls it interrupts or not);
  * the handler before it goes to *prev unless prev is NULL. */
 struct sigaction;

@@ -34,8 +34,11 @@ int cc__lraise(lua_State *L, const char *kind, const char *fmt, ...) {
 }
 
 int cc__lraise_code(lua_State *L, int err, const char *fmt, ...) {
-  if (err == CC_EINTR)
-    cc_interrupt_clear();
+  if (err == CC_EINTR) {
+    cc__linterrupt_take();
+    if (!fmt)
+      return cc__lraise(L, "Interrupted", "interrupted (Ctrl-C)");
+  }
   if (err == CC_EARENAFULL && !fmt)
     return cc__lraise(L, "ArenaFull", "%s", cc_arena_full_message());
   if (!fmt)

@@ -112,15 +112,28 @@ static int l_report(lua_State *L) {
 }
 
 /* The interpreter's hook: Ctrl-C stops the running Lua code at its next
- * instruction (as lua.c does), and a waiting thread gets the GIL. */
+ * instruction (as lua.c does), and a waiting thread gets the GIL. Ctrl-C
+ * is the main thread's, as Python's KeyboardInterrupt: it stops that
+ * thread's wait (the signal is blocked in the others) or its Lua code,
+ * once; the first to see it raises Interrupted and takes it, so that a
+ * pcall around the call returns with it and cleanup code runs. */
 static volatile sig_atomic_t interrupt_pending; /* the process's, like Ctrl-C */
+static volatile sig_atomic_t interrupt_taken;
+
+void cc__linterrupt_take(void) {
+  interrupt_pending = 0;
+  interrupt_taken = 1;
+  cc_interrupt_clear();
+  if (sig_state)
+    cc__lhook_restore(sig_state);
+}
+
+int cc__linterrupt_taken(void) { return interrupt_taken; }
 
 void cc__lhook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   if (interrupt_pending && L == sig_state) {
-    interrupt_pending = 0;
-    cc__lhook_restore(L);
-    cc_interrupt_clear();
+    cc__linterrupt_take();
     cc__lraise(L, "Interrupted", "interrupted (Ctrl-C)");
   }
   /* A one-shot hook (a poke for the GIL): the next poke sets it again. */
@@ -130,7 +143,7 @@ void cc__lhook(lua_State *L, lua_Debug *ar) {
 
 static void on_sigint(int sig) {
   (void)sig;
-  cc_interrupt();
+  cc_interrupt_thread(getpid()); /* the main thread's tid is the pid */
   interrupt_pending = 1;
   if (sig_state)
     lua_sethook(sig_state, cc__lhook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);

@@ -234,7 +234,15 @@ static int l_thread_start(lua_State *L) {
   lua_pushvalue(L, -3);
   lua_rawset(L, -3);
   lua_pop(L, 1);
+  /* Ctrl-C is the main thread's (as in Python): the new thread starts
+   * with SIGINT blocked, so that the kernel gives it to the main thread,
+   * whose wait it then ends at once. */
+  sigset_t intr, old;
+  sigemptyset(&intr);
+  sigaddset(&intr, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &intr, &old);
   int r = pthread_create(&t->pt, NULL, thread_main, t);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (r != 0) {
     luaL_getsubtable(L, LUA_REGISTRYINDEX, RUNNING_KEY);
     lua_pushlightuserdata(L, t);

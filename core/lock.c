@@ -159,12 +159,10 @@ int cc__lock_restore(cc_lock *l, uint32_t depth, int64_t deadline) {
    * returned with it held: the caller's caller (a Condition's wait, a
    * guard) goes on as the owner, and releases it. */
   int interrupted = 0, r;
-  while ((r = cc_lock_acquire(l, deadline)) == CC_EINTR) {
-    interrupted = 1;
-    cc_interrupt_clear();
-  }
+  while ((r = cc_lock_acquire(l, deadline)) == CC_EINTR)
+    interrupted = cc_interrupt_clear();
   if (interrupted)
-    cc_interrupt();
+    cc_interrupt_restore(interrupted);
   if (r == 0 || r == CC_EOWNERDEAD)
     l->count = depth ? depth : 1;
   return interrupted && (r == 0 || r == CC_EOWNERDEAD) ? CC_EINTR : r;

@@ -1,6 +1,7 @@
 /* wait - the one place where concur blocks: futexes, descriptors, sleeps */
 #include "concur/wait.h"
 #include "concur/error.h"
+#include "concur/ident.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -13,8 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Threads: the flag is the process's (Ctrl-C stops every wait); the hooks
- * are set once, before a second thread exists, and only read after. */
+/* Threads: the flag is the process's, and says whose waits it stops: 0
+ * nobody's, -1 every thread's, else one thread's (its tid: Ctrl-C is the
+ * main thread's, as in Python). The hooks are set once, before a second
+ * thread exists, and only read after. */
 static volatile sig_atomic_t interrupted;
 static const cc_wait_hooks *hooks;
 
@@ -84,9 +87,18 @@ int64_t cc_deadline(double seconds) {
   return cc_now() + (int64_t)(seconds * 1e9);
 }
 
-void cc_interrupt(void) { interrupted = 1; }
-int cc_interrupted(void) { return interrupted != 0; }
-void cc_interrupt_clear(void) { interrupted = 0; }
+void cc_interrupt(void) { interrupted = -1; }
+void cc_interrupt_thread(int tid) { interrupted = tid; }
+int cc_interrupted(void) {
+  int v = interrupted;
+  return v == -1 || (v != 0 && v == cc_tid());
+}
+int cc_interrupt_clear(void) {
+  int v = interrupted;
+  interrupted = 0;
+  return v;
+}
+void cc_interrupt_restore(int was) { interrupted = was; }
 void cc_wait_set_hooks(const cc_wait_hooks *h) { hooks = h; }
 
 static struct timespec to_ts(int64_t t) {
@@ -107,7 +119,7 @@ static int64_t slice_end(int64_t deadline, int64_t now, int *sliced) {
  * came at the same time). */
 static int futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline, int *woken) {
   *woken = 0;
-  if (interrupted)
+  if (cc_interrupted())
     return CC_EINTR;
   int64_t now = cc_now();
   if (now >= deadline)
@@ -126,7 +138,7 @@ static int futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline,
     return 0;
   }
   if (e == EINTR)
-    return interrupted ? CC_EINTR : 0;
+    return cc_interrupted() ? CC_EINTR : 0;
   if (e == ETIMEDOUT)
     return sliced ? CC_WAIT_SLICE
                   : (atomic_load(word) == expect ? CC_ETIMEDOUT : 0);
@@ -171,7 +183,7 @@ void cc_futex_wake(_Atomic uint32_t *word, int n) {
 
 int cc_wait_fds(struct pollfd *fds, int n, int64_t deadline) {
   for (;;) {
-    if (interrupted)
+    if (cc_interrupted())
       return CC_EINTR;
     int64_t now = cc_now();
     int sliced;
@@ -214,7 +226,7 @@ int cc_wait_fd_soon(int fd, short events, int64_t deadline) {
 
 int cc_sleep_until(int64_t deadline) {
   for (;;) {
-    if (interrupted)
+    if (cc_interrupted())
       return CC_EINTR;
     int64_t now = cc_now();
     if (now >= deadline)

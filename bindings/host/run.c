@@ -30,9 +30,6 @@
  * and the kernel kills them all when it goes.
  */
 
-/* A grace period for the runner to end by itself after Ctrl-C. */
-#define INTERRUPT_GRACE_NS 2000000000LL
-
 static int msgh(lua_State *L) {
   if (lua_istable(L, 1) && luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
     lua_pop(L, 1);
@@ -141,9 +138,17 @@ static int runner(const run_opts *o) {
     }
     lua_pop(L, 1);
   }
-  /* CPython's rule at the end of the main script, error or not: terminate
-   * the daemon children, join the others. */
-  if (code != EXIT_INTERRUPTED && cc_lfinish(L) == CC_EINTR) {
+  /* A Ctrl-C the script caught still ends the run as interrupted, unless
+   * the script chose its exit code (os.exit). */
+  if (code == EXIT_OK && cc__linterrupt_taken() && status == LUA_OK) {
+    fprintf(stderr, "concur: interrupted\n");
+    code = EXIT_INTERRUPTED;
+  }
+  /* CPython's rule at the end of the main script, error or interrupt or
+   * not: terminate the daemon children, join the others (another Ctrl-C
+   * stops that, as the supervisor ends the run at a second one). */
+  if (cc_lfinish(L) == CC_EINTR) {
+    cc__linterrupt_take();
     fprintf(stderr, "concur: interrupted while joining the children\n");
     code = EXIT_INTERRUPTED;
   }
@@ -223,10 +228,6 @@ int host_run(const run_opts *o) {
   int code = -1, interrupted = 0;
   while (code < 0) {
     int s = cc_wait_signal(&set, deadline);
-    if (s == CC_ETIMEDOUT && interrupted) {
-      code = EXIT_INTERRUPTED;
-      break;
-    }
     if (s == CC_ETIMEDOUT) {
       fflush(stdout);
       fprintf(stderr, "concur: the run timed out after %g s "
@@ -235,12 +236,17 @@ int host_run(const run_opts *o) {
       code = EXIT_TIMEOUT;
       break;
     }
+    /* The first Ctrl-C is the runner's (the terminal sends it to every
+     * process of the run): the script may catch it and clean up. A second
+     * one ends the run at once. */
     if (s == SIGINT && !interrupted) {
       interrupted = 1;
-      int64_t grace = cc_now() + INTERRUPT_GRACE_NS;
-      if (grace < deadline)
-        deadline = grace;
       continue;
+    }
+    if (s == SIGINT) {
+      fprintf(stderr, "concur: interrupted again: every process of the run was killed\n");
+      code = EXIT_INTERRUPTED;
+      break;
     }
     if (s == SIGUSR1) {
       code = EXIT_DEADLOCK;

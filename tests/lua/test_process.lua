@@ -182,6 +182,18 @@ T.test("kill -9 of the supervisor ends every process of the run within 1 s", fun
   os.remove(path)
 end)
 
+-- Runs the script in a process group of its own, as a terminal would, and
+-- sends the group SIGINT `times` times, `gap` seconds apart, once it
+-- printed "ready". The run's exit code, stdout and stderr (the shell's
+-- handler for INT keeps it waiting for the run, whose handlers are its own).
+local function ctrl_c(path, times, gap)
+  return T.sh("setsid sh -c 'trap : INT; " .. bin .. " run " .. path .. " > /tmp/ctrlc.$$ & pid=$!; " ..
+    "i=0; until grep -q ready /tmp/ctrlc.$$; do sleep 0.02; i=$((i+1)); [ $i -gt 500 ] && break; done; " ..
+    "n=0; while [ $n -lt " .. times .. " ]; do kill -INT -$$; sleep " .. gap .. "; n=$((n+1)); done; " ..
+    "wait $pid; rc=$?; while [ $rc -gt 128 ] && kill -0 $pid 2>/dev/null; do wait $pid; rc=$?; done; " ..
+    "cat /tmp/ctrlc.$$; rm -f /tmp/ctrlc.$$; exit $rc'")
+end
+
 T.test("Ctrl-C interrupts a blocked run, exits 130, leaves nothing", function()
   local path = script([[
     local concur = require "concur"
@@ -189,10 +201,53 @@ T.test("Ctrl-C interrupts a blocked run, exits 130, leaves nothing", function()
     for i = 1, 3 do concur.Process{target = function() e:wait() end}:start() end
     print("ready") io.stdout:flush()
     e:wait()]])
-  local code, _, err = T.sh("setsid sh -c '" .. bin .. " run " .. path ..
-    " & pid=$!; sleep 0.5; kill -INT -$$; wait $pid'")
+  local code, _, err = ctrl_c(path, 1, 0)
   T.eq(code, 130)
   assert(err:find("interrupted"), err)
+  T.eq(survivors(path), 0)
+  os.remove(path)
+end)
+
+T.test("Ctrl-C is KeyboardInterrupt: the main thread's, once, caught by pcall", function()
+  -- The main thread's sleep raises Interrupted into its pcall, and cleanup
+  -- runs; a thread's sleep goes on; the run still exits 130.
+  local path = script([[
+    local concur = require "concur"
+    local t = concur.Thread{target = function() concur.sleep(0.5) print("thread slept") end}
+    t:start()
+    print("ready") io.stdout:flush()
+    local ok, e = pcall(concur.sleep, 10)
+    print(ok, e.kind)
+    concur.sleep(0.1)
+    t:join()
+    print("cleanup ran")]])
+  local code, out, err = ctrl_c(path, 1, 0)
+  T.eq(code, 130, err)
+  T.eq(out, "ready\nfalse\tInterrupted\nthread slept\ncleanup ran\n")
+  assert(err:find("concur: interrupted"), err)
+  -- Caught, then os.exit: the script's own code.
+  local path2 = script([[
+    local concur = require "concur"
+    print("ready") io.stdout:flush()
+    local ok = pcall(concur.sleep, 10)
+    os.exit(ok and 1 or 7)]])
+  code = ctrl_c(path2, 1, 0)
+  T.eq(code, 7)
+  os.remove(path); os.remove(path2)
+end)
+
+T.test("a second Ctrl-C ends the run at once", function()
+  local path = script([[
+    local concur = require "concur"
+    concur.Process{target = function() pcall(concur.sleep, 30) concur.sleep(30) end}:start()
+    print("ready") io.stdout:flush()
+    pcall(concur.sleep, 30)
+    concur.sleep(30) -- cleanup that takes too long]])
+  local t0 = concur.time()
+  local code, _, err = ctrl_c(path, 2, 0.3)
+  T.eq(code, 130, err)
+  assert(concur.time() - t0 < 10, "it ended at the second Ctrl-C")
+  assert(err:find("interrupted again"), err)
   T.eq(survivors(path), 0)
   os.remove(path)
 end)

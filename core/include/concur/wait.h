@@ -75,10 +75,17 @@ struct rusage;
 int cc_wait_child(int pid, int pidfd, int *status, struct rusage *usage, int64_t deadline);
 
 /* The interrupt flag, set from a signal handler (async-signal-safe): every
- * wait then returns CC_EINTR until it is cleared. */
+ * wait of every thread (cc_interrupt), or of the thread tid alone
+ * (cc_interrupt_thread: Ctrl-C is the main thread's), then returns CC_EINTR
+ * until it is cleared. cc_interrupted tells whether the calling thread's
+ * waits are stopped. cc_interrupt_clear returns what was set, for
+ * cc_interrupt_restore (a wait that must end before it gives up: taking a
+ * Condition's lock back). */
 void cc_interrupt(void);
+void cc_interrupt_thread(int tid);
 int cc_interrupted(void);
-void cc_interrupt_clear(void);
+int cc_interrupt_clear(void);
+void cc_interrupt_restore(int was);
 
 /* The slice after which a wait with a far deadline wakes to look around
  * (interrupt set between its check and the syscall, a holder that died). */
