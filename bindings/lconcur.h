@@ -160,6 +160,10 @@ int cc_lfinish(lua_State *L);
  * that waits for the GIL or wakes from a wait waits for good, as CPython's
  * daemon threads at interpreter exit. */
 void cc_lclose(lua_State *L);
+/* Under a stock lua5.4: a new sentinel, whose __gc at the state's close
+ * ends the run as the host does, newer than every handle made so far (the
+ * starts of processes and threads call it). */
+void cc__lsentinel_renew(lua_State *L);
 
 /* Settings and handlers that luaopen_concur installs (lruntime.c, lthread.c). */
 void cc__lset_metrics_path(const char *path);

@@ -337,6 +337,7 @@ static int proc_start(lua_State *L) {
   lua_pushlightuserdata(L, p);
   lua_pushvalue(L, 1);
   lua_rawset(L, -3);
+  cc__lsentinel_renew(L);
   return 0;
 }
 

@@ -254,6 +254,7 @@ static int l_thread_start(lua_State *L) {
   t->started = 1;
   t->next = unreaped;
   unreaped = t;
+  cc__lsentinel_renew(L);
   return 1;
 }
 

@@ -383,6 +383,41 @@ T.test("params and the module under a stock lua5.4", function()
     T.eq(code, 0)
     T.eq(out, "0\ttrue\n")
   end
+  -- The end of the script is the host's: children and threads joined,
+  -- daemons terminated, nothing left (made late in the script, after
+  -- handles, and with handles made after the last start).
+  path = script([[
+    local concur = require "concur"
+    io.stdout:setvbuf("line")
+    local lock = concur.Lock()
+    for i = 1, 3 do
+      concur.Process{target = function()
+        local _ <close> = lock:hold()
+        print(i .. " in") concur.sleep(0.1) print(i .. " out")
+      end}:start()
+    end
+    concur.Thread{target = function() concur.sleep(0.4) print("thread done") end}:start()
+    concur.Process{daemon = true, target = function() concur.sleep(30) print("daemon!") end}:start()
+    local later = {concur.Queue(), concur.Event(), concur.Lock()}]])
+  code, out = T.sh("LD_PRELOAD='" .. preload .. "' LUA_CPATH='" .. dir .. "/?.so' lua5.4 " .. path)
+  T.eq(code, 0)
+  local lines = {}
+  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  table.sort(lines)
+  T.eq(table.concat(lines, ","), "1 in,1 out,2 in,2 out,3 in,3 out,thread done")
+  T.eq(survivors(path), 0)
+  os.remove(path)
+  -- os.exit(n) does not close the state: the children still end so.
+  path = script([[
+    local concur = require "concur"
+    concur.Process{target = function() concur.sleep(0.2) print("child done") end}:start()
+    concur.Process{daemon = true, target = function() concur.sleep(30) print("daemon!") end}:start()
+    os.exit(3)]])
+  code, out = T.sh("LD_PRELOAD='" .. preload .. "' LUA_CPATH='" .. dir .. "/?.so' lua5.4 " .. path)
+  T.eq(code, 3)
+  T.eq(out, "child done\n")
+  T.eq(survivors(path), 0)
+  os.remove(path)
 end)
 
 T.done()
