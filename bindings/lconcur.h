@@ -108,6 +108,9 @@ int cc__lhold(lua_State *L, int idx, const cc_acquirable *a);
  * results or raise its error. */
 int cc__lwith(lua_State *L, int idx, const cc_acquirable *a);
 
+/* Warns on stderr that l's holder died holding it (l is of's lock). */
+struct cc_lock;
+void cc__lwarn_owner_died(struct cc_lock *l, const cc_obj *of);
 /* Pushes the results of acquire for a core code: true, true and
  * "owner_died", or false on a timeout; raises for anything else. */
 int cc__lpush_acquired(lua_State *L, int r);

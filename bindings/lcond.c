@@ -11,7 +11,10 @@ static cc_cond *check_cond(lua_State *L, int idx) {
 }
 
 static int acquire(cc_obj *o, int64_t deadline) {
-  return cc_lock_acquire(((cc_cond *)o)->lock, deadline);
+  int r = cc_lock_acquire(((cc_cond *)o)->lock, deadline);
+  if (r == CC_EOWNERDEAD)
+    cc__lwarn_owner_died(((cc_cond *)o)->lock, o);
+  return r;
 }
 
 static int release(cc_obj *o) {

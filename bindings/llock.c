@@ -16,24 +16,26 @@ static cc_lock *check_lock(lua_State *L, int idx) {
   return (cc_lock *)o;
 }
 
-/* The one-line warning of DESIGN: who died holding it, who has it now. */
-static void warn_owner_died(cc_lock *l) {
+/* The one-line warning of DESIGN: who died holding it, who has it now.
+ * `of` is the object whose lock it is (a Condition's, a Value's), or the
+ * lock itself. */
+void cc__lwarn_owner_died(cc_lock *l, const cc_obj *of) {
   int dead = cc_lock_dead_owner(l);
-  cc_procent *d = cc_proctab_find(dead);
+  char name[CC_PROC_NAME_MAX];
+  cc_proctab_name_of(dead, name, sizeof name);
   cc_procent *me = cc_proc_self();
   fprintf(stderr,
-          "concur: warning: OwnerDied: %s %u: its holder %s (pid %d) died "
+          "concur: warning: OwnerDied: %s %u%s: its holder %s (pid %d) died "
           "holding it; %s (pid %d) has it now\n",
-          cc_obj_typename(&l->hdr), (unsigned)l->hdr.id,
-          d ? d->name : "a process", dead, me ? me->name : "this process",
-          (int)getpid());
+          cc_obj_typename(of), (unsigned)of->id, of == &l->hdr ? "" : "'s lock", name, dead,
+          me ? me->name : "this process", (int)getpid());
   fflush(stderr);
 }
 
 static int acquire(cc_obj *o, int64_t deadline) {
   int r = cc_lock_acquire((cc_lock *)o, deadline);
   if (r == CC_EOWNERDEAD)
-    warn_owner_died((cc_lock *)o);
+    cc__lwarn_owner_died((cc_lock *)o, o);
   return r;
 }
 
@@ -143,7 +145,7 @@ static int lock_acquire_restore(lua_State *L) {
   cc_wrapper *w = cc__lbusy(L, 1);
   int r = cc__lock_restore(l, (uint32_t)depth, CC_FOREVER);
   if (r == CC_EOWNERDEAD)
-    warn_owner_died(l);
+    cc__lwarn_owner_died(l, &l->hdr);
   cc__lidle(w, &l->hdr);
   if (r == CC_EDEADLK)
     return cc__lraise(L, "Deadlock", "%s", cc_deadlock_report());

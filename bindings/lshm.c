@@ -16,7 +16,12 @@ static cc_shm *check_shm(lua_State *L, int idx) {
 
 static int acquire(cc_obj *o, int64_t deadline) {
   cc_shm *s = (cc_shm *)o;
-  return s->lock ? cc_lock_acquire(s->lock, deadline) : CC_EVALUE;
+  if (!s->lock)
+    return CC_EVALUE;
+  int r = cc_lock_acquire(s->lock, deadline);
+  if (r == CC_EOWNERDEAD)
+    cc__lwarn_owner_died(s->lock, o);
+  return r;
 }
 
 static int release(cc_obj *o) {
@@ -309,7 +314,7 @@ static int shm_acquire(lua_State *L) {
     return no_lock(L, s);
   int64_t dl = cc__lblock_deadline(L, 2);
   cc_wrapper *w = cc__lbusy(L, 1);
-  int r = cc_lock_acquire(s->lock, dl);
+  int r = acquire(&s->hdr, dl);
   cc__lidle(w, &s->hdr);
   return cc__lpush_acquired(L, r);
 }

@@ -35,7 +35,6 @@
 #define MIN_SHIFT 5
 #define CLASSES 32
 #define HDR 16
-#define RESERVED_FOR_PROCTAB (1u << 20)
 
 typedef struct block {
   uint32_t cls;
@@ -78,7 +77,7 @@ int cc_arena_init(size_t size) {
   A->magic = ARENA_MAGIC;
   A->size = size;
   A->reserved_off = align16(sizeof(arena));
-  A->reserved_len = RESERVED_FOR_PROCTAB;
+  A->reserved_len = CC__ARENA_RESERVED;
   atomic_init(&A->bump, A->reserved_off + A->reserved_len);
   atomic_init(&A->used, 0);
   atomic_init(&A->live, 0);

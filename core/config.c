@@ -1,6 +1,7 @@
 /* config - the run's settings: compiled-in defaults, overridden by YAML */
 #include "concur/config.h"
 #include "concur/error.h"
+#include "concur/proctab.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -176,7 +177,7 @@ static int set(parser *p, const char *key, yaml_event_t *ev) {
     return 0;
   }
   if (!strcmp(key, "limits.max_processes"))
-    return whole(p, ev, key, 1, 8192, &c->max_processes);
+    return whole(p, ev, key, 1, CC_MAX_PROCESSES, &c->max_processes);
   if (!strcmp(key, "limits.run_timeout"))
     return number(p, ev, key, &c->run_timeout);
   if (!strcmp(key, "threads.switch_interval")) {
@@ -188,7 +189,7 @@ static int set(parser *p, const char *key, yaml_event_t *ev) {
     return r;
   }
   if (!strcmp(key, "pool.processes"))
-    return whole(p, ev, key, 0, 8192, &c->pool_processes);
+    return whole(p, ev, key, 0, CC_MAX_PROCESSES, &c->pool_processes);
   if (!strcmp(key, "time_scale")) {
     int r = number(p, ev, key, &c->time_scale);
     if (!r && c->time_scale == 0)

@@ -2,11 +2,23 @@
 #include "concur/proctab.h"
 #include "concur/error.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+/* The names of the last processes reaped, for messages about them that
+ * come later (a lock's holder that died, found once it was reaped). */
+#define GONE_MAX 64
+
+typedef struct gone {
+  _Atomic int32_t pid;
+  char name[CC_PROC_NAME_MAX];
+} gone;
+
 typedef struct proctab {
   unsigned cap;
+  _Atomic uint32_t gone_next;
+  gone gone[GONE_MAX];
   cc_procent ent[];
 } proctab;
 
@@ -14,6 +26,9 @@ typedef struct hold {
   uint32_t key; /* object offset; 0 = empty */
   uint32_t count;
 } hold;
+
+_Static_assert(sizeof(proctab) + (CC_MAX_PROCESSES + 1) * sizeof(cc_procent) <= CC__ARENA_RESERVED,
+               "the table of limits.max_processes' maximum fits the arena's reserved room");
 
 /* Threads: the table is set before any thread or fork; self_slot is this
  * process's (all its threads'), set in a new child before it runs any. */
@@ -55,6 +70,21 @@ cc_procent *cc_proctab_find(int pid) {
   return NULL;
 }
 
+int cc_proctab_name_of(int pid, char *buf, size_t n) {
+  cc_procent *e = cc_proctab_find(pid);
+  if (e) {
+    snprintf(buf, n, "%s", e->name);
+    return 1;
+  }
+  for (unsigned i = 0; T && pid > 0 && i < GONE_MAX; i++)
+    if (atomic_load(&T->gone[i].pid) == pid) {
+      snprintf(buf, n, "%s", T->gone[i].name);
+      return atomic_load(&T->gone[i].pid) == pid; /* not rewritten meanwhile */
+    }
+  snprintf(buf, n, "a process");
+  return 0;
+}
+
 unsigned cc_proctab_live(void) {
   unsigned n = 0;
   for (unsigned i = 0; T && i < T->cap; i++)
@@ -84,6 +114,10 @@ void cc_proctab_free(int slot) {
   cc_procent *e = cc_proctab_get(slot);
   if (!e || slot == 0)
     return;
+  gone *g = &T->gone[atomic_fetch_add(&T->gone_next, 1) % GONE_MAX];
+  atomic_store(&g->pid, 0); /* while its name changes */
+  memcpy(g->name, e->name, sizeof g->name);
+  atomic_store(&g->pid, atomic_load(&e->pid));
   cc_holds_release(slot);
   atomic_store(&e->pid, 0);
   atomic_store(&e->state, CC_PS_FREE);

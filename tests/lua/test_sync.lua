@@ -71,6 +71,31 @@ T.test("owner death hands the lock over with a warning", function()
   T.eq(p.exitcode, -9)
 end)
 
+T.test("the OwnerDied warning names the dead holder, for every kind of lock", function()
+  -- The holder is reaped (joined) before the lock is taken over: its name
+  -- still shows. A Value's and a Condition's locks warn as a Lock does.
+  local path = T.script([[
+local concur = require "concur"
+local objs = {Lock = concur.Lock(), Value = concur.Value("i", 0), Condition = concur.Condition()}
+for _, kind in ipairs{"Lock", "Value", "Condition"} do
+  local o = objs[kind]
+  local p = concur.Process{name = "holder-" .. kind, target = function() o:acquire() os.exit(0) end}
+  p:start(); p:join()
+  local ok, why = o:acquire(true, 5)
+  print(kind, ok, why)
+  o:release()
+end
+]])
+  local code, out, err = T.sh(bin .. " run " .. path)
+  T.eq(code, 0, err)
+  T.eq(out, "Lock\ttrue\towner_died\nValue\ttrue\towner_died\nCondition\ttrue\towner_died\n")
+  for _, kind in ipairs{"Lock", "Value", "Condition"} do
+    assert(err:find("OwnerDied: " .. kind .. " %d+[^:]*: its holder holder%-" .. kind .. " %(pid %d+%) died"),
+           err)
+  end
+  os.remove(path)
+end)
+
 T.test("Semaphore and BoundedSemaphore", function()
   local s = concur.Semaphore(2)
   T.eq(s:get_value(), 2)

@@ -61,6 +61,8 @@ void *cc_arena_ptr(uint32_t off);
 /* True when p points into the arena. */
 int cc_arena_contains(const void *p);
 /* Room for the process table, reserved at init. */
+/* The room the arena keeps at its start for the process table. */
+#define CC__ARENA_RESERVED (2u << 20)
 void *cc__arena_reserved(size_t *len);
 
 /* Type registry. Registering the same type twice returns the same tag. Every

@@ -5,10 +5,14 @@
 #include "concur/arena.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum { CC_PS_FREE, CC_PS_STARTING, CC_PS_RUNNING, CC_PS_EXITED };
 
+/* The most limits.max_processes may be: its table fits the arena's
+ * reserved room (proctab.c checks it as it compiles). */
+#define CC_MAX_PROCESSES 8192
 #define CC_PROC_NAME_MAX 64
 #define CC_PROC_IDENT_MAX 40
 
@@ -36,6 +40,9 @@ cc_procent *cc_proctab_get(int slot);
 /* The live entry of pid, or NULL. */
 cc_procent *cc_proctab_find(int pid);
 int cc_proctab_slot_of(const cc_procent *e);
+/* The name of pid, alive or among the last 64 reaped, into buf: 1; else
+ * "a process": 0. */
+int cc_proctab_name_of(int pid, char *buf, size_t n);
 /* Processes started and not yet reaped, this one included. */
 unsigned cc_proctab_live(void);
 
