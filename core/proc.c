@@ -224,7 +224,10 @@ static int exitcode_of(int status) {
  * thread that waits on it. */
 static void reaped(cc_proc *p, int status, int found) {
   p->exitcode = found ? exitcode_of(status) : -SIGKILL;
-  release_pid(p->pid);
+  /* Whoever reaped it released its entry; reaped elsewhere, its pid may
+   * already be another process's of the run. */
+  if (found)
+    release_pid(p->pid);
   if (p->pidfd >= 0 && p->joiners == 0) {
     close(p->pidfd);
     p->pidfd = -1;

@@ -1,8 +1,10 @@
 /* proctab - the table of a run's processes and the objects each one holds */
 #include "concur/proctab.h"
 #include "concur/error.h"
+#include "concur/fault.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -156,15 +158,19 @@ static int grow(cc_procent *e) {
   if (!nh)
     return CC_EARENAFULL;
   memset(nh, 0, cap * sizeof(hold));
-  if (e->holds) {
-    hold *old = table(e);
-    for (uint32_t i = 0; i < e->holds_cap; i++)
-      if (old[i].key)
-        put(nh, cap, old[i].key, old[i].count);
-    cc_arena_free(old);
-  }
+  hold *old = e->holds ? table(e) : NULL;
+  for (uint32_t i = 0; old && i < e->holds_cap; i++)
+    if (old[i].key)
+      put(nh, cap, old[i].key, old[i].count);
+  /* The new table first, then its size (a reaper reads both: a kill
+   * between sees the new table at the old size, whose first half has no
+   * key that is not the process's), then the old one goes: a kill before
+   * that leaks it rather than leaving a table freed twice. */
   e->holds = cc_arena_off(nh);
   e->holds_cap = cap;
+  CC_FAULT(HOLDS_GROWN);
+  if (old)
+    cc_arena_free(old);
   return 0;
 }
 
@@ -182,10 +188,13 @@ static int add(cc_procent *e, cc_obj *o, int adopt, uint32_t count) {
     if (r)
       return r;
   }
-  put(table(e), e->holds_cap, key, count);
-  e->holds_len++;
+  /* The reference before its record: a kill between leaks it, where the
+   * other order would have the reaper drop one never taken. */
   if (!adopt)
     cc_obj_ref(o);
+  CC_FAULT(HOLD_TAKEN);
+  put(table(e), e->holds_cap, key, count);
+  e->holds_len++;
   return 0;
 }
 
@@ -212,6 +221,7 @@ void cc_unhold(cc_obj *o) {
     uint32_t home = (t[j].key * 2654435761u) & mask;
     if (((j - home) & mask) >= ((j - i) & mask)) {
       t[i] = t[j];
+      CC_FAULT(UNHOLD_SHIFTED);
       i = j;
     }
   }
@@ -238,6 +248,11 @@ int cc_holds_copy(int from, int to) {
   return 0;
 }
 
+static int key_order(const void *a, const void *b) {
+  uint32_t x = ((const hold *)a)->key, y = ((const hold *)b)->key;
+  return (x > y) - (x < y);
+}
+
 void cc_holds_release(int slot) {
   cc_procent *e = cc_proctab_get(slot);
   if (!e || !e->holds)
@@ -245,8 +260,11 @@ void cc_holds_release(int slot) {
   hold *h = table(e);
   uint32_t cap = e->holds_cap;
   e->holds = e->holds_cap = e->holds_len = 0;
+  /* A process killed in the middle of a deletion's backward shift leaves
+   * a key in two places: each object is dropped once. */
+  qsort(h, cap, sizeof *h, key_order);
   for (uint32_t i = 0; i < cap; i++)
-    if (h[i].key)
+    if (h[i].key && (i == 0 || h[i].key != h[i - 1].key))
       cc_obj_unref(cc_arena_ptr(h[i].key));
   cc_arena_free(h);
 }

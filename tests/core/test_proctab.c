@@ -2,6 +2,7 @@
 #include "helpers.h"
 
 #include "concur/error.h"
+#include "concur/fault.h"
 #include "concur/event.h"
 #include "concur/lock.h"
 #include "concur/proctab.h"
@@ -760,8 +761,103 @@ static void a_process_killed_holding_objects_is_reaped_by_reap_any(void **state)
   assert_int_equal(cc_arena_live_blocks(), live);
 }
 
+/* 6. A process killed in the middle of a hold, a table's growth or an
+ * unhold's shift (the fault points of proctab.c): its reaper drops each
+ * object it held exactly once. What it had not recorded yet is leaked
+ * (at most one object and one table); nothing is dropped that it did not
+ * take, nothing is freed twice. */
+enum { SHARED = 40 };
+
+typedef struct fault_kid {
+  uint32_t x; /* an object made after the child started: not in its table */
+  uint32_t shared[SHARED]; /* held by the parent, and so by the child */
+} fault_kid;
+
+static _Noreturn void fault_child(int point, fault_kid *k) {
+  cc_fault_arm(point, 1);
+  if (point == CC_FAULT_HOLD_TAKEN) {
+    cc_hold(cc_obj_from_off(k->x));
+  } else if (point == CC_FAULT_HOLDS_GROWN) {
+    /* Objects only it holds, until its table grows. */
+    for (int i = 0; i < 4 * SHARED; i++) {
+      cc_lock *o = cc_lock_new(0);
+      if (!o || cc_hold_adopt(&o->hdr))
+        cc_proc_exit(2);
+    }
+  } else {
+    /* Unholds of what its parent holds too, until one moves another hold
+     * back: a key it then has twice would be dropped twice. */
+    for (int i = 0; i < SHARED; i++)
+      cc_unhold(cc_obj_from_off(k->shared[i]));
+  }
+  cc_proc_exit(99); /* the point was not reached */
+}
+
+static void a_process_killed_in_a_hold_is_released_once(void **state) {
+  (void)state;
+  ensure_table();
+  int points[] = {CC_FAULT_HOLD_TAKEN, CC_FAULT_HOLDS_GROWN, CC_FAULT_UNHOLD_SHIFTED};
+  /* What each death leaks: the reference taken and not recorded; the old
+   * table and the object whose hold grew it; (the object whose unhold was
+   * under way keeps a reference: the parent's test below sees it). */
+  size_t leaked[] = {0, 2, 0};
+  for (int n = 0; n < 3; n++) {
+    size_t live = cc_arena_live_blocks();
+    fault_kid *k = cc_arena_alloc(sizeof *k);
+    cc_event *go = cc_event_new();
+    assert_int_equal(cc_hold_adopt(&go->hdr), 0);
+    k->x = 0;
+    for (int i = 0; i < SHARED; i++) {
+      cc_lock *o = cc_lock_new(0);
+      assert_int_equal(cc_hold_adopt(&o->hdr), 0);
+      k->shared[i] = cc_arena_off(o);
+    }
+    cc_proc p;
+    cc_proc_init(&p, NULL, 0);
+    if (cc_proc_start(&p) == 0) {
+      cc_event_wait(go, cc_now() + 5000 * MS);
+      fault_child(points[n], k);
+    }
+    cc_lock *x = cc_lock_new(0); /* after the fork: not in the child's table */
+    assert_int_equal(cc_hold_adopt(&x->hdr), 0);
+    k->x = cc_arena_off(x);
+    cc_event_set(go);
+    assert_int_equal(cc_proc_join(&p, cc_now() + 10000 * MS), 0);
+    if (p.exitcode != -SIGKILL)
+      fail_msg("%s: the child ended with %d, not killed at the point", cc_fault_name(points[n]),
+               p.exitcode);
+    /* x: the parent's reference, and the child's taken and never recorded. */
+    assert_true(is_live(cc_arena_off(x)));
+    assert_int_equal(refs_of(x), points[n] == CC_FAULT_HOLD_TAKEN ? 2 : 1);
+    assert_int_equal(cc_proctab_live(), 1);
+    /* What the parent holds has its reference alone, but the one whose
+     * unhold was under way: the child's, never dropped (none dropped twice
+     * would show as 0, or as a freed object). */
+    int extra = 0;
+    for (int i = 0; i < SHARED; i++) {
+      cc_obj *o = cc_obj_from_off(k->shared[i]);
+      assert_non_null(o);
+      uint32_t refs = refs_of(o);
+      assert_true(refs == 1 || refs == 2);
+      if (refs == 2) {
+        extra++;
+        cc_obj_unref(o);
+      }
+      cc_unhold(o);
+    }
+    assert_int_equal(extra, points[n] == CC_FAULT_UNHOLD_SHIFTED ? 1 : 0);
+    if (points[n] == CC_FAULT_HOLD_TAKEN)
+      cc_obj_unref(&x->hdr); /* the leaked one, by hand */
+    cc_unhold(&x->hdr);
+    cc_unhold(&go->hdr);
+    cc_arena_free(k);
+    assert_int_equal(cc_arena_live_blocks(), live + leaked[n]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(a_process_killed_in_a_hold_is_released_once),
       cmocka_unit_test(the_main_process_is_slot_zero),
       cmocka_unit_test(alloc_gives_distinct_slots_until_the_limit_then_elimit),
       cmocka_unit_test(first_hold_takes_one_reference_last_unhold_frees),

@@ -15,7 +15,10 @@
   X(DICT_DEL_UNKEYED, "dict.del.unkeyed", "a key is gone, its count not yet lowered")        \
   X(DICT_GROWN, "dict.grown", "a grown table is in, the old one not yet freed")              \
   X(LIST_APPEND_LIVE, "list.append.live", "an item's count is raised, not yet committed")    \
-  X(LIST_POP_USED, "list.pop.used", "the last item is gone, its count not yet lowered")
+  X(LIST_POP_USED, "list.pop.used", "the last item is gone, its count not yet lowered")    \
+  X(HOLD_TAKEN, "hold.taken", "an object's reference is taken, its hold not yet recorded") \
+  X(HOLDS_GROWN, "holds.grown", "a grown hold table is in, the old one not yet freed")     \
+  X(UNHOLD_SHIFTED, "unhold.shifted", "a deletion moved a hold: a key is in two places")
 
 enum {
   CC_FAULT_NONE,
