@@ -41,6 +41,7 @@ typedef struct dtab {
 } dtab;
 
 static void dict_destroy(cc_obj *o);
+static void free_orphans(cc_dict *d);
 
 const cc_type cc_dict_type = {"Dict", sizeof(cc_dict), dict_destroy};
 const cc_type cc_list_type = {"List", sizeof(cc_dict), dict_destroy};
@@ -142,12 +143,15 @@ cc_dict *cc_dict_new(int kind) {
   }
   /* Recursive: apply's function may read the same container. */
   cc_lock_init(&d->lock, 1);
+  for (int i = 0; i < CC_DICT_PENDING; i++)
+    atomic_init(&d->pending[i], 0);
   atomic_store(&d->table, cc_arena_off(tb));
   d->is_list = kind == CC_LIST;
   return d;
 }
 
 static void dict_destroy(cc_obj *o) {
+  free_orphans((cc_dict *)o); /* a holder that died, and nobody since */
   dtab *t = tab((cc_dict *)o);
   dent *e = ents(t);
   int list = ((cc_dict *)o)->is_list;
@@ -165,6 +169,56 @@ static void dict_destroy(cc_obj *o) {
 
 static int32_t find(dtab *t, const char *k, size_t n, uint32_t h, uint32_t *slot);
 
+/* The pending blocks (dict.h): a value made, a key made, an old value let
+ * go, a table made, a table let go. */
+enum { P_VAL, P_KEY, P_OLD, P_NEW_TAB, P_OLD_TAB };
+
+static uint32_t pend(cc_dict *d, int which, uint32_t off) {
+  atomic_store(&d->pending[which], off);
+  return off;
+}
+
+/* The operation is over (lock held): nothing of it is pending. */
+static void settle(cc_dict *d) {
+  for (int i = 0; i < CC_DICT_PENDING; i++)
+    atomic_store(&d->pending[i], 0);
+}
+
+/* True when off is a key or value of an entry of t (a deleted entry of a
+ * dict, key 0, keeps its old value's offset: not one of them). */
+static int referenced(cc_dict *d, dtab *t, uint32_t off) {
+  for (uint32_t i = 0; i < atomic_load(&t->used); i++) {
+    uint32_t key = atomic_load(&ents(t)[i].key);
+    if ((d->is_list || key) && (key == off || atomic_load(&ents(t)[i].val) == off))
+      return 1;
+  }
+  return 0;
+}
+
+static void blob_drop(uint32_t off);
+
+/* Frees what a dead holder's operation had made or was letting go of and
+ * the table does not have (lock held, after the table is mended). */
+static void free_orphans(cc_dict *d) {
+  dtab *t = tab(d);
+  uint32_t cur = atomic_load(&d->table);
+  for (int i = P_NEW_TAB; i <= P_OLD_TAB; i++) {
+    uint32_t off = atomic_load(&d->pending[i]);
+    if (off && off != cur)
+      cc_arena_free(cc_arena_ptr(off)); /* its blobs are the current table's */
+  }
+  for (int i = P_VAL; i <= P_OLD; i++) {
+    uint32_t off = atomic_load(&d->pending[i]);
+    if (!off || referenced(d, t, off))
+      continue;
+    if (i == P_KEY)
+      cc_arena_free(cc_arena_ptr(off));
+    else
+      blob_drop(off); /* the dead caller's references with it */
+  }
+  settle(d);
+}
+
 /* Mends what a holder killed in the middle of an operation left; lock held.
  * Each operation commits with one store, but what follows the commit may be
  * missing: an added entry counted in `used` whose index slot was not yet
@@ -176,6 +230,7 @@ static void repair(cc_dict *d) {
   uint32_t used = atomic_load(&t->used), live = 0;
   if (d->is_list) {
     atomic_store(&t->live, used);
+    free_orphans(d);
     return;
   }
   if (used > 0) {
@@ -190,6 +245,7 @@ static void repair(cc_dict *d) {
   for (uint32_t i = 0; i < used; i++)
     live += atomic_load(&ents(t)[i].key) != 0;
   atomic_store(&t->live, live);
+  free_orphans(d);
 }
 
 /* 0 with the lock held (also from a holder that died, after mending what it
@@ -256,6 +312,7 @@ static dtab *rebuild(cc_dict *d, dtab *t, uint32_t extra, uint32_t skip, uint32_
   dtab *n = tab_new(cap, ecap);
   if (!n)
     return NULL;
+  pend(d, P_NEW_TAB, cc_arena_off(n));
   uint32_t j = 0;
   for (uint32_t i = 0; i < atomic_load(&t->used); i++) {
     dent *e = &ents(t)[i];
@@ -282,6 +339,23 @@ static dtab *rebuild(cc_dict *d, dtab *t, uint32_t extra, uint32_t skip, uint32_
   atomic_store(&n->used, j);
   atomic_store(&n->live, j);
   return n;
+}
+
+/* Makes n the container's table in place of t, whose block goes (lock
+ * held; n was pended as P_NEW_TAB when made). */
+static void switch_table(cc_dict *d, dtab *t, dtab *n) {
+  pend(d, P_OLD_TAB, cc_arena_off(t));
+  atomic_store(&d->table, cc_arena_off(n)); /* the commit */
+  CC_FAULT(DICT_GROWN);
+  pend(d, P_OLD_TAB, 0);
+  pend(d, P_NEW_TAB, 0);
+  cc_arena_free(t);
+}
+
+/* A new value blob for val, pending (lock held). 0 when the arena is full. */
+static uint32_t value_new(cc_dict *d, const cc_msg *val) {
+  uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
+  return pend(d, P_VAL, vb);
 }
 
 /* Takes the lock and finds key: *i gets its entry or -1, *t the table.
@@ -315,8 +389,10 @@ static int put(cc_dict *d, const char *key, size_t klen, uint32_t vb) {
   dtab *t = tab(d);
   int32_t i = find(t, key, klen, h, &slot);
   if (i >= 0) {
-    uint32_t old = atomic_exchange(&ents(t)[i].val, vb); /* the commit */
+    uint32_t old = pend(d, P_OLD, atomic_load(&ents(t)[i].val));
+    atomic_store(&ents(t)[i].val, vb); /* the commit */
     CC_FAULT(DICT_SET_SWAPPED);
+    settle(d);
     blob_drop(old);
     return 0;
   }
@@ -325,14 +401,12 @@ static int put(cc_dict *d, const char *key, size_t klen, uint32_t vb) {
     dtab *n = rebuild(d, t, 1, UINT32_MAX, UINT32_MAX);
     if (!n)
       return CC_EARENAFULL;
-    atomic_store(&d->table, cc_arena_off(n)); /* the commit of the rebuild */
-    CC_FAULT(DICT_GROWN);
-    cc_arena_free(t);
+    switch_table(d, t, n);
     t = n;
     find(t, key, klen, h, &slot);
     used = atomic_load(&t->used);
   }
-  uint32_t kb = blob_new(key, klen, NULL, 0);
+  uint32_t kb = pend(d, P_KEY, blob_new(key, klen, NULL, 0));
   if (!kb)
     return CC_EARENAFULL;
   dent *e = &ents(t)[used];
@@ -344,22 +418,25 @@ static int put(cc_dict *d, const char *key, size_t klen, uint32_t vb) {
   slots(t)[slot] = (int32_t)used; /* now it can be found */
   CC_FAULT(DICT_ADD_INDEXED);
   atomic_fetch_add(&t->live, 1);
+  settle(d);
   return 0;
 }
 
 int cc_dict_set(cc_dict *d, const char *key, size_t klen, const cc_msg *val) {
   if (d->is_list)
     return CC_EVALUE;
-  uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
-  if (!vb)
-    return CC_EARENAFULL;
   int r = lock(d);
-  if (!r) {
-    r = put(d, key, klen, vb);
-    unlock(d);
-  }
   if (r)
-    cc_arena_free(cc_arena_ptr(vb)); /* its refs stay the caller's */
+    return r;
+  uint32_t vb = value_new(d, val);
+  CC_FAULT(DICT_VALUE_MADE);
+  r = vb ? put(d, key, klen, vb) : CC_EARENAFULL;
+  if (r) {
+    settle(d);
+    if (vb)
+      cc_arena_free(cc_arena_ptr(vb)); /* its refs stay the caller's */
+  }
+  unlock(d);
   return r;
 }
 
@@ -374,13 +451,19 @@ int cc_dict_del(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
     return CC_EEMPTY;
   }
   dent *e = &ents(t)[i];
-  uint32_t kb = atomic_exchange(&e->key, 0); /* the commit */
+  uint32_t kb = pend(d, P_KEY, atomic_load(&e->key));
+  uint32_t vb = pend(d, P_OLD, atomic_load(&e->val));
+  atomic_store(&e->key, 0); /* the commit */
   CC_FAULT(DICT_DEL_UNKEYED);
   atomic_fetch_sub(&t->live, 1);
-  uint32_t vb = atomic_load(&e->val);
-  unlock(d);
+  /* Out of the table: its value is taken under the lock, so that no death
+   * leaves it nobody's. */
   cc_arena_free(cc_arena_ptr(kb));
-  return blob_take(vb, out);
+  pend(d, P_KEY, 0);
+  r = blob_take(vb, out);
+  settle(d);
+  unlock(d);
+  return r;
 }
 
 int cc_dict_update(cc_dict *d, const char *key, size_t klen, cc_dict_fn fn, void *ud) {
@@ -394,10 +477,13 @@ int cc_dict_update(cc_dict *d, const char *key, size_t klen, cc_dict_fn fn, void
   if (!r)
     r = fn(ud, i >= 0 ? &old : NULL, &val);
   if (!r) {
-    uint32_t vb = blob_new(val.data, val.len, val.refs, val.nrefs);
+    uint32_t vb = value_new(d, &val);
     r = vb ? put(d, key, klen, vb) : CC_EARENAFULL;
-    if (r && vb)
-      cc_arena_free(cc_arena_ptr(vb));
+    if (r) {
+      settle(d);
+      if (vb)
+        cc_arena_free(cc_arena_ptr(vb));
+    }
   }
   unlock(d);
   if (r)
@@ -422,43 +508,44 @@ int cc_list_get(cc_dict *d, uint32_t i, cc_msg *out) {
 int cc_list_set(cc_dict *d, uint32_t i, const cc_msg *val) {
   if (!d->is_list)
     return CC_EVALUE; /* a dict's entries have keys */
-  uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
-  if (!vb)
-    return CC_EARENAFULL;
   int r = lock(d);
-  if (r) {
-    cc_arena_free(cc_arena_ptr(vb));
+  if (r)
     return r;
-  }
   dtab *t = tab(d);
   if (i >= atomic_load(&t->used)) {
     unlock(d);
-    cc_arena_free(cc_arena_ptr(vb));
     return CC_EEMPTY;
   }
-  uint32_t old = atomic_exchange(&ents(t)[i].val, vb);
+  uint32_t vb = value_new(d, val);
+  if (!vb) {
+    unlock(d);
+    return CC_EARENAFULL;
+  }
+  uint32_t old = pend(d, P_OLD, atomic_load(&ents(t)[i].val));
+  atomic_store(&ents(t)[i].val, vb); /* the commit */
+  settle(d);
   unlock(d);
-  blob_drop(old);
+  blob_drop(old); /* a death here leaks it: it is nobody's to find */
   return 0;
 }
 
 int cc_list_insert(cc_dict *d, uint32_t i, const cc_msg *val) {
   if (!d->is_list)
     return CC_EVALUE; /* a dict's entries have keys */
-  uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
-  if (!vb)
-    return CC_EARENAFULL;
   int r = lock(d);
-  if (r) {
-    cc_arena_free(cc_arena_ptr(vb));
+  if (r)
     return r;
-  }
   dtab *t = tab(d);
   uint32_t used = atomic_load(&t->used);
   if (i == CC_LIST_END)
     i = used; /* an append, decided under the lock */
   if (i > used) {
-    r = CC_EEMPTY;
+    unlock(d);
+    return CC_EEMPTY;
+  }
+  uint32_t vb = value_new(d, val);
+  if (!vb) {
+    r = CC_EARENAFULL;
   } else if (i == used && used < t->ecap) {
     atomic_store(&ents(t)[used].val, vb);
     atomic_store(&t->live, used + 1);
@@ -472,13 +559,13 @@ int cc_list_insert(cc_dict *d, uint32_t i, const cc_msg *val) {
       atomic_store(&ents(n)[i].val, vb);
       atomic_store(&n->used, used + 1);
       atomic_store(&n->live, used + 1);
-      atomic_store(&d->table, cc_arena_off(n)); /* the commit */
-      cc_arena_free(t);
+      switch_table(d, t, n);
     }
   }
-  unlock(d);
-  if (r)
+  settle(d);
+  if (r && vb)
     cc_arena_free(cc_arena_ptr(vb));
+  unlock(d);
   return r;
 }
 
@@ -494,7 +581,7 @@ int cc_list_pop(cc_dict *d, uint32_t i, cc_msg *out) {
     unlock(d);
     return CC_EEMPTY;
   }
-  uint32_t vb = atomic_load(&ents(t)[i].val);
+  uint32_t vb = pend(d, P_OLD, atomic_load(&ents(t)[i].val));
   if (i + 1 == used) {
     atomic_store(&t->used, used - 1); /* the commit */
     CC_FAULT(LIST_POP_USED);
@@ -502,14 +589,17 @@ int cc_list_pop(cc_dict *d, uint32_t i, cc_msg *out) {
   } else {
     dtab *n = rebuild(d, t, 0, i, UINT32_MAX);
     if (!n) {
+      settle(d);
       unlock(d);
       return CC_EARENAFULL;
     }
-    atomic_store(&d->table, cc_arena_off(n)); /* the commit */
-    cc_arena_free(t);
+    switch_table(d, t, n);
   }
+  /* Taken under the lock, so that no death leaves it nobody's. */
+  r = blob_take(vb, out);
+  settle(d);
   unlock(d);
-  return blob_take(vb, out);
+  return r;
 }
 
 int cc_dict_snapshot(cc_dict *d, cc_snapshot *s) {

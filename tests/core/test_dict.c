@@ -1064,7 +1064,8 @@ static void a_killed_setter_leaves_the_dict_usable(void **state) {
 }
 
 /* A holder killed at each fault point of dict.c: the next holder mends
- * what it left, and the operation is either done or not, never half. The
+ * what it left and frees what it had made, and the operation is either
+ * done or not, never half. The
  * victim is a process or a thread of one (a kill takes the whole process);
  * the one that mends is a process, a thread of this one, or a thread of
  * another process. */
@@ -1081,6 +1082,7 @@ static int fault_victim(void *arg, int i) {
   cc_msg v = bytes("new value", 9), out = {0};
   cc_fault_arm(b->point, 1);
   switch (b->point) {
+  case CC_FAULT_DICT_VALUE_MADE:
   case CC_FAULT_DICT_ADD_COUNTED:
   case CC_FAULT_DICT_ADD_INDEXED:
   case CC_FAULT_DICT_GROWN:
@@ -1170,8 +1172,9 @@ static int fault_check(void *arg, int i) {
 static void a_holder_killed_at_each_fault_point_leaves_it_whole(void **state) {
   (void)state;
   char key[16], val[16];
-  for (int p = CC_FAULT_DICT_ADD_COUNTED; p <= CC_FAULT_LIST_POP_USED; p++) {
+  for (int p = CC_FAULT_DICT_VALUE_MADE; p <= CC_FAULT_LIST_POP_USED; p++) {
     for (int kind = 0; kind < PARTY_KINDS; kind++) {
+      size_t live = cc_arena_live_blocks();
       fault_board *b = cc_arena_alloc(sizeof *b);
       assert_non_null(b);
       int list = p == CC_FAULT_LIST_APPEND_LIVE || p == CC_FAULT_LIST_POP_USED;
@@ -1199,6 +1202,11 @@ static void a_holder_killed_at_each_fault_point_leaves_it_whole(void **state) {
       assert_false(cc_lock_locked(&b->d->lock));
       cc_obj_unref(&b->d->hdr);
       cc_arena_free(b);
+      /* What the victim had made or was letting go of was freed by the one
+       * that mended it: nothing leaked. */
+      if (cc_arena_live_blocks() != live)
+        fail_msg("%s (%s): %zd blocks leaked", cc_fault_name(p), party_kind_names[kind],
+                 (ssize_t)(cc_arena_live_blocks() - live));
     }
   }
 }

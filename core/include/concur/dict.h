@@ -11,12 +11,19 @@
  * value's object references belong to the container. Every operation holds
  * the container's lock and becomes visible with one store; the next holder
  * after a process killed in the middle of one finishes or forgets what it
- * began, so the container stays whole. */
+ * began, so the container stays whole, and frees what it had allocated for
+ * it (values are copied into the arena under the lock for that). */
+/* Blocks an operation has made or is letting go of, which a death would
+ * leave nobody's: recorded (under the lock) from the moment they are
+ * made, so that the next holder frees them if they are not in the table. */
+enum { CC_DICT_PENDING = 5 };
+
 typedef struct cc_dict {
   cc_obj hdr;
   cc_lock lock;
   _Atomic uint32_t table; /* arena offset of the current table */
   uint32_t is_list;
+  _Atomic uint32_t pending[CC_DICT_PENDING];
 } cc_dict;
 
 extern const cc_type cc_dict_type;

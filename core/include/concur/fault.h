@@ -9,6 +9,7 @@
  * where a kill leaves the most to mend: after a commit and before what
  * follows it. */
 #define CC_FAULT_MAP(X)                                                                       \
+  X(DICT_VALUE_MADE, "dict.value.made", "a value is copied into the arena, not yet set")     \
   X(DICT_ADD_COUNTED, "dict.add.counted", "a new key's entry is counted, not yet indexed")   \
   X(DICT_ADD_INDEXED, "dict.add.indexed", "a new key is indexed, its count not yet raised")  \
   X(DICT_SET_SWAPPED, "dict.set.swapped", "a key's new value is in, the old not yet freed")  \
