@@ -43,9 +43,16 @@ static int l_cpu_count(lua_State *L) {
   return 1;
 }
 
-/* _arena_used(): bytes in live arena blocks (for make bench). */
-static int l_arena_used(lua_State *L) {
+/* arena_stats(): the shared arena's size, the bytes of its live blocks and
+ * how many there are: what a run has made and not freed, in every process. */
+static int l_arena_stats(lua_State *L) {
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, (lua_Integer)cc_arena_size());
+  lua_setfield(L, -2, "size");
   lua_pushinteger(L, (lua_Integer)cc_arena_used());
+  lua_setfield(L, -2, "used");
+  lua_pushinteger(L, (lua_Integer)cc_arena_live_blocks());
+  lua_setfield(L, -2, "blocks");
   return 1;
 }
 
@@ -228,7 +235,7 @@ void cc__open_runtime(lua_State *L) {
                                    {"cpu_count", l_cpu_count},
                                    {"getpid", l_getpid},
                                    {"_pid_alive", l_pid_alive},
-                                   {"_arena_used", l_arena_used},
+                                   {"arena_stats", l_arena_stats},
                                    {"_slice", l_slice},
                                    {"_newtable", l_newtable},
                                    {"_view", l_view},

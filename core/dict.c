@@ -73,20 +73,7 @@ static dtab *tab_new(uint32_t cap, uint32_t ecap) {
   return t;
 }
 
-/* Blobs: a message's bytes and refs in the arena. */
-static uint32_t blob_new(const char *data, size_t len, const uint32_t *refs, uint32_t nrefs) {
-  blob *b = cc_arena_alloc(sizeof *b + nrefs * sizeof(uint32_t) + len);
-  if (!b)
-    return 0;
-  b->len = (uint32_t)len;
-  b->nrefs = nrefs;
-  if (nrefs)
-    memcpy(b + 1, refs, nrefs * sizeof(uint32_t));
-  if (len)
-    memcpy((char *)(b + 1) + nrefs * sizeof(uint32_t), data, len);
-  return cc_arena_off(b);
-}
-
+/* Blobs: a message's bytes and refs in the arena (blob_pending). */
 static uint32_t *blob_refs(blob *b) { return (uint32_t *)(b + 1); }
 static char *blob_data(blob *b) { return (char *)(blob_refs(b) + b->nrefs); }
 
@@ -116,17 +103,6 @@ static int blob_copy(uint32_t off, cc_msg *out) {
   }
   out->nrefs = b->nrefs;
   return 0;
-}
-
-/* Moves a blob's bytes and references out (the blob is freed). */
-static int blob_take(uint32_t off, cc_msg *out) {
-  if (!out) {
-    blob_drop(off);
-    return 0;
-  }
-  int r = blob_copy(off, out);
-  blob_drop(off);
-  return r;
 }
 
 cc_dict *cc_dict_new(int kind) {
@@ -352,10 +328,35 @@ static void switch_table(cc_dict *d, dtab *t, dtab *n) {
   cc_arena_free(t);
 }
 
-/* A new value blob for val, pending (lock held). 0 when the arena is full. */
+/* A new blob of bytes and refs, pending as `which` from the moment it is
+ * made, before its bytes are copied (lock held). 0 when the arena is full. */
+static uint32_t blob_pending(cc_dict *d, int which, const char *data, size_t len,
+                             const uint32_t *refs, uint32_t nrefs) {
+  blob *b = cc_arena_alloc(sizeof *b + nrefs * sizeof(uint32_t) + len);
+  if (!b)
+    return 0;
+  pend(d, which, cc_arena_off(b));
+  b->len = (uint32_t)len;
+  b->nrefs = nrefs;
+  if (nrefs)
+    memcpy(b + 1, refs, nrefs * sizeof(uint32_t));
+  if (len)
+    memcpy((char *)(b + 1) + nrefs * sizeof(uint32_t), data, len);
+  return cc_arena_off(b);
+}
+
 static uint32_t value_new(cc_dict *d, const cc_msg *val) {
-  uint32_t vb = blob_new(val->data, val->len, val->refs, val->nrefs);
-  return pend(d, P_VAL, vb);
+  return blob_pending(d, P_VAL, val->data, val->len, val->refs, val->nrefs);
+}
+
+/* Takes the blob `off` (pending as P_OLD, out of the table) into out, or
+ * drops it: no longer pending before it is freed, so that a death leaks it
+ * at worst, never frees it twice. */
+static int take_old(cc_dict *d, uint32_t off, cc_msg *out) {
+  int r = out ? blob_copy(off, out) : 0;
+  pend(d, P_OLD, 0);
+  blob_drop(off);
+  return r;
 }
 
 /* Takes the lock and finds key: *i gets its entry or -1, *t the table.
@@ -406,7 +407,7 @@ static int put(cc_dict *d, const char *key, size_t klen, uint32_t vb) {
     find(t, key, klen, h, &slot);
     used = atomic_load(&t->used);
   }
-  uint32_t kb = pend(d, P_KEY, blob_new(key, klen, NULL, 0));
+  uint32_t kb = blob_pending(d, P_KEY, key, klen, NULL, 0);
   if (!kb)
     return CC_EARENAFULL;
   dent *e = &ents(t)[used];
@@ -458,9 +459,9 @@ int cc_dict_del(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
   atomic_fetch_sub(&t->live, 1);
   /* Out of the table: its value is taken under the lock, so that no death
    * leaves it nobody's. */
-  cc_arena_free(cc_arena_ptr(kb));
   pend(d, P_KEY, 0);
-  r = blob_take(vb, out);
+  cc_arena_free(cc_arena_ptr(kb));
+  r = take_old(d, vb, out);
   settle(d);
   unlock(d);
   return r;
@@ -596,7 +597,7 @@ int cc_list_pop(cc_dict *d, uint32_t i, cc_msg *out) {
     switch_table(d, t, n);
   }
   /* Taken under the lock, so that no death leaves it nobody's. */
-  r = blob_take(vb, out);
+  r = take_old(d, vb, out);
   settle(d);
   unlock(d);
   return r;

@@ -145,12 +145,12 @@ if op == "memory" then
   p:start()
   local child = q:get()
   p:join()
-  local keep, before = {}, concur._arena_used()
+  local keep, before = {}, concur.arena_stats().used
   for i = 1, 1000 do keep[i] = concur.Lock() end
-  local per_lock = (concur._arena_used() - before) / 1000
-  before = concur._arena_used()
+  local per_lock = (concur.arena_stats().used - before) / 1000
+  before = concur.arena_stats().used
   for i = 1, 1000 do keep[1000 + i] = concur.Queue() end
-  local per_queue = (concur._arena_used() - before) / 1000
+  local per_queue = (concur.arena_stats().used - before) / 1000
   print(("idle child RSS %d KiB; arena bytes: %.0f per Lock, %.0f per empty Queue"):format(
     child, per_lock, per_queue))
   concur.report{child_rss_kb = child, lock_bytes = per_lock, queue_bytes = per_queue, ops = 1}

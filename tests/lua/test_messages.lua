@@ -225,9 +225,9 @@ T.test("one-way Pipe: a pipe(2), big messages, EOF not SIGPIPE, no descriptors",
     collectgarbage(); collectgarbage()
   end
   round(false)
-  local used = concur._arena_used()
+  local used = concur.arena_stats().used
   round(true)
-  T.eq(concur._arena_used(), used, "no arena object leaked by failed sends")
+  T.eq(concur.arena_stats().used, used, "no arena object leaked by failed sends")
   w:close()
   -- A one-way end handed over through a two-way Pipe still works there.
   local r2, w2 = concur.Pipe(false)
@@ -300,10 +300,10 @@ T.test("send_nowait: what waits is the sender's own; frames never sent drop thei
     return n, got
   end
   round()
-  local used = concur._arena_used()
+  local used = concur.arena_stats().used
   local n, got = round()
   T.eq(got < n, true, "some frames were still waiting at close")
-  T.eq(concur._arena_used(), used, "no arena object leaked by dropped frames")
+  T.eq(concur.arena_stats().used, used, "no arena object leaked by dropped frames")
 end)
 
 -- The messages of the cases below: numbered, of sizes that vary.
@@ -399,7 +399,7 @@ T.matrix("objects through a Queue(1): Events and Locks go and come back, each on
       back:put(m)
     end
   end)
-  local used = concur._arena_used()
+  local used = concur.arena_stats().used
   for i = 1, N do
     local e, l = concur.Event(), concur.Lock()
     l:acquire()
@@ -412,7 +412,7 @@ T.matrix("objects through a Queue(1): Events and Locks go and come back, each on
   end
   other:join()
   collectgarbage(); collectgarbage()
-  assert(concur._arena_used() <= used + 4096, "objects that went and came back are freed")
+  assert(concur.arena_stats().used <= used + 4096, "objects that went and came back are freed")
 end)
 
 for _, duplex in ipairs({true, false}) do

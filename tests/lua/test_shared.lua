@@ -133,6 +133,37 @@ print(#d:keys(), d.c)
   os.remove(path)
 end)
 
+T.test("children killed while they set 100 KB values leak nothing in the arena", function()
+  -- 40 kills at random points of d.k = big and of l:append(big) + l:pop().
+  -- The fault tests (core/test_dict.c) kill at every point exactly; here a
+  -- kill in the nanoseconds between a block's making and its record could
+  -- still leak one block, so the bound is two values, where the old code
+  -- leaked one in most kills.
+  local m <close> = concur.Manager()
+  local d, l = m:dict(), m:list()
+  local big = string.rep("x", 100000)
+  d.k = "small"; l:append("small")
+  local s0 = concur.arena_stats()
+  for i = 1, 40 do
+    local list = i % 2 == 0
+    local p = concur.Process{target = function()
+      while true do
+        if list then l:append(big); l:pop() else d.k = big end
+      end
+    end}
+    p:start()
+    concur.sleep(0.002 + (i % 5) * 0.001)
+    p:kill(); p:join()
+  end
+  d.k = "small"
+  while #l > 1 do l:pop() end
+  T.eq(#l, 1); T.eq(d.k, "small")
+  local s1 = concur.arena_stats()
+  assert(s1.used - s0.used < 2 * 100000, ("%d bytes leaked"):format(s1.used - s0.used))
+  assert(s1.blocks - s0.blocks <= 2, ("%d blocks leaked"):format(s1.blocks - s0.blocks))
+  T.eq(s1.size, s0.size)
+end)
+
 T.test("Manager list and Namespace", function()
   local m <close> = concur.Manager()
   local l = m:list{1, 2, 3}
