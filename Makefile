@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_DEBS := clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps fuzz-deps build build-sanitize run test test-release test-sanitize fuzz bench install clean
+.PHONY: all deps fuzz-deps build build-sanitize run test test-release test-sanitize fuzz bench stress install clean
 
 all: build
 
@@ -44,6 +44,12 @@ test-release: build
 test-sanitize: build-sanitize
 	cd build-sanitize && ASAN_OPTIONS=abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+# The fault suite's long version: 1,000 kills a case (SIGKILLed holders,
+# waiters, senders and receivers of every primitive), and its table.
+STRESS_KILLS ?= 1000
+stress: build
+	CONCUR_FAULT_KILLS=$(STRESS_KILLS) ./build/concur run tests/lua/test_faults.lua --timeout 0
 
 # The performance table: concur against CPython (python3) and the machine's
 # limits, one run at a time (a few minutes).

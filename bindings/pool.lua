@@ -368,6 +368,9 @@ function Pool:_lost(slot)
       ("the worker (pid %d) running this task died (exit code %s)"):format(w.pid, code)))
   end
   for i = w.jobs.last, w.jobs.first, -1 do dq_push_front(self._pending, w.jobs[i]) end
+  -- Its counters go now, not when they are collected: the worker forked
+  -- next would hold them (a child holds what its parent holds) for life.
+  do local _ <close> = w.progress end
   self._workers[slot] = nil
   self._conns = nil
   if self._state ~= "terminated" and (self._state == "running" or self._outstanding > 0) then
