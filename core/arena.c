@@ -40,7 +40,7 @@ typedef struct block {
   uint32_t cls;
   _Atomic uint32_t magic;
   _Atomic uint32_t next; /* free list link, offset in 16-byte units */
-  uint32_t pad;
+  _Atomic uint32_t gen;  /* one more at each allocation (cc_arena_gen) */
 } block;
 
 typedef struct arena {
@@ -181,6 +181,7 @@ void *cc_arena_alloc(size_t n) {
     b = (block *)((char *)A + start);
     b->cls = (uint32_t)c;
   }
+  atomic_fetch_add(&b->gen, 1);
   atomic_store(&b->magic, BLOCK_LIVE);
   atomic_fetch_add(&A->used, bs);
   atomic_fetch_add(&A->live, 1);
@@ -200,6 +201,15 @@ void cc_arena_free(void *p) {
   atomic_fetch_sub(&A->used, (size_t)1 << (b->cls + MIN_SHIFT));
   atomic_fetch_sub(&A->live, 1);
   push(b);
+}
+
+uint32_t cc_arena_gen(const void *p) {
+  return atomic_load(&((const block *)((const char *)p - HDR))->gen);
+}
+
+int cc_arena_is_gen(const void *p, uint32_t gen) {
+  const block *b = (const block *)((const char *)p - HDR);
+  return atomic_load(&b->magic) == BLOCK_LIVE && atomic_load(&b->gen) == gen;
 }
 
 size_t cc_arena_block_size(const void *p) {

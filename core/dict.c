@@ -77,13 +77,24 @@ static dtab *tab_new(uint32_t cap, uint32_t ecap) {
 static uint32_t *blob_refs(blob *b) { return (uint32_t *)(b + 1); }
 static char *blob_data(blob *b) { return (char *)(blob_refs(b) + b->nrefs); }
 
-/* Frees a value blob and drops its references. */
+/* Frees a value blob and drops its references: the block first, so that a
+ * death in between leaks references at worst, where the next holder, seeing
+ * the block still there, would otherwise drop them twice. */
 static void blob_drop(uint32_t off) {
   blob *b = cc_arena_ptr(off);
   if (!b)
     return;
-  cc_refs_unref(blob_refs(b), b->nrefs);
+  uint32_t n = b->nrefs, small[16], *refs = n <= 16 ? small : malloc(n * sizeof *refs);
+  if (!refs) {
+    cc_refs_unref(blob_refs(b), n); /* no room to copy them: the old order */
+    cc_arena_free(b);
+    return;
+  }
+  memcpy(refs, blob_refs(b), n * sizeof *refs);
   cc_arena_free(b);
+  cc_refs_unref(refs, n);
+  if (refs != small)
+    free(refs);
 }
 
 /* Copies a blob out, taking a reference per object for the caller. */
@@ -149,9 +160,20 @@ static int32_t find(dtab *t, const char *k, size_t n, uint32_t h, uint32_t *slot
  * go, a table made, a table let go. */
 enum { P_VAL, P_KEY, P_OLD, P_NEW_TAB, P_OLD_TAB };
 
+/* Records off (with its generation, so that a block freed and made again
+ * elsewhere since is never taken for it) or nothing (0). */
 static uint32_t pend(cc_dict *d, int which, uint32_t off) {
-  atomic_store(&d->pending[which], off);
+  uint64_t gen = off ? cc_arena_gen(cc_arena_ptr(off)) : 0;
+  atomic_store(&d->pending[which], (uint64_t)off | gen << 32);
   return off;
+}
+
+/* A pending block, if it is still the one recorded: 0 once it was freed
+ * (and perhaps made again for another use). */
+static uint32_t pending_at(cc_dict *d, int which) {
+  uint64_t v = atomic_load(&d->pending[which]);
+  uint32_t off = (uint32_t)v;
+  return off && cc_arena_is_gen(cc_arena_ptr(off), (uint32_t)(v >> 32)) ? off : 0;
 }
 
 /* The operation is over (lock held): nothing of it is pending. */
@@ -179,12 +201,12 @@ static void free_orphans(cc_dict *d) {
   dtab *t = tab(d);
   uint32_t cur = atomic_load(&d->table);
   for (int i = P_NEW_TAB; i <= P_OLD_TAB; i++) {
-    uint32_t off = atomic_load(&d->pending[i]);
+    uint32_t off = pending_at(d, i);
     if (off && off != cur)
       cc_arena_free(cc_arena_ptr(off)); /* its blobs are the current table's */
   }
   for (int i = P_VAL; i <= P_OLD; i++) {
-    uint32_t off = atomic_load(&d->pending[i]);
+    uint32_t off = pending_at(d, i);
     if (!off || referenced(d, t, off))
       continue;
     if (i == P_KEY)
@@ -323,9 +345,9 @@ static void switch_table(cc_dict *d, dtab *t, dtab *n) {
   pend(d, P_OLD_TAB, cc_arena_off(t));
   atomic_store(&d->table, cc_arena_off(n)); /* the commit */
   CC_FAULT(DICT_GROWN);
-  pend(d, P_OLD_TAB, 0);
   pend(d, P_NEW_TAB, 0);
   cc_arena_free(t);
+  pend(d, P_OLD_TAB, 0);
 }
 
 /* A new blob of bytes and refs, pending as `which` from the moment it is
@@ -350,12 +372,12 @@ static uint32_t value_new(cc_dict *d, const cc_msg *val) {
 }
 
 /* Takes the blob `off` (pending as P_OLD, out of the table) into out, or
- * drops it: no longer pending before it is freed, so that a death leaks it
- * at worst, never frees it twice. */
+ * drops it; pending until it is freed (a generation tells, after, that it
+ * is not the block recorded any more). */
 static int take_old(cc_dict *d, uint32_t off, cc_msg *out) {
   int r = out ? blob_copy(off, out) : 0;
-  pend(d, P_OLD, 0);
   blob_drop(off);
+  pend(d, P_OLD, 0);
   return r;
 }
 
@@ -393,8 +415,8 @@ static int put(cc_dict *d, const char *key, size_t klen, uint32_t vb) {
     uint32_t old = pend(d, P_OLD, atomic_load(&ents(t)[i].val));
     atomic_store(&ents(t)[i].val, vb); /* the commit */
     CC_FAULT(DICT_SET_SWAPPED);
+    blob_drop(old); /* pending until freed: a death here is mended */
     settle(d);
-    blob_drop(old);
     return 0;
   }
   uint32_t used = atomic_load(&t->used);
@@ -433,9 +455,9 @@ int cc_dict_set(cc_dict *d, const char *key, size_t klen, const cc_msg *val) {
   CC_FAULT(DICT_VALUE_MADE);
   r = vb ? put(d, key, klen, vb) : CC_EARENAFULL;
   if (r) {
-    settle(d);
     if (vb)
       cc_arena_free(cc_arena_ptr(vb)); /* its refs stay the caller's */
+    settle(d);
   }
   unlock(d);
   return r;
@@ -459,8 +481,8 @@ int cc_dict_del(cc_dict *d, const char *key, size_t klen, cc_msg *out) {
   atomic_fetch_sub(&t->live, 1);
   /* Out of the table: its value is taken under the lock, so that no death
    * leaves it nobody's. */
-  pend(d, P_KEY, 0);
   cc_arena_free(cc_arena_ptr(kb));
+  pend(d, P_KEY, 0);
   r = take_old(d, vb, out);
   settle(d);
   unlock(d);
@@ -481,9 +503,9 @@ int cc_dict_update(cc_dict *d, const char *key, size_t klen, cc_dict_fn fn, void
     uint32_t vb = value_new(d, &val);
     r = vb ? put(d, key, klen, vb) : CC_EARENAFULL;
     if (r) {
-      settle(d);
       if (vb)
         cc_arena_free(cc_arena_ptr(vb));
+      settle(d);
     }
   }
   unlock(d);
@@ -524,9 +546,9 @@ int cc_list_set(cc_dict *d, uint32_t i, const cc_msg *val) {
   }
   uint32_t old = pend(d, P_OLD, atomic_load(&ents(t)[i].val));
   atomic_store(&ents(t)[i].val, vb); /* the commit */
+  blob_drop(old);
   settle(d);
   unlock(d);
-  blob_drop(old); /* a death here leaks it: it is nobody's to find */
   return 0;
 }
 
@@ -563,9 +585,9 @@ int cc_list_insert(cc_dict *d, uint32_t i, const cc_msg *val) {
       switch_table(d, t, n);
     }
   }
-  settle(d);
   if (r && vb)
     cc_arena_free(cc_arena_ptr(vb));
+  settle(d);
   unlock(d);
   return r;
 }

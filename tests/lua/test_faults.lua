@@ -40,9 +40,12 @@ local function row(name, r)
   T.eq(r.duplicated or 0, 0, name .. ": duplicated")
   T.eq(r.torn or 0, 0, name .. ": torn")
   T.eq(r.lost or 0, 0, name .. ": lost beyond the dying party's own")
-  -- A kill in the nanoseconds between a block's making and its record may
-  -- leak that block; more than a few would be a leak of the kind fixed.
-  assert((r.blocks or 0) <= 2, name .. ": " .. (r.blocks or 0) .. " blocks leaked")
+  -- A kill in the nanoseconds between a block's making (inside the
+  -- arena's allocator) and its record may leak that block: about one kill
+  -- in 200 of a victim that does little else. More would be a leak of the
+  -- kind these cases are for (one a kill, before).
+  local bound = 2 + (r.kills or 0) // 100
+  assert((r.blocks or 0) <= bound, name .. ": " .. (r.blocks or 0) .. " blocks leaked")
 end
 
 -- The arena once Lua has collected what the loops dropped.

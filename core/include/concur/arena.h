@@ -41,6 +41,12 @@ int cc_arena_ready(void);
  * when the arena is full. Safe between processes and threads; lock-free. */
 void *cc_arena_alloc(size_t n);
 void cc_arena_free(void *p);
+/* A block's generation: it changes at every allocation of the block, so
+ * that one recorded with it can be told from a later allocation at the
+ * same place (a dead process's half-done operation, mended by another).
+ * cc_arena_is_gen: the block is live and still of that generation. */
+uint32_t cc_arena_gen(const void *p);
+int cc_arena_is_gen(const void *p, uint32_t gen);
 /* The usable size of a block from cc_arena_alloc. */
 size_t cc_arena_block_size(const void *p);
 

@@ -23,7 +23,7 @@ typedef struct cc_dict {
   cc_lock lock;
   _Atomic uint32_t table; /* arena offset of the current table */
   uint32_t is_list;
-  _Atomic uint32_t pending[CC_DICT_PENDING];
+  _Atomic uint64_t pending[CC_DICT_PENDING]; /* offset | generation << 32 */
 } cc_dict;
 
 extern const cc_type cc_dict_type;
