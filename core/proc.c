@@ -29,16 +29,20 @@
  * bindings' GIL); a join that waits holds no pointer into it (proc.h). */
 static cc_proc *children;
 static int subreaper; /* only a subreaper has orphans to reap; set before any thread */
-static int tether = -1; /* set before any thread; the same in every child */
+static int tether = -1, tether_pid; /* set before any thread; the same in every child */
 
 /* Gives this process its own description of the tether and arms it (a
- * forked child shares its parent's, which signals the parent). If the
- * supervisor is gone already, the pipe has hung up, and no signal will
- * come: the process ends itself. */
+ * forked child shares its parent's, which signals the parent). It is
+ * opened through the supervisor's descriptor of the same pipe: a new
+ * process's own /proc entry costs a tenth of a fork to look up the first
+ * time. If the supervisor is gone already, the open fails or the pipe has
+ * hung up, and no signal will come: the process ends itself. */
 static int arm_tether(void) {
   char path[64];
-  snprintf(path, sizeof path, "/proc/self/fd/%d", tether);
+  snprintf(path, sizeof path, "/proc/%d/fd/%d", tether_pid, tether);
   int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 && (errno == ENOENT || errno == ESRCH))
+    _exit(128 + SIGKILL);
   if (fd < 0)
     return CC_ESYS;
   int ok = dup3(fd, tether, O_CLOEXEC) == tether;
@@ -53,8 +57,9 @@ static int arm_tether(void) {
   return 0;
 }
 
-int cc_runtime_tether(int read_fd) {
+int cc_runtime_tether(int read_fd, int supervisor) {
   tether = read_fd;
+  tether_pid = supervisor;
   return arm_tether();
 }
 

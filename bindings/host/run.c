@@ -214,14 +214,14 @@ int host_run(const run_opts *o) {
   if (pid == 0) {
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(tie[1]); /* the supervisor's alone */
-    if (cc_runtime_tether(tie[0]) != 0) {
+    if (cc_runtime_tether(tie[0], (int)getppid()) != 0) {
       fprintf(stderr, "concur: cannot tie the run to its supervisor: %s\n", strerror(errno));
       _exit(EXIT_USAGE);
     }
     cc_runtime_become_main();
     exit(runner(o));
   }
-  close(tie[0]);
+  /* tie[0] stays open: the run's processes open theirs through it. */
 
   int64_t deadline = o->cfg.run_timeout > 0 ? cc_deadline(o->cfg.run_timeout)
                                             : CC_FOREVER;

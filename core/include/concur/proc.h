@@ -43,8 +43,10 @@ void cc_runtime_become_main(void);
  * end alone; each process of the run holds the read end through an open
  * file description of its own, armed to send SIGKILL to it (O_ASYNC,
  * F_SETSIG) when the pipe's last writer goes. The supervisor's runner calls
- * this with the read end; cc_proc_start arms each child. 0 or CC_ESYS. */
-int cc_runtime_tether(int read_fd);
+ * this with the read end, which the supervisor keeps open too (each process
+ * opens its own description through it); cc_proc_start arms each child.
+ * 0 or CC_ESYS. */
+int cc_runtime_tether(int read_fd, int supervisor);
 
 /* Sets p up for cc_proc_start and gives it the next identity of this process
  * (as CPython does at construction): `name` NULL gives Process-N, or
