@@ -9,6 +9,7 @@ enum { WAITING, NOTIFIED, TIMEDOUT };
 typedef struct node {
   _Atomic uint32_t next; /* the next waiter's node, or 0 */
   _Atomic uint32_t state;
+  _Atomic uint32_t sleepers; /* cc_futex_wait_counted's */
   cc_life alive; /* held by the waiter while it waits */
 } node;
 
@@ -89,6 +90,7 @@ static node *node_new(void) {
     return NULL;
   atomic_init(&n->next, 0);
   atomic_init(&n->state, WAITING);
+  atomic_init(&n->sleepers, 0);
   cc_life_init(&n->alive);
   cc_life_claim(&n->alive); /* a new token is free */
   return n;
@@ -107,8 +109,11 @@ int cc_cond_wait(cc_cond *c, int64_t deadline) {
   atomic_store(end, off); /* on the list: notifies see it from here */
   uint32_t depth = cc__lock_release_all(c->lock);
   int r = 0;
+  /* A notify often comes within microseconds (a ping-pong): looked for a
+   * while before sleeping, as a wake-up on another core costs more. */
+  cc_spin_while(&n->state, WAITING, deadline);
   while (atomic_load(&n->state) == WAITING) {
-    r = cc_futex_wait(&n->state, WAITING, deadline);
+    r = cc_futex_wait_counted(&n->state, WAITING, &n->sleepers, deadline);
     if (r == CC_ETIMEDOUT || r == CC_EINTR)
       break;
   }
@@ -149,7 +154,7 @@ int cc_cond_notify(cc_cond *c, int n) {
       continue;
     }
     unlink_at(link);
-    cc_futex_wake(&w->state, 1);
+    cc_futex_wake_one(&w->state, &w->sleepers);
     woken++;
   }
   return woken;
