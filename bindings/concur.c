@@ -27,54 +27,6 @@ void cc_lclose(lua_State *L) {
   lua_close(L);
 }
 
-/* Under a stock lua5.4 the end of the main script is the state's close: a
- * sentinel's __gc joins the children then. lua_close runs the finalizers
- * of all objects newest first, and a Process's or a Thread's forgets what
- * it ran: so each start makes a new sentinel (cc__lsentinel_renew), newer
- * than every handle, and only the one the registry still names does the
- * work (older ones are collected as garbage during the run). */
-#define SENTINEL_KEY "concur.sentinel"
-
-static int sentinel_gc(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, SENTINEL_KEY);
-  int current = lua_rawequal(L, 1, -1);
-  lua_pop(L, 1);
-  if (!current)
-    return 0;
-  if (cc_proc_self_slot() == 0)
-    cc_lfinish(L);
-  cc_gil_freeze(); /* also when the joins were interrupted */
-  return 0;
-}
-
-/* os.exit(n) under a stock lua5.4 exits without closing the state (no
- * sentinel runs): the children are still ended as CPython's atexit ends
- * them, daemons terminated and the others joined. Set once, in the main
- * process before any thread; a child never runs it (it ends by _exit, or
- * is not the run's main process). */
-static int atexit_set;
-
-static void at_exit(void) {
-  if (cc_proc_self_slot() == 0 && cc_proc_children())
-    cc_proc_finish_children();
-}
-
-void cc__lsentinel_renew(lua_State *L) {
-  if (hosted)
-    return;
-  if (!atexit_set && cc_proc_self_slot() == 0) {
-    atexit_set = 1;
-    atexit(at_exit);
-  }
-  lua_newuserdatauv(L, 0, 0);
-  if (luaL_newmetatable(L, SENTINEL_KEY ".mt")) {
-    lua_pushcfunction(L, sentinel_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, SENTINEL_KEY);
-}
-
 static void runtime(lua_State *L) {
   if (cc_arena_ready())
     return;
@@ -141,6 +93,8 @@ int luaopen_concur(lua_State *L) {
   lua_pushliteral(L, "concur " CONCUR_VERSION_STRING);
   lua_setfield(L, -2, "_VERSION");
   cc__linstall_sigint(L);
+  if (!hosted)
+    cc__lsentinel_enable(cc_lfinish);
   cc__lsentinel_renew(L);
   return 1;
 }

@@ -163,16 +163,23 @@ int cc_lfinish(lua_State *L);
  * that waits for the GIL or wakes from a wait waits for good, as CPython's
  * daemon threads at interpreter exit. */
 void cc_lclose(lua_State *L);
-/* Under a stock lua5.4: a new sentinel, whose __gc at the state's close
- * ends the run as the host does, newer than every handle made so far (the
- * starts of processes and threads call it). */
+/* Under a stock lua5.4 (lend.c): enable makes the state's close end the
+ * run with fn (cc_lfinish) and os.exit end the children; renew makes a new
+ * sentinel that does it, newer than every handle made so far (the starts
+ * of processes and threads call it; nothing under the host). */
+void cc__lsentinel_enable(int (*fn)(lua_State *L));
 void cc__lsentinel_renew(lua_State *L);
 
 /* Settings and handlers that luaopen_concur installs (lruntime.c, lthread.c). */
 void cc__lset_metrics_path(const char *path);
 void cc__linstall_sigint(lua_State *L);
-/* Ctrl-C, raised as Interrupted: taken by whoever raises it (once), and
- * whether it was, for the end of the run (exit 130). */
+/* Ctrl-C, raised as Interrupted (lerror.c): pended by the handler (async-
+ * signal-safe), taken by whoever raises it (once), and whether it was, for
+ * the end of the run (exit 130); the main state loses its stopping hook
+ * when it is taken. */
+void cc__linterrupt_state(lua_State *L);
+void cc__linterrupt_pend(void);
+int cc__linterrupt_pending(void);
 void cc__linterrupt_take(void);
 int cc__linterrupt_taken(void);
 /* Installs handler for sig (restarting the calls it interrupts or not);

@@ -3,6 +3,7 @@
 #include "concur/wait.h"
 #include "lconcur.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,6 +32,25 @@ int cc__lraise(lua_State *L, const char *kind, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   return vraise(L, kind, fmt, ap);
+}
+
+/* Ctrl-C, raised as Interrupted once (lruntime.c's handler pends it): the
+ * first raise takes it, and the main state's hook, set by the handler to
+ * stop its Lua code, goes with it. Process-wide, as the signal. */
+static lua_State *main_state; /* set before any thread */
+static volatile sig_atomic_t interrupt_pending, interrupt_taken;
+
+void cc__linterrupt_state(lua_State *L) { main_state = L; }
+void cc__linterrupt_pend(void) { interrupt_pending = 1; }
+int cc__linterrupt_pending(void) { return interrupt_pending; }
+int cc__linterrupt_taken(void) { return interrupt_taken; }
+
+void cc__linterrupt_take(void) {
+  interrupt_pending = 0;
+  interrupt_taken = 1;
+  cc_interrupt_clear();
+  if (main_state)
+    lua_sethook(main_state, NULL, 0, 0);
 }
 
 int cc__lraise_code(lua_State *L, int err, const char *fmt, ...) {

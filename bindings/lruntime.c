@@ -124,22 +124,9 @@ static int l_report(lua_State *L) {
  * thread's wait (the signal is blocked in the others) or its Lua code,
  * once; the first to see it raises Interrupted and takes it, so that a
  * pcall around the call returns with it and cleanup code runs. */
-static volatile sig_atomic_t interrupt_pending; /* the process's, like Ctrl-C */
-static volatile sig_atomic_t interrupt_taken;
-
-void cc__linterrupt_take(void) {
-  interrupt_pending = 0;
-  interrupt_taken = 1;
-  cc_interrupt_clear();
-  if (sig_state)
-    cc__lhook_restore(sig_state);
-}
-
-int cc__linterrupt_taken(void) { return interrupt_taken; }
-
 void cc__lhook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  if (interrupt_pending && L == sig_state) {
+  if (cc__linterrupt_pending() && L == sig_state) {
     cc__linterrupt_take();
     cc__lraise(L, "Interrupted", "interrupted (Ctrl-C)");
   }
@@ -151,7 +138,7 @@ void cc__lhook(lua_State *L, lua_Debug *ar) {
 static void on_sigint(int sig) {
   (void)sig;
   cc_interrupt_thread(getpid()); /* the main thread's tid is the pid */
-  interrupt_pending = 1;
+  cc__linterrupt_pend();
   if (sig_state)
     lua_sethook(sig_state, cc__lhook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
@@ -167,6 +154,7 @@ void cc__lcatch(int sig, void (*handler)(int), int restart, struct sigaction *pr
 
 void cc__linstall_sigint(lua_State *L) {
   sig_state = L;
+  cc__linterrupt_state(L);
   /* No SA_RESTART: blocking calls must come back to look at the flag. */
   cc__lcatch(SIGINT, on_sigint, 0, &prev_sigint);
 }

@@ -1,7 +1,6 @@
 /* wait - the one place where concur blocks: futexes, descriptors, sleeps */
 #include "concur/wait.h"
 #include "concur/error.h"
-#include "concur/ident.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -91,7 +90,9 @@ void cc_interrupt(void) { interrupted = -1; }
 void cc_interrupt_thread(int tid) { interrupted = tid; }
 int cc_interrupted(void) {
   int v = interrupted;
-  return v == -1 || (v != 0 && v == cc_tid());
+  /* gettid only while an interrupt is aimed at one thread (rarely): wait.c
+   * stays below ident.c, which caches it. */
+  return v == -1 || (v > 0 && v == gettid());
 }
 int cc_interrupt_clear(void) {
   int v = interrupted;
