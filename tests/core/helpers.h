@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -78,11 +79,12 @@ typedef struct party {
   void *arg;
   int i;
   int result;
-  _Atomic int done;
+  _Atomic int begun, done;
 } party;
 
 static inline void *party_main(void *p) {
   party *x = p;
+  atomic_store(&x->begun, 1);
   x->result = x->fn(x->arg, x->i);
   atomic_store(&x->done, 1);
   return NULL;
@@ -98,6 +100,11 @@ static inline party *party_start(int kind, int (*fn)(void *, int), void *arg, in
   x->i = i;
   if (kind == PARTY_THREAD) {
     assert_int_equal(pthread_create(&x->thread, NULL, party_main, x), 0);
+    /* Begun before anything else forks: a child forked while a thread is
+     * still in its start inherits the locks it holds there (the sanitizer's
+     * allocator's, under ASan), and deadlocks on them. */
+    while (!atomic_load(&x->begun))
+      sched_yield();
     return x;
   }
   fflush(NULL);
