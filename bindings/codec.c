@@ -294,6 +294,10 @@ static void encode_table(enc *e, int idx) {
       lua_pop(L, 2);
       return;
     }
+    /* Its fields would travel and its class would not: refused rather
+     * than arriving as another thing. */
+    unsendable(e, "a table with a metatable (its class does not travel: send a plain table, "
+                  "or give the metatable __concur_encode)");
   }
   /* One pass of lua_next: the keys 1, 2, 3... that come first (Lua's
    * array part, in order) are the list, sent without their keys; the rest

@@ -103,11 +103,36 @@ static int l_error(lua_State *L) {
   return cc__lraise(L, kind, "%s", msg);
 }
 
+/* An error object travels (a Queue, a Pipe) as itself: its fields, and
+ * its class again on the other side. */
+static int error_encode(lua_State *L) {
+  lua_pushliteral(L, ERROR_MT);
+  lua_createtable(L, 0, 3);
+  static const char *const fields[] = {"kind", "message", "traceback"};
+  for (int i = 0; i < 3; i++) {
+    lua_getfield(L, 1, fields[i]);
+    lua_setfield(L, -2, fields[i]);
+  }
+  return 2;
+}
+
+static int error_decode(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_setmetatable(L, ERROR_MT);
+  return 1;
+}
+
 void cc__open_error(lua_State *L) {
   if (luaL_newmetatable(L, ERROR_MT)) {
     lua_pushcfunction(L, error_tostring);
     lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, error_encode);
+    lua_setfield(L, -2, "__concur_encode");
   }
+  lua_pop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, "concur.codec.types");
+  lua_pushcfunction(L, error_decode);
+  lua_setfield(L, -2, ERROR_MT);
   lua_pop(L, 1);
   lua_pushcfunction(L, l_is);
   lua_setfield(L, -2, "is");
