@@ -17,7 +17,8 @@ int cc__lraise_code(lua_State *L, int err, const char *fmt, ...);
 void cc__lpush_error(lua_State *L, const char *kind, const char *msg);
 
 /* The deadline of an optional timeout argument in seconds (nil: none),
- * scaled by time_scale. Negative timeouts are refused. */
+ * scaled by time_scale, or of a {timeout = s} table in its place (lobj.c).
+ * Negative timeouts, and anything but a number, are refused. */
 int64_t cc__ldeadline(lua_State *L, int idx);
 double cc__ltime_scale(void);
 void cc__lset_time_scale(double s);
@@ -108,14 +109,24 @@ int cc__lhold(lua_State *L, int idx, const cc_acquirable *a);
  * results or raise its error. */
 int cc__lwith(lua_State *L, int idx, const cc_acquirable *a);
 
+/* Raises "bad argument #arg to 'fn' (unknown option 'x' (did you mean
+ * 'y'?))" for a key of the table at idx that is not one of known (a
+ * NULL-ended list), naming the nearest or else all of them. */
+void cc__lcheck_fields(lua_State *L, int idx, const char *fn, int arg,
+                       const char *const *known);
+/* The same for the place `level` up (luaL_where), or with fn NULL for the
+ * running C function's argument #arg (luaL_argerror). */
+void cc__lcheck_fields_at(lua_State *L, int idx, const char *fn, int arg,
+                          const char *const *known, int level);
 /* Warns on stderr that l's holder died holding it (l is of's lock). */
 struct cc_lock;
 void cc__lwarn_owner_died(struct cc_lock *l, const cc_obj *of);
 /* Pushes the results of acquire for a core code: true, true and
  * "owner_died", or false on a timeout; raises for anything else. */
 int cc__lpush_acquired(lua_State *L, int r);
-/* The deadline of (block, timeout) arguments starting at idx: 0 when block is
- * false, else the timeout's. */
+/* The deadline of (block, timeout) arguments starting at idx, or of a
+ * {block = b, timeout = s} table in their place (lobj.c): 0 when block is
+ * false, else the timeout's. A block that is not a boolean is refused. */
 int64_t cc__lblock_deadline(lua_State *L, int idx);
 
 /* Each primitive's file adds its constructors to the module at -1. */

@@ -68,6 +68,113 @@ int cc__lraise_code(lua_State *L, int err, const char *fmt, ...) {
   return vraise(L, cc_errkind(err), fmt, ap);
 }
 
+/* The edit distance of two short strings (options' names), at most 99. */
+static int distance(const char *a, const char *b) {
+  size_t n = strlen(a), m = strlen(b);
+  if (n > 32 || m > 32)
+    return 99;
+  int row[33];
+  for (size_t j = 0; j <= m; j++)
+    row[j] = (int)j;
+  for (size_t i = 1; i <= n; i++) {
+    int diag = row[0];
+    row[0] = (int)i;
+    for (size_t j = 1; j <= m; j++) {
+      int up = row[j];
+      int best = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < best)
+        best = up + 1;
+      if (row[j - 1] + 1 < best)
+        best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[m];
+}
+
+/* Raises what the message on the stack's top says about argument #arg:
+ * as luaL_argerror does (fn NULL: the running C function, by its name),
+ * or as "bad argument #arg to 'fn' (...)" at the given level's place. */
+static int field_error(lua_State *L, const char *fn, int arg, int level) {
+  const char *msg = lua_tostring(L, -1);
+  if (!fn)
+    return luaL_argerror(L, arg, msg);
+  luaL_where(L, level);
+  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", arg, fn, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+void cc__lcheck_fields_at(lua_State *L, int idx, const char *fn, int arg,
+                          const char *const *known, int level) {
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pushfstring(L, "an option's name must be a string, not %s", luaL_typename(L, -1));
+      field_error(L, fn, arg, level);
+    }
+    const char *k = lua_tostring(L, -1);
+    int ok = 0, best = 99;
+    const char *near = NULL;
+    for (const char *const *o = known; *o && !ok; o++) {
+      ok = strcmp(k, *o) == 0;
+      int d = distance(k, *o);
+      if (d < best) {
+        best = d;
+        near = *o;
+      }
+    }
+    if (ok)
+      continue;
+    if (!*known) {
+      lua_pushfstring(L, "unknown option '%s': it takes none", k);
+    } else if (near && best <= 2 && (size_t)best < strlen(k)) {
+      lua_pushfstring(L, "unknown option '%s' (did you mean '%s'?)", k, near);
+    } else {
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      lua_pushfstring(L, "unknown option '%s'; the options are ", k);
+      luaL_addvalue(&b);
+      for (const char *const *o = known; *o; o++) {
+        luaL_addstring(&b, o == known ? "" : ", ");
+        luaL_addstring(&b, *o);
+      }
+      luaL_pushresult(&b);
+    }
+    field_error(L, fn, arg, level);
+  }
+}
+
+void cc__lcheck_fields(lua_State *L, int idx, const char *fn, int arg,
+                       const char *const *known) {
+  cc__lcheck_fields_at(L, idx, fn, arg, known, 1);
+}
+
+/* _check_fields(t, fn, arg, {names}): cc__lcheck_fields for the embedded
+ * Lua (Pool, Manager, Thread). */
+static int l_check_fields(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char *fn = luaL_checkstring(L, 2);
+  int arg = (int)luaL_checkinteger(L, 3);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  int n = (int)luaL_len(L, 4);
+  const char *known[33];
+  luaL_argcheck(L, n <= 32, 4, "at most 32 names");
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, 4, i + 1);
+    known[i] = lua_tostring(L, -1); /* kept alive by the table */
+    lua_pop(L, 1);
+  }
+  known[n] = NULL;
+  /* The place is the caller's of the Lua function that checks: the user's
+   * Pool{...}, not pool.lua's line. */
+  cc__lcheck_fields_at(L, 1, fn, arg, known, 2);
+  return 0;
+}
+
 static int error_tostring(lua_State *L) {
   lua_getfield(L, 1, "kind");
   lua_getfield(L, 1, "message");
@@ -136,6 +243,8 @@ void cc__open_error(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_is);
   lua_setfield(L, -2, "is");
+  lua_pushcfunction(L, l_check_fields);
+  lua_setfield(L, -2, "_check_fields");
   lua_pushcfunction(L, l_error);
   lua_setfield(L, -2, "error");
 }

@@ -75,16 +75,6 @@ int cc__lpush_acquired(lua_State *L, int r) {
   return cc__lraise_code(L, r, NULL);
 }
 
-/* The deadline of acquire([block=true], [timeout]). */
-int64_t cc__lblock_deadline(lua_State *L, int idx) {
-  if (lua_gettop(L) < idx)
-    return CC_FOREVER; /* acquire(): the usual call, answered at once */
-  int block = lua_isnone(L, idx) || lua_isnil(L, idx) || lua_toboolean(L, idx);
-  if (!block)
-    return 0;
-  return cc__ldeadline(L, idx + 1);
-}
-
 static int lock_acquire(lua_State *L) {
   cc_lock *l = check_lock(L, 1);
   int64_t dl = cc__lblock_deadline(L, 2);

@@ -20,12 +20,59 @@ static double time_scale = 1.0; /* threads: set at luaopen_concur, before any */
 double cc__ltime_scale(void) { return time_scale; }
 void cc__lset_time_scale(double s) { time_scale = s; }
 
-int64_t cc__ldeadline(lua_State *L, int idx) {
+/* A timeout in seconds: the value at idx (nil: none), checked as argument
+ * #arg. */
+static int64_t timeout_at(lua_State *L, int idx, int arg) {
   if (lua_isnoneornil(L, idx))
     return CC_FOREVER;
-  double t = luaL_checknumber(L, idx);
-  luaL_argcheck(L, t >= 0 && !isnan(t), idx, "timeout must not be negative");
+  if (!lua_isnumber(L, idx))
+    luaL_argerror(L, arg, lua_pushfstring(L, "timeout must be a number of seconds, not %s",
+                                          luaL_typename(L, idx)));
+  double t = lua_tonumber(L, idx);
+  luaL_argcheck(L, t >= 0 && !isnan(t), arg, "timeout must not be negative");
   return cc_deadline(t * time_scale);
+}
+
+/* The rule of every blocking method, as Python's keywords: its trailing
+ * block and timeout arguments may instead be one table, {timeout = s} or
+ * {block = b, timeout = s}; an unknown name in it is refused. */
+int64_t cc__ldeadline(lua_State *L, int idx) {
+  if (lua_istable(L, idx)) {
+    static const char *const known[] = {"timeout", NULL};
+    cc__lcheck_fields_at(L, idx, NULL, idx, known, 0);
+    lua_getfield(L, idx, "timeout");
+    int64_t dl = timeout_at(L, -1, idx);
+    lua_pop(L, 1);
+    return dl;
+  }
+  return timeout_at(L, idx, idx);
+}
+
+int64_t cc__lblock_deadline(lua_State *L, int idx) {
+  if (lua_gettop(L) < idx)
+    return CC_FOREVER; /* acquire(): the usual call, answered at once */
+  if (lua_istable(L, idx)) {
+    static const char *const known[] = {"block", "timeout", NULL};
+    cc__lcheck_fields_at(L, idx, NULL, idx, known, 0);
+    lua_getfield(L, idx, "block");
+    int block = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+      luaL_argerror(L, idx, "block must be a boolean");
+    lua_pop(L, 1);
+    if (!block)
+      return 0;
+    lua_getfield(L, idx, "timeout");
+    int64_t dl = timeout_at(L, -1, idx);
+    lua_pop(L, 1);
+    return dl;
+  }
+  if (!lua_isnoneornil(L, idx) && !lua_isboolean(L, idx))
+    luaL_argerror(L, idx, lua_pushfstring(L, "block must be a boolean, not %s (a timeout goes "
+                                          "after it, or as {timeout = seconds})",
+                                          luaL_typename(L, idx)));
+  if (lua_isboolean(L, idx) && !lua_toboolean(L, idx))
+    return 0;
+  return timeout_at(L, idx + 1, idx + 1);
 }
 
 static void push_mt(lua_State *L, const cc_obj *o) {

@@ -30,6 +30,7 @@ typedef struct lproc {
 #define CHILDREN_KEY "concur.children"
 #define CURRENT_KEY "concur.current"
 #define CLASS_KEY "concur.ProcessClass"
+#define BASE_KEY "concur.Process.base" /* the base class, whose fields are checked */
 
 static lproc *test_proc(lua_State *L, int idx) {
   return cc__lmetaflag(L, idx, "__concur_process") ? lua_touserdata(L, idx) : NULL;
@@ -122,6 +123,14 @@ static int class_call(lua_State *L) {
   if (has && !lua_istable(L, 2))
     return luaL_error(L, "bad argument #1 to 'Process' (a table of fields expected, got %s: "
                       "Process{target = f, args = {...}})", luaL_typename(L, 2));
+  /* The base class takes its own fields only (a subclass's instances may
+   * take any: its run() reads them). */
+  lua_getfield(L, LUA_REGISTRYINDEX, BASE_KEY);
+  if (has && lua_rawequal(L, 1, -1)) {
+    static const char *const known[] = {"target", "args", "name", "daemon", NULL};
+    cc__lcheck_fields(L, 2, "Process", 1, known);
+  }
+  lua_pop(L, 1);
   const char *name = NULL;
   if (has && lua_getfield(L, 2, "name") != LUA_TNIL) {
     bad_fields(L, lua_type(L, -1) == LUA_TSTRING, "name must be a string");
@@ -517,6 +526,8 @@ static const luaL_Reg methods[] = {
 void cc__open_proc(lua_State *L) {
   luaL_newlib(L, methods);
   set_class_mt(L, 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, BASE_KEY);
   lua_setfield(L, -2, "Process");
   static const luaL_Reg funcs[] = {{"current_process", l_current_process},
                                    {"parent_process", l_parent_process},

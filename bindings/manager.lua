@@ -140,7 +140,11 @@ local function check(m, what)
 end
 
 -- Manager(): a manager; with registered classes it starts their server.
-local function construct(cls)
+local function construct(cls, opts)
+  if opts ~= nil then
+    if type(opts) ~= "table" then concur.error("ValueError", "Manager() takes no arguments") end
+    concur._check_fields(opts, "Manager", 1, {})
+  end
   local m = setmetatable({_creator = concur.getpid(), _closed = false}, cls)
   local types = cls:_all_types()
   if next(types) ~= nil then

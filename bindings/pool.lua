@@ -183,9 +183,17 @@ function Pool:_spawn(slot)
   self._conns = nil
 end
 
+local POOL_OPTIONS = {"processes", "initializer", "initargs", "maxtasksperchild"}
+local RESULT_OPTIONS = {"callback", "error_callback"}
+
 local function construct(cls, opts)
   opts = opts or {}
   if type(opts) == "number" then opts = {processes = opts} end
+  if type(opts) ~= "table" then
+    concur.error("ValueError", "Pool takes a number of processes or a table of options: " ..
+                 "Pool(4), Pool{processes = 4, maxtasksperchild = 10}")
+  end
+  concur._check_fields(opts, "Pool", 1, POOL_OPTIONS)
   local n = opts.processes or concur._pool_processes or concur.cpu_count()
   if math.type(n) ~= "integer" or n < 1 then
     concur.error("ValueError", "processes must be a whole number of at least 1")
@@ -584,7 +592,7 @@ end
 
 local NO_ARGS = {}
 
-Pool.apply_async = locked(function(self, fn, args, opts)
+local apply_async = locked(function(self, fn, args, opts)
   self:_check()
   local r
   if args == nil then
@@ -594,6 +602,11 @@ Pool.apply_async = locked(function(self, fn, args, opts)
   end
   return self:_submit(r)
 end)
+
+function Pool:apply_async(fn, args, opts)
+  if opts ~= nil then concur._check_fields(opts, "apply_async", 3, RESULT_OPTIONS) end
+  return apply_async(self, fn, args, opts)
+end
 
 function Pool:apply(fn, args)
   return self:apply_async(fn, args):get()
@@ -671,9 +684,15 @@ Pool._map_async = locked(function(self, fn, list, chunksize, star, opts, view)
   return r
 end)
 
-function Pool:map_async(fn, list, chunksize, opts) return self:_map_async(fn, list, chunksize, false, opts) end
+function Pool:map_async(fn, list, chunksize, opts)
+  if opts ~= nil then concur._check_fields(opts, "map_async", 4, RESULT_OPTIONS) end
+  return self:_map_async(fn, list, chunksize, false, opts)
+end
 function Pool:map(fn, list, chunksize) return self:_map_async(fn, list, chunksize, false, nil, true):get() end
-function Pool:starmap_async(fn, list, chunksize, opts) return self:_map_async(fn, list, chunksize, true, opts) end
+function Pool:starmap_async(fn, list, chunksize, opts)
+  if opts ~= nil then concur._check_fields(opts, "starmap_async", 4, RESULT_OPTIONS) end
+  return self:_map_async(fn, list, chunksize, true, opts)
+end
 function Pool:starmap(fn, list, chunksize) return self:_map_async(fn, list, chunksize, true, nil, true):get() end
 
 -- The parts of an imap: their values wait in `arrived` until taken.

@@ -23,10 +23,15 @@ local function class_index(cls)
   end
 end
 
+local FIELDS = {"target", "args", "name", "daemon"}
+
 local function construct(cls, t)
   if t ~= nil and type(t) ~= "table" then
     concur.error("ValueError", "Thread takes a table of fields: Thread{target = f, args = {...}}")
   end
+  -- The base class takes its own fields only (a subclass's instances may
+  -- take any: its run() reads them).
+  if t and rawget(cls, "__base") then concur._check_fields(t, "Thread", 1, FIELDS) end
   local self = setmetatable({}, cls.__instance)
   for k, v in pairs(t or {}) do self[k] = v end
   if self.target ~= nil and type(self.target) ~= "function" and not (getmetatable(self.target) or {}).__call then
@@ -87,6 +92,7 @@ end
 
 local Base = make_class(nil)
 for k, v in pairs(Thread) do Base[k] = v end
+rawset(Base, "__base", true)
 Base.__instance.__index = class_index(Base)
 
 function concur.main_thread()

@@ -93,7 +93,7 @@ T.test("getpid is each process's own, in children and grandchildren", function()
     q:put(g.pid)
   end}
   p:start()
-  local child, grandchild, seen = q:get(5), q:get(5), q:get(5)
+  local child, grandchild, seen = q:get(true, 5), q:get(true, 5), q:get(true, 5)
   p:join()
   T.eq(child, p.pid)
   T.eq(grandchild, seen)
@@ -285,6 +285,43 @@ print(#ps, bad)
   code, out, err = T.sh(bin .. " run tests/lua/harness.lua --config " .. cfg)
   T.eq(code, 2, err)
   os.remove(cfg)
+end)
+
+T.test("an unknown option is refused with the nearest known name", function()
+  local function refused(f, want)
+    local ok, e = pcall(f)
+    T.eq(ok, false)
+    assert(tostring(e):find(want, 1, true), tostring(e))
+    -- Where the user wrote it, not inside concur.
+    assert(tostring(e):find("test_process.lua:%d+:"), tostring(e))
+  end
+  refused(function() local p = concur.Process{arg = {1}}; return p end,
+          "bad argument #1 to 'Process' (unknown option 'arg' (did you mean 'args'?))")
+  refused(function() local p = concur.Process{target = print, deamon = true}; return p end,
+          "unknown option 'deamon' (did you mean 'daemon'?)")
+  refused(function() local t = concur.Thread{targte = print}; return t end,
+          "bad argument #1 to 'Thread' (unknown option 'targte' (did you mean 'target'?))")
+  refused(function() local p = concur.Pool{process = 2}; return p end,
+          "bad argument #1 to 'Pool' (unknown option 'process' (did you mean 'processes'?))")
+  refused(function() local p = concur.Pool{frobnicate = 1}; return p end,
+          "unknown option 'frobnicate'; the options are processes, initializer, initargs, " ..
+          "maxtasksperchild")
+  refused(function() local m = concur.Manager{x = 1}; return m end,
+          "bad argument #1 to 'Manager' (unknown option 'x': it takes none)")
+  local pool <close> = concur.Pool(1)
+  refused(function() local r = pool:apply_async(print, {}, {callbak = print}); return r end,
+          "bad argument #3 to 'apply_async' (unknown option 'callbak' (did you mean 'callback'?))")
+  refused(function() local r = pool:map_async(print, {1}, nil, {error_callbak = print}); return r end,
+          "bad argument #4 to 'map_async' (unknown option 'error_callbak' (did you mean " ..
+          "'error_callback'?))")
+  -- A subclass's instances take what its run() reads.
+  local P = concur.Process:extend()
+  function P:run() os.exit(self.n) end
+  local p = P{n = 3}
+  p:start(); p:join()
+  T.eq(p.exitcode, 3)
+  local TT = concur.Thread:extend()
+  T.eq(TT{n = 4}.n, 4)
 end)
 
 T.test("bad input is refused before anything runs", function()

@@ -71,6 +71,41 @@ T.test("owner death hands the lock over with a warning", function()
   T.eq(p.exitcode, -9)
 end)
 
+T.test("block and timeout as Python's keywords, one rule for every blocking method", function()
+  local q, l, e, s = concur.Queue(), concur.Lock(), concur.Event(), concur.Semaphore(0)
+  local function quick(f, ...)
+    local t0 = concur.time()
+    local r = table.pack(pcall(f, ...))
+    assert(concur.time() - t0 < 2, "it waited for its timeout only")
+    return table.unpack(r, 1, r.n)
+  end
+  local ok, err = quick(q.get, q, {timeout = 0.05})
+  T.eq(ok, false); T.eq(err.kind, "Empty")
+  ok, err = quick(q.get, q, {block = false})
+  T.eq(err.kind, "Empty")
+  T.eq(quick(l.acquire, l), true)
+  T.eq(select(2, quick(l.acquire, l, {timeout = 0.05})), false)
+  T.eq(select(2, quick(l.acquire, l, {block = false})), false)
+  l:release()
+  T.eq(select(2, quick(e.wait, e, {timeout = 0.05})), false)
+  T.eq(select(2, quick(s.acquire, s, {timeout = 0.05})), false)
+  local p = concur.Process{target = function() concur.sleep(5) end}
+  p:start()
+  T.eq(select(2, quick(p.join, p, {timeout = 0.05})), false)
+  p:kill(); p:join()
+  -- Misuse is refused, never taken for something else.
+  local function refused(want, f, ...)
+    local ok2, e2 = pcall(f, ...)
+    T.eq(ok2, false)
+    assert(tostring(e2):find(want, 1, true), tostring(e2))
+  end
+  refused("unknown option 'timout' (did you mean 'timeout'?)", function() return q:get{timout = 1} end)
+  refused("block must be a boolean, not number (a timeout goes after it, or as {timeout = seconds})",
+          function() return q:get(5) end)
+  refused("timeout must be a number of seconds, not string", function() return e:wait("soon") end)
+  refused("unknown option 'blok'", function() return l:acquire{blok = false} end)
+end)
+
 T.test("the OwnerDied warning names the dead holder, for every kind of lock", function()
   -- The holder is reaped (joined) before the lock is taken over: its name
   -- still shows. A Value's and a Condition's locks warn as a Lock does.
