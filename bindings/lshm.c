@@ -214,6 +214,8 @@ static void push_cvalue(lua_State *L, cc_shm *s) {
   lua_pushlstring(L, p, strnlen(p, s->length));
 }
 
+static int shm_totable(lua_State *L);
+
 static int shm_index(lua_State *L) {
   cc_shm *s = check_shm(L, 1);
   if (s->is_array && lua_type(L, 2) == LUA_TNUMBER) {
@@ -237,6 +239,10 @@ static int shm_index(lua_State *L) {
   }
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(2)); /* the methods */
+  /* Without a lock (Raw, or lock=false) there are no lock methods at all,
+   * as CPython's raw ctypes objects have no get_lock. */
+  if (!s->lock && lua_tocfunction(L, -1) && lua_tocfunction(L, -1) != shm_totable)
+    lua_pushnil(L);
   return 1;
 }
 

@@ -275,6 +275,20 @@ function Pool:_depth()
   return math.min(depth, -(-self._outstanding // self._n))
 end
 
+-- An Unsendable of a job's message says where the value was in the job's
+-- slot of it (obj[5]...): said again as where the user put it, in the
+-- task's args or the map's list.
+local function user_path(job, err)
+  local rest = err.message:match("^obj%[5%](.*)$")
+  if rest and job[KIND] == CALL then
+    err.message = "args" .. rest
+  elseif rest then
+    local k, tail = rest:match("^%[(%d+)%](.*)$")
+    if k then err.message = ("list[%d]"):format(job[8] + tonumber(k)) .. tail end
+  end
+  return err
+end
+
 -- Sends jobs (a list) to worker w as one message. A job that cannot be
 -- sent fails with Unsendable; if the worker is gone, the jobs go back to
 -- the front of the queue.
@@ -316,7 +330,7 @@ function Pool:_send(w, jobs)
     if w.budget then w.budget = w.budget - n end
   elseif concur.is(err, "Unsendable") then
     if n == 1 then
-      self:_finish(jobs[1], false, err)
+      self:_finish(jobs[1], false, user_path(jobs[1], err))
     else
       for i = 1, n do
         if w.gone then
