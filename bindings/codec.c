@@ -197,8 +197,16 @@ static void add_segment(enc *e, luaL_Buffer *b, const seg *g) {
 static int unsendable(enc *e, const char *what) {
   luaL_Buffer b;
   luaL_buffinit(e->L, &b);
-  for (int i = 0; i <= e->depth; i++)
+  /* A deep path is cut in its middle: its start and its end say where. */
+  for (int i = 0; i <= e->depth; i++) {
+    if (e->depth > 12 && i == 4) {
+      char gap[48];
+      snprintf(gap, sizeof gap, ".<%d levels>", e->depth - 7);
+      luaL_addstring(&b, gap);
+      i = e->depth - 3;
+    }
     add_segment(e, &b, &e->path[i]);
+  }
   luaL_pushresult(&b);
   return cc__lraise(e->L, "Unsendable", "%s: %s", lua_tostring(e->L, -1), what);
 }
