@@ -22,15 +22,28 @@
  * somebody sleeps that no wake-up has reached: a consumer that runs ahead of
  * a just-woken producer does not pay a syscall per message. There is no
  * feeder thread: a put is in the queue when it returns.
+ *
+ * A message over INLINE_MAX goes in a block of its own, and the ring holds
+ * a record that points at it (OUTLINE): a big message never makes the ring
+ * double (a ring's block is twice its size, for the arena's header), so one
+ * message goes as far as the arena holds it.
  */
 
 #define MIN_CAP 4096u
 #define MAX_CAP (1u << 30)
+#define INLINE_MAX (64u << 10)
+#define OUTLINE 0x80000000u /* in rec.nrefs: the refs and bytes are at `off` */
 
 typedef struct rec {
   uint32_t len;
   uint32_t nrefs;
 } rec;
+
+typedef struct outrec {
+  rec hd;       /* nrefs | OUTLINE */
+  uint32_t off; /* a block: the refs, then the bytes */
+  uint32_t pad;
+} outrec;
 
 static void queue_destroy(cc_obj *o);
 
@@ -40,7 +53,20 @@ const cc_type cc_squeue_type = {"SimpleQueue", sizeof(cc_queue), queue_destroy};
 
 static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 static size_t rec_size(size_t len, uint32_t nrefs) {
-  return pad8(sizeof(rec) + nrefs * sizeof(uint32_t) + len);
+  return nrefs & OUTLINE ? sizeof(outrec) : pad8(sizeof(rec) + nrefs * sizeof(uint32_t) + len);
+}
+
+/* A message's refs and bytes in a block of their own (an OUTLINE record's).
+ * 0 when the arena is full. */
+static uint32_t outline_new(const cc_msg *m) {
+  char *b = cc_arena_alloc(m->nrefs * sizeof(uint32_t) + m->len + 1);
+  if (!b)
+    return 0;
+  if (m->nrefs)
+    memcpy(b, m->refs, m->nrefs * sizeof(uint32_t));
+  if (m->len)
+    memcpy(b + m->nrefs * sizeof(uint32_t), m->data, m->len);
+  return cc_arena_off(b);
 }
 
 static cc_ring *ring_of(cc_queue *q) { return cc_arena_ptr(atomic_load(&q->ring)); }
@@ -119,6 +145,14 @@ static void each_record(cc_ring *r, void (*fn)(cc_ring *, uint32_t, const rec *,
 
 static void unref_record(cc_ring *r, uint32_t p, const rec *hd, void *ud) {
   (void)ud;
+  if (hd->nrefs & OUTLINE) {
+    outrec o;
+    ring_read(r, p, &o, sizeof o);
+    uint32_t *refs = cc_arena_ptr(o.off);
+    cc_refs_unref(refs, hd->nrefs & ~OUTLINE);
+    cc_arena_free(refs);
+    return;
+  }
   for (uint32_t i = 0; i < hd->nrefs; i++) {
     uint32_t off;
     ring_read(r, p + (uint32_t)sizeof *hd + i * 4u, &off, sizeof off);
@@ -185,13 +219,21 @@ static void bump(_Atomic uint32_t *seq, _Atomic uint32_t *sleepers) {
 
 int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline) {
   size_t need = rec_size(m->len, m->nrefs);
-  if (need > MAX_CAP / 2)
-    return CC_EARENAFULL;
+  /* A big message is copied into its own block before the lock. */
+  uint32_t out = 0;
+  if (need > INLINE_MAX) {
+    if (m->nrefs >= OUTLINE || !(out = outline_new(m)))
+      return CC_EARENAFULL;
+    need = sizeof(outrec);
+  }
   for (;;) {
     uint32_t seen = atomic_load(&q->get_seq);
     int r = lock(q, CC_FOREVER);
-    if (r)
+    if (r) {
+      if (out)
+        cc_arena_free(cc_arena_ptr(out));
       return r;
+    }
     cc_ring *ring = ring_of(q);
     uint64_t h = atomic_load(&ring->head), t = atomic_load(&ring->tail);
     if (!q->maxsize || count(t) - count(h) < q->maxsize) {
@@ -199,18 +241,25 @@ int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline) {
         r = grow(q, ring, need);
         if (r) {
           unlock(q);
+          if (out)
+            cc_arena_free(cc_arena_ptr(out)); /* its refs stay the caller's */
           return r;
         }
         ring = ring_of(q);
         h = atomic_load(&ring->head);
         t = atomic_load(&ring->tail);
       }
-      rec hd = {(uint32_t)m->len, m->nrefs};
       uint32_t at = pos(t);
-      ring_write(ring, at, &hd, sizeof hd);
-      ring_write(ring, at + (uint32_t)sizeof hd, m->refs, m->nrefs * sizeof(uint32_t));
-      ring_write(ring, at + (uint32_t)(sizeof hd + m->nrefs * sizeof(uint32_t)), m->data,
-                 m->len);
+      if (out) {
+        outrec o = {{(uint32_t)m->len, m->nrefs | OUTLINE}, out, 0};
+        ring_write(ring, at, &o, sizeof o);
+      } else {
+        rec hd = {(uint32_t)m->len, m->nrefs};
+        ring_write(ring, at, &hd, sizeof hd);
+        ring_write(ring, at + (uint32_t)sizeof hd, m->refs, m->nrefs * sizeof(uint32_t));
+        ring_write(ring, at + (uint32_t)(sizeof hd + m->nrefs * sizeof(uint32_t)), m->data,
+                   m->len);
+      }
       if (q->joinable)
         atomic_fetch_add(&q->unfinished, 1);
       atomic_store(&ring->tail, pack(count(t) + 1, at + (uint32_t)need)); /* the commit */
@@ -223,10 +272,11 @@ int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline) {
     if (cc_spin_while(&q->get_seq, seen, deadline))
       continue;
     r = cc_futex_wait_counted(&q->get_seq, seen, &q->put_waiters, deadline);
-    if (r == CC_ETIMEDOUT)
-      return CC_EFULL;
-    if (r == CC_EINTR)
-      return r;
+    if (r == CC_ETIMEDOUT || r == CC_EINTR) {
+      if (out)
+        cc_arena_free(cc_arena_ptr(out)); /* its refs stay the caller's */
+      return r == CC_ETIMEDOUT ? CC_EFULL : r;
+    }
   }
 }
 
@@ -242,19 +292,33 @@ int cc_queue_get(cc_queue *q, cc_msg *m, int64_t deadline) {
       rec hd;
       uint32_t at = pos(h);
       ring_read(ring, at, &hd, sizeof hd);
-      r = cc_msg_reserve(m, hd.len, hd.nrefs);
+      uint32_t nrefs = hd.nrefs & ~OUTLINE, out = 0;
+      r = cc_msg_reserve(m, hd.len, nrefs);
       if (r) {
         unlock(q);
         return r;
       }
-      ring_read(ring, at + (uint32_t)sizeof hd, m->refs, hd.nrefs * sizeof(uint32_t));
-      ring_read(ring, at + (uint32_t)(sizeof hd + hd.nrefs * sizeof(uint32_t)), m->data,
-                hd.len);
+      if (hd.nrefs & OUTLINE) {
+        outrec o;
+        ring_read(ring, at, &o, sizeof o);
+        out = o.off;
+        const char *b = cc_arena_ptr(out);
+        if (nrefs)
+          memcpy(m->refs, b, nrefs * sizeof(uint32_t));
+        if (hd.len)
+          memcpy(m->data, b + nrefs * sizeof(uint32_t), hd.len);
+      } else {
+        ring_read(ring, at + (uint32_t)sizeof hd, m->refs, nrefs * sizeof(uint32_t));
+        ring_read(ring, at + (uint32_t)(sizeof hd + nrefs * sizeof(uint32_t)), m->data,
+                  hd.len);
+      }
       m->len = hd.len;
-      m->nrefs = hd.nrefs;
+      m->nrefs = nrefs;
       atomic_store(&ring->head,
                    pack(count(h) + 1, at + (uint32_t)rec_size(hd.len, hd.nrefs)));
       unlock(q);
+      if (out)
+        cc_arena_free(cc_arena_ptr(out));
       bump(&q->get_seq, &q->put_waiters);
       return 0;
     }

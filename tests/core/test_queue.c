@@ -143,6 +143,45 @@ static void refs_keep_objects_alive(void **state) {
   cc_msg_free(&out);
 }
 
+/* A message over 64 KiB goes in a block of its own (the ring keeps a
+ * record of it): in order with the others, its refs with it, the block
+ * freed when it is got or when the queue goes with it unread. */
+static void big_messages_go_in_blocks_of_their_own(void **state) {
+  (void)state;
+  size_t live0 = cc_arena_live_blocks();
+  cc_queue *q = cc_queue_new(CC_QUEUE_PLAIN, 0);
+  size_t big = 300u << 10;
+  char *data = malloc(big);
+  for (size_t i = 0; i < big; i++)
+    data[i] = (char)(i * 13 + 1);
+  cc_event *e = cc_event_new();
+  uint32_t ref = cc_arena_off(e);
+  cc_msg a = {.data = "a", .len = 1}, large = {.data = data, .len = big, .refs = &ref, .nrefs = 1};
+  cc_msg out = {0};
+  size_t ring_blocks = cc_arena_live_blocks();
+  assert_int_equal(cc_queue_put(q, &a, 0), 0);
+  assert_int_equal(cc_queue_put(q, &large, 0), 0); /* the creation ref travels */
+  assert_int_equal(cc_queue_put(q, &a, 0), 0);
+  assert_int_equal(cc_arena_live_blocks(), ring_blocks + 1); /* its block; the ring stayed */
+  assert_int_equal(cc_queue_get(q, &out, 0), 0);
+  assert_int_equal(out.len, 1);
+  assert_int_equal(cc_queue_get(q, &out, 0), 0);
+  assert_int_equal(out.len, big);
+  assert_memory_equal(out.data, data, big);
+  assert_int_equal(out.nrefs, 1);
+  assert_ptr_equal(cc_obj_from_off(out.refs[0]), &e->hdr);
+  assert_int_equal(cc_arena_live_blocks(), ring_blocks); /* the block went */
+  assert_int_equal(cc_queue_get(q, &out, 0), 0);
+  assert_int_equal(out.len, 1);
+  /* One left unread in a queue that goes: its block and its ref go too. */
+  large.refs = &ref; /* the ref got back, sent again */
+  assert_int_equal(cc_queue_put(q, &large, 0), 0);
+  cc_obj_unref(&q->hdr);
+  assert_int_equal(cc_arena_live_blocks(), live0);
+  free(data);
+  cc_msg_free(&out);
+}
+
 static void joinable(void **state) {
   (void)state;
   cc_queue *q = cc_queue_new(CC_QUEUE_JOINABLE, 0);
@@ -298,6 +337,7 @@ int main(void) {
       cmocka_unit_test(full_and_empty_time_out),
       cmocka_unit_test(grows_and_carries_big_messages),
       cmocka_unit_test(refs_keep_objects_alive),
+      cmocka_unit_test(big_messages_go_in_blocks_of_their_own),
       cmocka_unit_test(joinable),
       cmocka_unit_test(thousand_kills_lose_nothing_else),
   };

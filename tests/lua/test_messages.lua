@@ -49,6 +49,18 @@ T.test("Queue: 10 MB strings, and no feeder-thread pitfalls", function()
   done:wait()
   t:terminate(); t:join()
   T.eq(q:get(false), "kept")
+  -- 100 MB goes as far as the arena (256 MiB) holds it: in a block of its
+  -- own, not in the ring (whose doubling stopped messages at 64 MiB).
+  local used = concur.arena_stats().used
+  local huge = big:rep(10)
+  local h = concur.Process{target = function() q:put(huge); q:put("after") end}
+  h:start()
+  T.eq(q:get(true, 30) == huge, true, "100 MB round trip")
+  T.eq(q:get(true, 10), "after", "in order")
+  h:join()
+  huge = nil
+  collectgarbage()
+  T.eq(concur.arena_stats().used, used, "its block went with it")
 end)
 
 T.test("JoinableQueue and SimpleQueue", function()
