@@ -179,7 +179,7 @@ function Pool:_spawn(slot)
   p:start()
   child_end:close()
   self._workers[slot] = {proc = p, conn = parent_end, pid = p.pid, jobs = deque(), fids = {},
-                         progress = progress, replied = 0, budget = self._maxtasks}
+                         progress = progress, replied = 0, budget = self._maxtasks, since = 0}
   self._conns = nil
 end
 
@@ -348,21 +348,31 @@ end
 
 -- Workers get the pending tasks in turn, from the one after the last
 -- served, as many as each has room for, in one message.
+-- Hands pending work out: to idle workers first, then to busy ones whose
+-- work in hand began less than SLOW seconds ago. A worker that has been
+-- on its task longer gets nothing more (it cannot pass work on): what is
+-- left waits here for the first worker that finishes.
 function Pool:_dispatch()
   local pending = self._pending
   if dq_len(pending) == 0 then return end
   local depth = self:_depth()
-  for k = 1, self._n do
-    local slot = (self._rr + k - 1) % self._n + 1
-    local w = self._workers[slot]
-    if w and not w.gone and not w.retiring then
-      local room = math.min(depth - dq_len(w.jobs), w.budget or depth, dq_len(pending))
-      if room > 0 then
-        local jobs = {}
-        for i = 1, room do jobs[i] = dq_pop(pending) end
-        self:_send(w, jobs)
-        self._rr = slot
-        if dq_len(pending) == 0 then return end
+  local now = concur.time()
+  for pass = 1, 2 do
+    for k = 1, self._n do
+      local slot = (self._rr + k - 1) % self._n + 1
+      local w = self._workers[slot]
+      local held = w and dq_len(w.jobs) or 0
+      if w and not w.gone and not w.retiring and
+         (pass == 1 and held == 0 or pass == 2 and held > 0 and now - w.since < SLOW) then
+        local room = math.min(depth - held, w.budget or depth, dq_len(pending))
+        if room > 0 then
+          local jobs = {}
+          for i = 1, room do jobs[i] = dq_pop(pending) end
+          if held == 0 then w.since = now end
+          self:_send(w, jobs)
+          self._rr = slot
+          if dq_len(pending) == 0 then return end
+        end
       end
     end
   end
@@ -423,6 +433,7 @@ function Pool:_handle(w, reply)
         ("a pool task failed in worker %d: %s"):format(reply.pid, err.msg), {remote_traceback = err.tb}))
     end
   end
+  w.since = concur.time() -- what it holds now began about now
   if reply.last then
     -- It ends after this reply: what it had not begun goes elsewhere.
     w.retiring = true
