@@ -267,24 +267,66 @@ static void untrack(lua_State *L, lproc *p) {
   lua_pop(L, 1);
 }
 
+static int proc_start(lua_State *L);
+
+/* The level of the start call that forked this child, in msgh's frame, or
+ * 0 (not in a child's run). The child runs on top of its parent's stack,
+ * so what is from there down is the parent's. */
+static int start_level(lua_State *L) {
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "f", &ar);
+    int at_start = lua_tocfunction(L, -1) == proc_start;
+    lua_pop(L, 1);
+    if (at_start)
+      return level;
+  }
+  return 0;
+}
+
+/* Pushes traceback tb (a "stack traceback:" and one line a level) with only
+ * its first `keep` levels, and not a C call left at their bottom. */
+static void push_cut(lua_State *L, const char *tb, int keep) {
+  const char *p = strstr(tb, "stack traceback:");
+  if (!p || keep < 0) {
+    lua_pushstring(L, tb);
+    return;
+  }
+  const char *end = strchr(p, '\n'), *last = end;
+  for (int i = 0; end && i < keep; i++) {
+    last = end;
+    end = strchr(end + 1, '\n');
+  }
+  if (!end)
+    end = tb + strlen(tb);
+  if (last && last < end && (size_t)(end - last) == 11 && strncmp(last, "\n\t[C]: in ?", 11) == 0)
+    end = last;
+  lua_pushlstring(L, tb, (size_t)(end - tb));
+}
+
 static int msgh(lua_State *L) {
+  int start = start_level(L);
   if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL && lua_istable(L, 1)) {
     lua_pop(L, 1);
     lua_getfield(L, 1, "traceback");
     const char *tb = lua_tostring(L, -1);
-    lua_pop(L, 1);
     const char *s = luaL_tolstring(L, 1, NULL);
     if (tb) {
-      lua_pushfstring(L, "%s\n%s", s, tb);
+      /* Made where it was raised: its levels are msgh's from 2 on. */
+      lua_pushfstring(L, "%s\n", s);
+      push_cut(L, tb, start ? start - 2 : -1);
+      lua_concat(L, 2);
       return 1;
     }
     luaL_traceback(L, L, s, 1);
+    push_cut(L, lua_tostring(L, -1), start ? start - 1 : -1);
     return 1;
   }
   const char *s = lua_tostring(L, 1);
   if (!s)
     s = luaL_tolstring(L, 1, NULL);
   luaL_traceback(L, L, s, 1);
+  push_cut(L, lua_tostring(L, -1), start ? start - 1 : -1);
   return 1;
 }
 

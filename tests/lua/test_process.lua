@@ -324,6 +324,28 @@ T.test("an unknown option is refused with the nearest known name", function()
   T.eq(TT{n = 4}.n, 4)
 end)
 
+T.test("a child's traceback is its own, not its parent's frames below start", function()
+  local path = script([[
+    local concur = require "concur"
+    local function work() error("boom") end
+    local P = concur.Process:extend()
+    function P:run() concur.Queue():get(true, 0.01) end
+    local function parent_side()
+      local a = concur.Process{target = function() work() end}
+      a:start(); a:join()
+      local b = P{}
+      b:start(); b:join()
+    end
+    parent_side()]])
+  local code, _, err = T.sh(bin .. " run " .. path)
+  T.eq(code, 0)
+  assert(err:find("boom") and err:find("in upvalue 'work'"), err)
+  assert(err:find("concur.Empty: queue is empty"), err)
+  assert(not err:find("parent_side"), "the parent's frames are not the child's: " .. err)
+  assert(not err:find("in method 'start'"), err)
+  os.remove(path)
+end)
+
 T.test("bad input is refused before anything runs", function()
   local code, _, err = T.sh(bin .. " run /nonexistent.lua")
   T.eq(code, 2); assert(err:find("cannot read the script"), err)
