@@ -489,7 +489,9 @@ local function judge(runs)
       if e.check then
         local ok, v = host.eval(e.check, env)
         if not ok then reasons[#reasons + 1] = "check failed to run: " .. tostring(v)
-        elseif not v then reasons[#reasons + 1] = "check is false: " .. e.check end
+        elseif not v then
+          reasons[#reasons + 1] = "check is false: " .. e.check:gsub("%s+", " "):gsub("^ ", "")
+        end
       end
       r.met = #reasons == 0
       r.reasons = reasons
@@ -528,10 +530,14 @@ local function stats(values)
   return {median = med, min = values[1], max = values[n]}
 end
 
+-- Numbers as numbers: 7130, 12.3, 0.0514 (an exponent only below 1e-4).
 local function fmt_num(v)
   if math.type(v) == "integer" then return tostring(v) end
-  if v == math.floor(v) and math.abs(v) < 1e15 then return ("%d"):format(v) end
-  return ("%.3g"):format(v)
+  if v ~= v or v == math.huge or v == -math.huge then return tostring(v) end
+  local a = math.abs(v)
+  if a >= 100 or v == math.floor(v) then return ("%.0f"):format(v) end
+  if a >= 1e-4 then return ("%.3g"):format(v) end
+  return ("%.2e"):format(v)
 end
 
 local function summarize(records)

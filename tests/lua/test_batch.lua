@@ -161,6 +161,27 @@ experiments:
   T.eq(#cjson.decode(stdout), 2)
 end)
 
+T.test("numbers print as numbers, a multi-line check on one line", function()
+  write("nums.lua", [[
+local concur = require "concur"
+concur.report{big = 7130.25, small = 0.05137, whole = 3.0}
+]])
+  local text = ([[
+experiments:
+  - name: nums
+    script: %s/nums.lua
+    expect:
+      check: |
+        metrics.big < 100
+        and metrics.small > 0
+]]):format(dir)
+  local code, stdout = batch(text, "--out " .. dir .. "/f2")
+  T.eq(code, 1)
+  assert(stdout:find("big=7130") and stdout:find("small=0.0514") and stdout:find("whole=3"), stdout)
+  assert(not stdout:find("e%+0"), stdout)
+  assert(stdout:find("check is false: metrics.big < 100 and metrics.small > 0", 1, true), stdout)
+end)
+
 -- Each malformed file is refused with exit 2, file:line:col, the experiment
 -- and what to do, before anything runs.
 local refusals = {
