@@ -758,8 +758,8 @@ local function cmd_batch(args)
   for _, r in ipairs(runs) do
     if (r.index - 1) % sn == si - 1 then mine[#mine + 1] = r end
   end
-  local outdir = o.out or ("results/" .. host.timestamp())
-  host.mkdir(outdir)
+  local outdir = o.out
+  if outdir then host.mkdir(outdir) else outdir = host.mkdir_new("results/" .. host.timestamp()) end
   local tmpdir = outdir .. "/tmp"
   host.mkdir(tmpdir)
   local finished = execute(mine, jobs, tmpdir)

@@ -194,6 +194,32 @@ static int l_mkdir(lua_State *L) {
   return 0;
 }
 
+/* mkdir_new(path): makes a folder no one else has: path, or path-2,
+ * path-3, ... (mkdir is the arbiter: two batches started in the same
+ * second get two folders). Returns the one made. */
+static int l_mkdir_new(lua_State *L) {
+  const char *base = luaL_checkstring(L, 1);
+  char path[4096];
+  snprintf(path, sizeof path, "%s", base);
+  for (char *p = path + 1; *p; p++)
+    if (*p == '/') {
+      *p = '\0';
+      mkdir(path, 0755);
+      *p = '/';
+    }
+  for (int n = 1; n < 10000; n++) {
+    if (n > 1)
+      snprintf(path, sizeof path, "%s-%d", base, n);
+    if (mkdir(path, 0755) == 0) {
+      lua_pushstring(L, path);
+      return 1;
+    }
+    if (errno != EEXIST)
+      return luaL_error(L, "cannot make the folder %s: %s", path, strerror(errno));
+  }
+  return luaL_error(L, "cannot make a new folder %s-N: 10000 are there", base);
+}
+
 static int l_timestamp(lua_State *L) {
   char buf[64];
   time_t t = time(NULL);
@@ -431,7 +457,7 @@ int host_open_host(lua_State *L) {
       {"reap", l_reap},           {"killpg", l_killpg},
       {"close", l_close},         {"now", l_now},
       {"isatty", l_isatty},       {"fnmatch", l_fnmatch},
-      {"mkdir", l_mkdir},         {"timestamp", l_timestamp},
+      {"mkdir", l_mkdir},         {"mkdir_new", l_mkdir_new}, {"timestamp", l_timestamp},
       {"json_encode", l_json_encode}, {"json_decode", l_json_decode},
       {"eval", l_eval},           {"catch_sigint", l_catch_sigint},
       {"cpu_count", l_cpu_count},

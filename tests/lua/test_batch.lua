@@ -182,6 +182,18 @@ experiments:
   assert(stdout:find("check is false: metrics.big < 100 and metrics.small > 0", 1, true), stdout)
 end)
 
+T.test("two batches started in the same second never share a default folder", function()
+  local sub = dir .. "/same-second"
+  assert(os.execute("mkdir -p " .. sub))
+  write("same-second/b.yaml", "experiments:\n  - name: x\n    command: 'true'\n")
+  local abs = bin:sub(1, 1) == "/" and bin or (os.getenv("PWD") .. "/" .. bin)
+  local code = T.sh("cd " .. sub .. " && (" .. abs .. " batch b.yaml & " .. abs ..
+                    " batch b.yaml & " .. abs .. " batch b.yaml & wait) 2>/dev/null")
+  T.eq(code, 0)
+  local _, out = T.sh("ls " .. sub .. "/results/*/runs.jsonl | wc -l")
+  T.eq(tonumber(out), 3, "three folders, each with its runs")
+end)
+
 -- Each malformed file is refused with exit 2, file:line:col, the experiment
 -- and what to do, before anything runs.
 local refusals = {
