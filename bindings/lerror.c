@@ -1,4 +1,5 @@
 /* lerror - concur error objects: {kind=, message=, traceback=} and concur.is */
+#include "concur/config.h"
 #include "concur/error.h"
 #include "concur/wait.h"
 #include "lconcur.h"
@@ -68,31 +69,6 @@ int cc__lraise_code(lua_State *L, int err, const char *fmt, ...) {
   return vraise(L, cc_errkind(err), fmt, ap);
 }
 
-/* The edit distance of two short strings (options' names), at most 99. */
-static int distance(const char *a, const char *b) {
-  size_t n = strlen(a), m = strlen(b);
-  if (n > 32 || m > 32)
-    return 99;
-  int row[33];
-  for (size_t j = 0; j <= m; j++)
-    row[j] = (int)j;
-  for (size_t i = 1; i <= n; i++) {
-    int diag = row[0];
-    row[0] = (int)i;
-    for (size_t j = 1; j <= m; j++) {
-      int up = row[j];
-      int best = diag + (a[i - 1] != b[j - 1]);
-      if (up + 1 < best)
-        best = up + 1;
-      if (row[j - 1] + 1 < best)
-        best = row[j - 1] + 1;
-      row[j] = best;
-      diag = up;
-    }
-  }
-  return row[m];
-}
-
 /* Raises what the message on the stack's top says about argument #arg:
  * as luaL_argerror does (fn NULL: the running C function, by its name),
  * or as "bad argument #arg to 'fn' (...)" at the given level's place. */
@@ -117,21 +93,15 @@ void cc__lcheck_fields_at(lua_State *L, int idx, const char *fn, int arg,
       field_error(L, fn, arg, level);
     }
     const char *k = lua_tostring(L, -1);
-    int ok = 0, best = 99;
-    const char *near = NULL;
-    for (const char *const *o = known; *o && !ok; o++) {
+    int ok = 0;
+    for (const char *const *o = known; *o && !ok; o++)
       ok = strcmp(k, *o) == 0;
-      int d = distance(k, *o);
-      if (d < best) {
-        best = d;
-        near = *o;
-      }
-    }
     if (ok)
       continue;
+    const char *near = cc_config_nearest(k, known); /* the config's own rule */
     if (!*known) {
       lua_pushfstring(L, "unknown option '%s': it takes none", k);
-    } else if (near && best <= 2 && (size_t)best < strlen(k)) {
+    } else if (near) {
       lua_pushfstring(L, "unknown option '%s' (did you mean '%s'?)", k, near);
     } else {
       luaL_Buffer b;
