@@ -294,6 +294,19 @@ static void reap(thr *t) {
   }
 }
 
+/* Joins the pthreads whose function has returned (their end takes
+ * microseconds). Each is taken off the list before the wait, during which
+ * another thread may add more. */
+static void join_zombies(void) {
+  while (zombies) {
+    zombie *z = zombies;
+    zombies = z->next;
+    while (pthread_tryjoin_np(z->pt, NULL) == EBUSY)
+      cc_sleep_until(cc_now() + 20000);
+    free(z);
+  }
+}
+
 void cc__lthreads_before_fork(void) {
   /* A thread just made may still be in its start (the sanitizers' runtime
    * allocates there): the fork waits until each has begun. A running
@@ -310,15 +323,7 @@ void cc__lthreads_before_fork(void) {
     if (cc_event_is_set(&t->done))
       reap(t);
   }
-  /* Each is taken off the list before the wait (the microseconds a
-   * pthread's end takes), during which another thread may add more. */
-  while (zombies) {
-    zombie *z = zombies;
-    zombies = z->next;
-    while (pthread_tryjoin_np(z->pt, NULL) == EBUSY)
-      cc_sleep_until(cc_now() + 20000);
-    free(z);
-  }
+  join_zombies();
 }
 
 /* A handle is collected only once its thread's function has returned (a
@@ -431,6 +436,9 @@ int cc__ljoin_threads(lua_State *L) {
     if (r == CC_EINTR)
       return r;
   }
+  /* The joined threads' pthreads too: nothing of them is left (a stock
+   * lua5.4 unloads this library after, and its list with it). */
+  join_zombies();
   cc_gil_freeze();
   return 0;
 }
