@@ -351,7 +351,7 @@ local function argv_of(run, files)
 end
 
 local function env_of(run, files)
-  local env = {CONCUR_METRICS = files.metrics,
+  local env = {CONCUR_METRICS = files.metrics, CONCUR_STATUS = files.status,
                CONCUR_TIME_SCALE = tostring(run.exp.time_scale),
                CONCUR_PARAMS = host.json_encode(run.params)}
   for k, v in pairs(run.params) do env["CONCUR_PARAM_" .. k:upper()] = tostring(v) end
@@ -359,20 +359,25 @@ local function env_of(run, files)
   return env
 end
 
-local function classify(info, killed)
+-- A concur run says why its supervisor ended it ($CONCUR_STATUS): a
+-- script's own os.exit(3) or os.exit(4) is an error, not a deadlock or a
+-- timeout. A command that is not concur has its exit code alone.
+local function classify(run, info, killed, files)
   if killed then return "timeout" end
   if info.signal then return "crash" end
   local code = info.exit
+  local cause = (read_file(files.status, 64) or ""):match("^(%a+)")
+  if cause == "deadlock" or cause == "timeout" or cause == "interrupted" then return cause end
   if code == 0 then return "ok" end
-  if code == 3 then return "deadlock" end
-  if code == 4 then return "timeout" end
+  if not run.exp.script and code == 3 then return "deadlock" end
+  if not run.exp.script and code == 4 then return "timeout" end
   return "error"
 end
 
 -- Fills the run's results from what the finished process left.
 local function finish(run, info, killed, files)
   run.wall = host.now() - run.started
-  run.outcome = classify(info, killed)
+  run.outcome = classify(run, info, killed, files)
   run.exit, run.signal = info.exit, info.signal
   run.user, run.sys, run.maxrss_kb = info.user, info.sys, info.maxrss_kb
   run.metrics = read_metrics(files.metrics)
@@ -416,7 +421,8 @@ local function execute(runs, jobs, tmpdir)
       end
       queue = queue + 1
       local base = ("%s/run-%d"):format(tmpdir, run.index)
-      local files = {stdout = base .. ".out", stderr = base .. ".err", metrics = base .. ".metrics"}
+      local files = {stdout = base .. ".out", stderr = base .. ".err", metrics = base .. ".metrics",
+                     status = base .. ".status"}
       run.started = host.now()
       local pid, fd = host.spawn{argv = argv_of(run, files), env = env_of(run, files),
                                  stdout = files.stdout, stderr = files.stderr}

@@ -226,6 +226,7 @@ int host_run(const run_opts *o) {
   int64_t deadline = o->cfg.run_timeout > 0 ? cc_deadline(o->cfg.run_timeout)
                                             : CC_FOREVER;
   int code = -1, interrupted = 0;
+  const char *cause = NULL; /* what the supervisor ended the run for */
   while (code < 0) {
     int s = cc_wait_signal(&set, deadline);
     if (s == CC_ETIMEDOUT) {
@@ -234,6 +235,7 @@ int host_run(const run_opts *o) {
               "(limits.run_timeout or --timeout); every process of it was killed\n",
               o->cfg.run_timeout);
       code = EXIT_TIMEOUT;
+      cause = "timeout";
       break;
     }
     /* The first Ctrl-C is the runner's (the terminal sends it to every
@@ -246,10 +248,12 @@ int host_run(const run_opts *o) {
     if (s == SIGINT) {
       fprintf(stderr, "concur: interrupted again: every process of the run was killed\n");
       code = EXIT_INTERRUPTED;
+      cause = "interrupted";
       break;
     }
     if (s == SIGUSR1) {
       code = EXIT_DEADLOCK;
+      cause = "deadlock";
       break;
     }
     if (s == SIGTERM || s == SIGHUP) {
@@ -270,5 +274,17 @@ int host_run(const run_opts *o) {
     }
   }
   kill_all();
+  if (!cause && interrupted && code == EXIT_INTERRUPTED)
+    cause = "interrupted";
+  /* Exit codes 3 and 4 are also a script's own (os.exit(3)): whoever ran
+   * this (the batch runner) learns the real cause from $CONCUR_STATUS. */
+  const char *status = getenv("CONCUR_STATUS");
+  if (status && *status && cause) {
+    FILE *f = fopen(status, "w");
+    if (f) {
+      fprintf(f, "%s\n", cause);
+      fclose(f);
+    }
+  }
   return code;
 }

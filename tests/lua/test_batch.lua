@@ -104,6 +104,33 @@ experiments:
   T.eq(tonumber(left), 0, "nothing of a timed-out run is left")
 end)
 
+T.test("a script's own exit 3 or 4 is an error; a real deadlock or timeout is said so", function()
+  write("exit3.lua", "os.exit(3)\n")
+  write("exit4.lua", "os.exit(4)\n")
+  write("deadlock.lua", [[
+local concur = require "concur"
+local a, b = concur.Lock(), concur.Lock()
+local p = concur.Process{target = function() b:acquire(); concur.sleep(0.2); a:acquire() end}
+p:start()
+a:acquire(); concur.sleep(0.2); b:acquire()
+]])
+  local out = dir .. "/r3"
+  local code = batch(([[
+experiments:
+  - {name: own3, script: %s/exit3.lua, expect: {outcome: error}}
+  - {name: own4, script: %s/exit4.lua, expect: {outcome: error}}
+  - {name: locked, script: %s/deadlock.lua, timeout: 30, expect: {outcome: deadlock}}
+  - {name: slow, script: %s/spin.lua, timeout: 0.5, expect: {outcome: timeout}}
+]]):format(dir, dir, dir, dir), "--jobs 2 --out " .. out)
+  T.eq(code, 0, "every expectation met")
+  local by = {}
+  for _, r in ipairs(records(out)) do by[r.experiment] = r end
+  T.eq(by.own3.outcome, "error"); T.eq(by.own3.exit, 3)
+  T.eq(by.own4.outcome, "error"); T.eq(by.own4.exit, 4)
+  T.eq(by.locked.outcome, "deadlock")
+  T.eq(by.slow.outcome, "timeout")
+end)
+
 T.test("shards split the runs, each once, and report merges them", function()
   local text = ([[
 defaults: {repeat: 3}
