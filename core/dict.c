@@ -164,7 +164,10 @@ enum { P_VAL, P_KEY, P_OLD, P_NEW_TAB, P_OLD_TAB };
  * elsewhere since is never taken for it) or nothing (0). */
 static uint32_t pend(cc_dict *d, int which, uint32_t off) {
   uint64_t gen = off ? cc_arena_gen(cc_arena_ptr(off)) : 0;
-  atomic_store(&d->pending[which], (uint64_t)off | gen << 32);
+  /* A release is enough (a plain store on x86): the next holder reads it
+   * after it takes the lock, and the commit that follows is a release too,
+   * so it is never seen before this. */
+  atomic_store_explicit(&d->pending[which], (uint64_t)off | gen << 32, memory_order_release);
   return off;
 }
 
@@ -179,7 +182,8 @@ static uint32_t pending_at(cc_dict *d, int which) {
 /* The operation is over (lock held): nothing of it is pending. */
 static void settle(cc_dict *d) {
   for (int i = 0; i < CC_DICT_PENDING; i++)
-    atomic_store(&d->pending[i], 0);
+    if (atomic_load_explicit(&d->pending[i], memory_order_relaxed))
+      atomic_store_explicit(&d->pending[i], 0, memory_order_release);
 }
 
 /* True when off is a key or value of an entry of t (a deleted entry of a
