@@ -15,7 +15,7 @@
 
 /* Threads: the host's settings, written before luaopen_concur, read after. */
 static cc_lhost host = {(size_t)256 << 20, 512, 1.0, NULL, 0.005, 0};
-static int hosted;
+static int hosted; /* threads: set by the host before luaopen_concur, then only read */
 
 void cc_lhost_configure(const cc_lhost *h) {
   host = *h;

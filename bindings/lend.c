@@ -18,7 +18,7 @@
 
 /* Threads: both are set by luaopen_concur, before any thread. */
 static int (*finish)(lua_State *L); /* NULL under the host, which ends the run itself */
-static int atexit_set;
+static int atexit_set; /* (main process, before any thread: see above) */
 
 static int sentinel_gc(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, SENTINEL_KEY);

@@ -400,6 +400,25 @@ T.matrix("JoinableQueue(2) and SimpleQueue between parties", function(spawn)
   done:close()
 end)
 
+T.matrix("messages over 64 KiB (in blocks of their own) between parties, in order", function(spawn)
+  local q, back = concur.Queue(2), concur.Queue()
+  local function big(i) return string.rep(string.char(64 + i), 70000 + i * 1000) end
+  collectgarbage(); collectgarbage() -- what earlier cases dropped
+  local used = concur.arena_stats().used
+  local p = spawn(function()
+    for i = 1, 20 do q:put({i, big(i)}) end
+  end)
+  for i = 1, 20 do
+    local m = q:get(true, 30)
+    T.eq(m[1], i)
+    T.eq(m[2] == big(i), true, "item " .. i .. " whole")
+  end
+  p:join()
+  collectgarbage(); collectgarbage()
+  T.eq(concur.arena_stats().used, used, "each block went with its message")
+  back:close()
+end)
+
 T.matrix("error objects travel as themselves; other tables with a metatable are refused", function(spawn)
   local q, back = concur.Queue(), concur.Queue()
   local r, w = concur.Pipe()
