@@ -35,6 +35,7 @@ int host_batch(int argc, char **argv) {
   luaL_requiref(L, "concur.yaml", host_open_yaml, 0);
   luaL_requiref(L, "concur.host", host_open_host, 0);
   lua_pop(L, 2);
+  host_catch_signals(L);
   /* arg = {command, binary, options...} */
   lua_createtable(L, argc + 1, 0);
   lua_pushstring(L, argv[0]);

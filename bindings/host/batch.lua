@@ -18,6 +18,10 @@ usage: concur batch FILE.yaml [--jobs N] [--out DIR] [--format table|md|csv|json
 
 local EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+-- The room for a run's params, all of them as JSON ($CONCUR_PARAMS): one
+-- string of an environment holds 128 KiB (MAX_ARG_STRLEN), with its name.
+local PARAM_ROOM = 128 * 1024 - 64
+
 -- Refusals: raised as {refusal = message}, printed as "concur: message".
 local function refuse(fmt, ...)
   error({refusal = fmt:format(...)}, 0)
@@ -163,6 +167,14 @@ local function validate_params(C, p, what)
     elseif not C.scalar(v) then
       C.at(p, k, what, "param '%s' must be a value or a list of values", k)
     end
+    for i, x in ipairs(type(v) == "table" and v or {v}) do
+      if #tostring(x) > PARAM_ROOM then
+        C.at(type(v) == "table" and v or p, type(v) == "table" and i or k, what,
+          "param '%s' has a value of %d bytes; a run's params travel in its command line and "
+          .. "environment, which hold %d bytes of them: give the path of a file instead",
+          k, #tostring(x), PARAM_ROOM)
+      end
+    end
   end
   return p
 end
@@ -294,6 +306,11 @@ local function expand(exps, interleaved)
   end
   local runs = {}
   local function add(c, r)
+    if r == 1 and #host.json_encode(c.params) > PARAM_ROOM then
+      refuse("experiment '%s': its params (%s...) take %d bytes as JSON; a run's params travel "
+        .. "in its command line and environment, which hold %d bytes of them", c.exp.name,
+        combo_key(c.params):sub(1, 40), #host.json_encode(c.params), PARAM_ROOM)
+    end
     runs[#runs + 1] = {exp = c.exp, params = c.params, combo = combo_key(c.params), rep = r,
                        index = #runs + 1}
   end
@@ -409,8 +426,12 @@ local function execute(runs, jobs, tmpdir)
   local state = {done = 0, total = #runs, failed = 0, tty = host.isatty(2), t0 = host.now()}
   local queue, running = 1, {}
   local interrupted = false
-  host.catch_sigint()
+  local function stop()
+    interrupted = true
+    for _, r in ipairs(running) do host.killpg(r.pid); r.killed = true; r.deadline = -1 end
+  end
   while queue <= #runs or #running > 0 do
+    if host.take_interrupt() and not interrupted then stop() end
     while queue <= #runs and #running < jobs and not interrupted do
       local run = runs[queue]
       -- An exclusive run (a timing that needs the cores) starts alone, and
@@ -437,11 +458,8 @@ local function execute(runs, jobs, tmpdir)
       soonest = math.min(soonest, r.deadline)
     end
     local ok, which = pcall(host.wait_any, fds, math.max(0, soonest - host.now()))
-    if not ok then
-      interrupted = true
-      for _, r in ipairs(running) do host.killpg(r.pid) ; r.killed = true; r.deadline = -1 end
-      which = nil
-    end
+    if (host.take_interrupt() or not ok) and not interrupted then stop() end
+    if not ok then which = nil end
     local now = host.now()
     for i = #running, 1, -1 do
       local r = running[i]
@@ -454,7 +472,9 @@ local function execute(runs, jobs, tmpdir)
         if interrupted then r.run.outcome = "interrupted" end
         table.remove(running, i)
         state.done = state.done + 1
-        if r.run.outcome ~= (r.run.exp.expect.outcome or "ok") then state.failed = state.failed + 1 end
+        if r.run.outcome ~= (r.run.exp.expect.outcome or "ok") and r.run.outcome ~= "interrupted" then
+          state.failed = state.failed + 1
+        end
         progress(state, r.run)
       end
     end
@@ -473,9 +493,15 @@ end
 local function judge(runs)
   local groups = {}
   for _, r in ipairs(runs) do
-    local k = r.exp.name .. "\0" .. r.combo
-    groups[k] = groups[k] or {}
-    table.insert(groups[k], r)
+    if r.outcome == "interrupted" then
+      -- Neither met nor failed: counted apart, and not among the runs
+      -- that a check sees.
+      r.stdout_full = nil
+    else
+      local k = r.exp.name .. "\0" .. r.combo
+      groups[k] = groups[k] or {}
+      table.insert(groups[k], r)
+    end
   end
   for _, g in pairs(groups) do
     local pub = {}
@@ -560,6 +586,7 @@ local function summarize(records)
   for _, k in ipairs(order) do
     local g = groups[k]
     local outcomes, walls, metric_values, met, reason = {}, {}, {}, 0, nil
+    local interrupted = 0
     local values, label_of = {}, {}
     for _, r in ipairs(g.runs) do
       outcomes[r.outcome] = (outcomes[r.outcome] or 0) + 1
@@ -570,8 +597,10 @@ local function summarize(records)
           table.insert(metric_values[mk], mv)
         end
       end
-      if r.met then met = met + 1 else reason = reason or (r.reasons or {})[1] end
-      if r.outcome_of then
+      if r.outcome == "interrupted" then interrupted = interrupted + 1
+      elseif r.met then met = met + 1
+      else reason = reason or (r.reasons or {})[1] end
+      if r.outcome_of and r.outcome ~= "interrupted" then
         local v = tostring(r.outcome_value)
         values[v] = (values[v] or 0) + 1
         label_of[v] = r.label == "forbidden" and "forbidden" or label_of[v] or r.label
@@ -595,10 +624,11 @@ local function summarize(records)
           percent = 100 * values[v] / #g.runs, label = label_of[v]}
       end
     end
-    all_met = all_met and met == #g.runs
+    all_met = all_met and met == #g.runs - interrupted
     rows[#rows + 1] = {experiment = g.experiment, params = g.combo, n = #g.runs,
                        outcomes = table.concat(oc, " "), wall = stats(walls),
                        metrics = metrics, met = met, reason = reason,
+                       interrupted = interrupted,
                        outcome_of = g.runs[1].outcome_of, outcome_table = table_rows}
   end
   return rows, all_met
@@ -614,19 +644,39 @@ local function metric_text(m)
   return table.concat(parts, " ")
 end
 
+-- Interrupted runs are neither met nor failed: "met 3/3, 2 interrupted".
 local function expect_text(r)
-  if r.met == r.n then return ("met %d/%d"):format(r.met, r.n) end
-  return ("FAILED %d/%d: %s"):format(r.n - r.met, r.n, r.reason or "?")
+  local judged = r.n - r.interrupted
+  if judged == 0 then return ("%d interrupted"):format(r.interrupted) end
+  local apart = r.interrupted > 0 and (", %d interrupted"):format(r.interrupted) or ""
+  if r.met == judged then return ("met %d/%d%s"):format(r.met, judged, apart) end
+  return ("FAILED %d/%d: %s%s"):format(judged - r.met, judged, r.reason or "?", apart)
 end
 
 local COLUMNS = {"experiment", "params", "n", "outcomes", "wall s (median [min..max])",
                  "metrics (median [min..max])", "expectation"}
 
+-- A table's cell of params is cut: the whole value is in runs.jsonl.
+local CELL_MAX = 60
+
+local function cut(s)
+  if #s <= CELL_MAX then return s end
+  return ("%s... (%d bytes)"):format(s:sub(1, CELL_MAX - 20), #s)
+end
+
 local function cells(r)
   local w = r.wall
-  return {r.experiment, r.params, tostring(r.n), r.outcomes,
+  return {r.experiment, cut(r.params), tostring(r.n), r.outcomes,
           ("%.3f [%.3f..%.3f]"):format(w.median, w.min, w.max), metric_text(r.metrics),
           expect_text(r)}
+end
+
+-- Without its trailing blanks, in one pass (a pattern such as "%s+$" is
+-- quadratic in a run of blanks that is not at the end: a wide column's).
+local function rtrim(s)
+  local i = #s
+  while i > 0 and s:byte(i) == 32 do i = i - 1 end
+  return s:sub(1, i)
 end
 
 local function print_table(rows)
@@ -639,7 +689,7 @@ local function print_table(rows)
   for li, c in ipairs(all) do
     local parts = {}
     for i, v in ipairs(c) do parts[i] = v .. (" "):rep(widths[i] - #v) end
-    print((table.concat(parts, "  "):gsub("%s+$", "")))
+    print(rtrim(table.concat(parts, "  ")))
     if li == 1 then
       local dash = {}
       for i = 1, #widths do dash[i] = ("-"):rep(widths[i]) end
@@ -683,11 +733,12 @@ local function print_summary(rows, format)
   if format == "json" then
     print(host.json_encode(rows))
   elseif format == "csv" then
-    print("experiment,params,n,outcomes,wall_median,wall_min,wall_max,metrics,met,failed_reason")
+    print("experiment,params,n,outcomes,wall_median,wall_min,wall_max,metrics,met,interrupted,"
+          .. "failed_reason")
     for _, r in ipairs(rows) do
       print(table.concat({csv_field(r.experiment), csv_field(r.params), r.n,
         csv_field(r.outcomes), r.wall.median, r.wall.min, r.wall.max,
-        csv_field(metric_text(r.metrics)), r.met, csv_field(r.reason or "")}, ","))
+        csv_field(metric_text(r.metrics)), r.met, r.interrupted, csv_field(r.reason or "")}, ","))
     end
   elseif format == "md" then
     print("| " .. table.concat(COLUMNS, " | ") .. " |")
@@ -764,6 +815,10 @@ local function cmd_batch(args)
   for _, r in ipairs(runs) do
     if (r.index - 1) % sn == si - 1 then mine[#mine + 1] = r end
   end
+  -- The runs' loop takes a Ctrl-C itself (it kills its runs, then records
+  -- them); the writing of runs.jsonl is not cut either. Every other phase
+  -- stops where it is.
+  host.interruptible(false)
   local outdir = o.out
   if outdir then host.mkdir(outdir) else outdir = host.mkdir_new("results/" .. host.timestamp()) end
   local tmpdir = outdir .. "/tmp"
@@ -772,7 +827,10 @@ local function cmd_batch(args)
   os.remove(tmpdir)
   local done = {}
   for _, r in ipairs(mine) do if r.outcome then done[#done + 1] = r end end
-  judge(done)
+  host.interruptible(true)
+  local judged, err = pcall(judge, done)
+  host.interruptible(false)
+  if not judged and err ~= "interrupted" then error(err, 0) end
   local path = outdir .. "/runs.jsonl"
   local f = assert(io.open(path, "w"))
   local records = {}
@@ -782,12 +840,21 @@ local function cmd_batch(args)
     f:write(host.json_encode(rec), "\n")
   end
   f:close()
-  local rows, all_met = summarize(records)
-  print_summary(rows, o.format)
-  io.stderr:write(("concur: %d runs%s written to %s\n"):format(#records,
-    sn > 1 and (" (shard %d/%d)"):format(si, sn) or "", path))
-  if not finished then
-    io.stderr:write("concur: interrupted; the runs that ended are recorded\n")
+  local said = ("concur: %d runs%s written to %s\n"):format(#records,
+    sn > 1 and (" (shard %d/%d)"):format(si, sn) or "", path)
+  local all_met = false
+  if judged then
+    host.interruptible(true)
+    local rows
+    rows, all_met = summarize(records)
+    print_summary(rows, o.format)
+  end
+  io.stderr:write(said)
+  if not finished or not judged then
+    local left = #mine - #done
+    io.stderr:write(("concur: interrupted%s; the runs that ended are recorded%s\n"):format(
+      judged and "" or " while judging", judged and (left > 0 and (", %d not started"):format(left)
+      or "") or " (not all judged)"))
     return EXIT_INTERRUPTED
   end
   return all_met and EXIT_OK or EXIT_FAILED
@@ -826,7 +893,14 @@ local function cmd_report(args)
   return all_met and EXIT_OK or EXIT_FAILED
 end
 
+host.interruptible(true)
 local ok, code = pcall(command == "report" and cmd_report or cmd_batch, argv)
+host.interruptible(false)
+if not ok and code == "interrupted" then
+  io.stdout:flush()
+  io.stderr:write("concur: interrupted\n")
+  return EXIT_INTERRUPTED
+end
 if not ok then
   if type(code) == "table" and code.refusal then
     io.stderr:write("concur: ", code.refusal, "\n")

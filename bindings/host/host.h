@@ -34,6 +34,8 @@ int host_run(const run_opts *o);
 int host_open_yaml(lua_State *L);
 /* Opens "concur.host": spawn, wait_any, reap, JSON, the check sandbox. */
 int host_open_host(lua_State *L);
+/* Takes SIGINT and SIGTERM for the batch runner that runs in L. */
+int host_catch_signals(lua_State *L);
 /* concur batch / concur report: runs the embedded batch runner. */
 int host_batch(int argc, char **argv);
 

@@ -119,16 +119,19 @@ static int l_wait_any(lua_State *L) {
   return 1;
 }
 
-/* reap(pid, [pidfd]): {exit=, signal=, user=, sys=, maxrss_kb=} of a child,
- * waited for. */
+/* reap(pid, [pidfd]): {exit=, signal=, user=, sys=, maxrss_kb=} of a child
+ * that ended or was killed, waited for. */
 static int l_reap(lua_State *L) {
   pid_t pid = (pid_t)luaL_checkinteger(L, 1);
   int pidfd = (int)luaL_optinteger(L, 2, -1);
   int st;
   struct rusage ru;
-  int r = cc_wait_child(pid, pidfd, &st, &ru, CC_FOREVER);
-  if (r == CC_EINTR)
-    return luaL_error(L, "interrupted");
+  /* The child ended or was killed, so this wait is short: a Ctrl-C does not
+   * cut it (the runner then kills and reaps its other runs), it is kept. */
+  int was = cc_interrupt_clear(), r;
+  while ((r = cc_wait_child(pid, pidfd, &st, &ru, CC_FOREVER)) == CC_EINTR)
+    was |= cc_interrupt_clear();
+  cc_interrupt_restore(was);
   if (r)
     return luaL_error(L, "cannot reap %d: %s", (int)pid, strerror(errno));
   lua_createtable(L, 0, 5);
@@ -401,6 +404,72 @@ static void copy_into(lua_State *L, int idx, lua_State *S) {
   json_decref(j);
 }
 
+/* Ctrl-C and SIGTERM, as lua.c takes them: the handler wakes every wait of
+ * core/wait.c and, while the runner is in an interruptible phase, sets a hook
+ * on the Lua state that runs (the runner's, or a check's sandbox) that raises
+ * at its next instruction. The execution of the runs is not such a phase: a
+ * raise there could leave a run started and unrecorded, so its loop takes
+ * the interrupt (host.take_interrupt) and kills its runs itself. */
+static volatile sig_atomic_t got_signal;
+static lua_State *volatile armed;   /* the state to stop, or NULL */
+static lua_State *runner;           /* the runner's own state */
+
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  lua_pushliteral(L, "interrupted");
+  lua_error(L);
+}
+
+static void arm(lua_State *L) {
+  armed = L;
+  if (L && got_signal)
+    lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static void on_signal(int sig) {
+  got_signal = sig;
+  cc_interrupt();
+  lua_State *L = armed;
+  if (L)
+    lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+int host_catch_signals(lua_State *L) {
+  runner = L;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  return 0;
+}
+
+/* interruptible(on): whether a Ctrl-C raises "interrupted" wherever the
+ * runner is (on), or only sets host.interrupted() (off). Turning it on
+ * after a Ctrl-C raises at once. Returns what it was. */
+static int l_interruptible(lua_State *L) {
+  int was = armed != NULL;
+  luaL_checktype(L, 1, LUA_TBOOLEAN);
+  arm(lua_toboolean(L, 1) ? runner : NULL);
+  lua_pushboolean(L, was);
+  return 1;
+}
+
+/* take_interrupt(): whether a Ctrl-C came since the last call; the runs'
+ * loop takes it and acts on it, so that the phases after it run (a second
+ * Ctrl-C stops them). */
+static int l_take_interrupt(lua_State *L) {
+  int got = got_signal != 0;
+  if (got) {
+    got_signal = 0;
+    cc_interrupt_clear();
+  }
+  lua_pushboolean(L, got);
+  return 1;
+}
+
 /* eval(expr, env): evaluates the Lua expression in a fresh sandbox whose
  * globals are env's fields (plain data). Returns ok, value-or-error. With no
  * env, only compiles it. */
@@ -421,7 +490,14 @@ static int l_eval(lua_State *L) {
       }
       lua_pop(L, 1);
     }
+    /* A check that loops is stopped by a Ctrl-C like the runner. */
+    int was = armed != NULL;
+    if (was)
+      arm(S);
     st = lua_pcall(S, 0, 1, 0);
+    armed = NULL;
+    if (was)
+      arm(runner);
   }
   lua_pushboolean(L, st == LUA_OK);
   if (st == LUA_OK && lua_istable(L, 2))
@@ -434,23 +510,6 @@ static int l_eval(lua_State *L) {
   return 2;
 }
 
-static void on_sigint(int sig) {
-  (void)sig;
-  cc_interrupt();
-}
-
-/* Ctrl-C stops the batch's waits; the runner then kills its runs. */
-static int l_catch_sigint(lua_State *L) {
-  (void)L;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  return 0;
-}
-
 int host_open_host(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"spawn", l_spawn},         {"wait_any", l_wait_any},
@@ -459,7 +518,8 @@ int host_open_host(lua_State *L) {
       {"isatty", l_isatty},       {"fnmatch", l_fnmatch},
       {"mkdir", l_mkdir},         {"mkdir_new", l_mkdir_new}, {"timestamp", l_timestamp},
       {"json_encode", l_json_encode}, {"json_decode", l_json_decode},
-      {"eval", l_eval},           {"catch_sigint", l_catch_sigint},
+      {"eval", l_eval},           {"interruptible", l_interruptible},
+      {"take_interrupt", l_take_interrupt},
       {"cpu_count", l_cpu_count},
       {NULL, NULL}};
   lua_newtable(L);

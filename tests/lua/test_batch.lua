@@ -221,6 +221,98 @@ T.test("two batches started in the same second never share a default folder", fu
   T.eq(tonumber(out), 3, "three folders, each with its runs")
 end)
 
+T.test("a huge param: refused when it cannot travel, and a summary is linear in it", function()
+  local code, _, err = batch("experiments:\n  - name: big\n    command: 'true'\n    params: {x: '"
+                             .. ("a"):rep(200000) .. "'}\n", "--out " .. dir .. "/never")
+  T.eq(code, 2)
+  assert(err:find(":4:14: experiment 'big': param 'x' has a value of 200000 bytes", 1, true), err)
+  -- 100 KB travels; the table cuts it (the whole value is in runs.jsonl).
+  local out = dir .. "/huge"
+  local x = ("a b "):rep(25000)
+  code = batch("experiments:\n  - name: big\n    command: 'test ${#CONCUR_PARAM_X} = 100000'\n"
+               .. "    params: {x: '" .. x .. "'}\n", "--out " .. out)
+  T.eq(code, 0, "the run saw the whole value")
+  T.eq(records(out)[1].params.x, x)
+  -- A record of 5 MB (a value no run could have, in a file someone wrote):
+  -- the pattern that trimmed the table's lines took minutes on 50 KB.
+  local r = records(out)[1]
+  r.params.x = ("a b "):rep(5 << 18)
+  r.combo = "x=" .. r.params.x
+  local f = assert(io.open(dir .. "/huge.jsonl", "w"))
+  f:write(cjson.encode(r), "\n")
+  f:close()
+  for _, format in ipairs{"table", "md", "csv", "json"} do
+    local t0 = concur.time()
+    local stdout
+    code, stdout = T.sh(bin .. " report " .. dir .. "/huge.jsonl --format " .. format)
+    T.eq(code, 0)
+    -- A generous bound, that the quadratic trim (hours here) would not meet.
+    assert(concur.time() - t0 < 60, format .. " took " .. (concur.time() - t0) .. " s")
+    if format == "table" or format == "md" then
+      assert(stdout:find("x=a b a b ", 1, true) and stdout:find("(5242882 bytes)", 1, true), format)
+      assert(#stdout < 4000, format .. ": the cell is cut")
+    else
+      assert(#stdout > 5 << 20, format .. ": the whole value")
+    end
+  end
+end)
+
+-- Sends sig to a batch once its stderr holds `ready` (a plain string);
+-- returns its exit code, the seconds it took to end after the signal, and
+-- its stdout and stderr.
+local function interrupted(yaml_text, opts, sig, ready)
+  local file = write("int.yaml", yaml_text)
+  local o, e, t = dir .. "/int.out", dir .. "/int.err", dir .. "/int.t"
+  local _, times = T.sh(("%s batch %s %s >%s 2>%s & pid=$!; "
+    .. "until grep -qF '%s' %s; do sleep 0.05; done; date +%%s%%N; kill -%s $pid; "
+    .. "wait $pid; echo $? >%s; date +%%s%%N"):format(bin, file, opts, o, e, ready, e, sig, t))
+  local t0, t1 = times:match("(%d+)%s+(%d+)")
+  local function slurp(path) local h = io.open(path); local s = h:read("a"); h:close(); return s end
+  return tonumber(slurp(t)), (tonumber(t1) - tonumber(t0)) / 1e9, slurp(o), slurp(e)
+end
+
+T.test("Ctrl-C while runs run: they are killed and counted apart, exit 130 at once", function()
+  local out = dir .. "/int1"
+  local code, took, stdout, stderr = interrupted(([[
+experiments:
+  - {name: quick, command: 'true', repeat: 2}
+  - {name: spin, script: %s/spin.lua, timeout: 60, repeat: 4}
+]]):format(dir), "--jobs 2 --out " .. out, "INT", "[2/6] quick")
+  T.eq(code, 130)
+  assert(took < 5, "ended " .. took .. " s after the signal")
+  local by = {}
+  for _, r in ipairs(records(out)) do by[r.experiment] = (by[r.experiment] or 0) + 1 end
+  T.eq(by.quick, 2); T.eq(by.spin, 2, "the two running spinners are recorded")
+  for _, r in ipairs(records(out)) do
+    if r.experiment == "spin" then T.eq(r.outcome, "interrupted"); T.eq(r.met, nil) end
+  end
+  assert(stdout:find("met 2/2") and stdout:find("2 interrupted"), stdout)
+  assert(not stdout:find("FAILED"), stdout)
+  assert(stderr:find("interrupted; the runs that ended are recorded, 2 not started", 1, true), stderr)
+  local _, left = T.sh("pgrep -f '" .. dir .. "/[s]pin.lua' | wc -l")
+  T.eq(tonumber(left), 0, "nothing of an interrupted run is left")
+end)
+
+for _, sig in ipairs{"INT", "TERM"} do
+  T.test("SIG" .. sig .. " while a check loops: exit 130 at once, the runs recorded", function()
+    local out = dir .. "/int-" .. sig
+    -- Each check runs for a while, within the sandbox's budget: 40 of
+    -- them take seconds.
+    local code, took, _, stderr = interrupted([[
+experiments:
+  - name: slow
+    command: 'true'
+    repeat: 40
+    expect: {check: "(function() local n = 0; for i = 1, 3000000 do n = n + i end; return n > 0 end)()"}
+]], "--jobs 4 --out " .. out, sig, "[40/40]")
+    T.eq(code, 130)
+    assert(took < 5, "ended " .. took .. " s after the signal")
+    T.eq(#records(out), 40)
+    T.eq(records(out)[1].outcome, "ok")
+    assert(stderr:find("interrupted while judging", 1, true), stderr)
+  end)
+end
+
 -- Each malformed file is refused with exit 2, file:line:col, the experiment
 -- and what to do, before anything runs.
 local refusals = {
