@@ -64,7 +64,17 @@ function Thread:start()
   if rawget(self, "_handle") or self == main then
     concur.error("ValueError", "threads can only be started once")
   end
-  local h = concur._thread_start(function() self:run() end, self.name, self.daemon and true or false)
+  -- The new thread may run before _thread_start's caller runs again (a
+  -- switch of the GIL right after it returns): it registers itself first,
+  -- or current_thread() would be the main thread's there (a Pool's leader
+  -- would be taken for another's, and its waits for nobody's).
+  local function run()
+    local h = concur._thread_current()
+    rawset(self, "_handle", h)
+    by_handle[h] = self
+    self:run()
+  end
+  local h = concur._thread_start(run, self.name, self.daemon and true or false)
   rawset(self, "_handle", h)
   by_handle[h] = self
   return self

@@ -128,6 +128,25 @@ T.test("Thread API: names, join timeout, is_alive, ident, extend, enumerate", fu
   T.eq(pcall(concur.Thread, {target = 5}), false)
 end)
 
+T.test("a new thread is its own current_thread() from its first instruction", function()
+  -- A switch of the GIL at every instruction of start() (the main thread
+  -- sleeps in a hook) lets the new thread run before start() returns: it
+  -- was the main thread there, and a Pool used by it took two leaders for
+  -- one, leaving a thread waiting for good (test_pool's two threads).
+  local main_co = coroutine.running()
+  for i = 1, 10 do
+    local t, seen
+    t = concur.Thread{target = function() seen = concur.current_thread() end}
+    debug.sethook(function()
+      if coroutine.running() == main_co then concur.sleep(0.0005) end
+    end, "", 1)
+    t:start()
+    debug.sethook()
+    T.eq(t:join(10), true)
+    assert(seen == t, ("thread %d saw itself as %s"):format(i, tostring(seen)))
+  end
+end)
+
 T.test("every primitive between threads", function()
   local sem, ev, q = concur.Semaphore(0), concur.Event(), concur.Queue()
   local cond, bar, rl = concur.Condition(), concur.Barrier(3), concur.RLock()
