@@ -107,6 +107,7 @@ void cc_arena_fini(void) {
 int cc_arena_ready(void) { return A != NULL; }
 size_t cc_arena_size(void) { return A ? A->size : 0; }
 size_t cc_arena_used(void) { return A ? atomic_load(&A->used) : 0; }
+size_t cc_arena_untouched(void) { return A ? A->size - atomic_load(&A->bump) : 0; }
 size_t cc_arena_live_blocks(void) { return A ? atomic_load(&A->live) : 0; }
 const char *cc_arena_full_message(void) { return full_msg; }
 const uint8_t *cc_arena_secret(void) { return A->secret; }
@@ -123,6 +124,12 @@ uint32_t cc_arena_off(const void *p) {
 void *cc_arena_ptr(uint32_t off) {
   return off ? (char *)A + ((size_t)off << 4) : NULL;
 }
+
+uint32_t cc_arena_pos(const void *p) {
+  return (uint32_t)(((const char *)p - (const char *)A) >> 3);
+}
+
+void *cc_arena_at(uint32_t pos) { return (char *)A + ((size_t)pos << 3); }
 
 int cc_arena_contains(const void *p) {
   return A && (const char *)p >= (const char *)A &&

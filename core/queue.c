@@ -1,4 +1,4 @@
-/* queue - Queue, JoinableQueue and SimpleQueue: messages in a shared ring */
+/* queue - Queue, JoinableQueue and SimpleQueue: messages in shared segments */
 #include "concur/queue.h"
 #include "concur/error.h"
 #include "concur/wait.h"
@@ -7,15 +7,27 @@
 #include <string.h>
 
 /*
- * DESIGN. A message is a record in the ring: a header {payload length,
- * number of refs}, the refs (arena offsets), the payload, padded to 8 bytes.
- * Every change happens under the queue's lock, and is made visible by one
- * 64-bit store: a put writes the record into free space, then stores the new
- * tail; a get copies the record out, then stores the new head. A process
- * killed in between leaves the ring as it was, and the lock's owner-death
- * recovery lets the next caller in: no half-written message, none taken
- * twice, and all but one dead consumer's message still there. Growing builds
- * a bigger ring, copies the records, and switches with one store.
+ * DESIGN. A message is a record: a header {payload length, number of refs},
+ * the refs (arena offsets), the payload, padded to 8 bytes. Records lie one
+ * after another in segments, blocks of the arena of 4 KiB to 256 KiB; a put
+ * that finds no room at the end of the tail's segment leaves a mark there
+ * (a header whose nrefs is NEXTSEG), links a new segment and writes its
+ * record at that one's start. A get that finds the mark goes on to the next
+ * segment and lets the one it left go. So a queue grows until the arena is
+ * full, a segment at a time, with no copy and no doubling, whatever else the
+ * arena holds; a segment that a get lets go of is kept as the spare for the
+ * next link (a queue that streams does not allocate), and a backlog in more
+ * than one segment makes the next segment twice as big (fewer links).
+ *
+ * Every change happens under the queue's lock and is made visible by one
+ * 64-bit store: a put writes its record (and the mark, and the link) past
+ * the tail, then stores the new tail; a get copies the record out, then
+ * stores the new head. hseg and tseg, the segments of head and tail, change
+ * after those stores, and the segment a put links is kept in fresh until
+ * its store: a process killed anywhere in between is mended by the next
+ * holder of the lock (repair: the segment of each position is found again,
+ * a link that did not commit is undone, a segment left is let go). No half
+ * message, none taken twice, and all but one dead consumer's message there.
  *
  * Waiting is outside the lock: getters sleep on put_seq, putters on get_seq,
  * counted (cc_futex_wait_counted), and a waker only makes the syscall while
@@ -23,16 +35,16 @@
  * a just-woken producer does not pay a syscall per message. There is no
  * feeder thread: a put is in the queue when it returns.
  *
- * A message over INLINE_MAX goes in a block of its own, and the ring holds
- * a record that points at it (OUTLINE): a big message never makes the ring
- * double (a ring's block is twice its size, for the arena's header), so one
- * message goes as far as the arena holds it.
+ * A message over INLINE_MAX goes in a block of its own, and its segment
+ * holds a record that points at it (OUTLINE): one message goes as far as
+ * the arena holds it.
  */
 
-#define MIN_CAP 4096u
-#define MAX_CAP (1u << 30)
+#define SEG_MIN (4u << 10)
+#define SEG_MAX (256u << 10)
 #define INLINE_MAX (64u << 10)
 #define OUTLINE 0x80000000u /* in rec.nrefs: the refs and bytes are at `off` */
+#define NEXTSEG 0xffffffffu /* rec.nrefs of the mark that ends a segment */
 
 typedef struct rec {
   uint32_t len;
@@ -69,47 +81,104 @@ static uint32_t outline_new(const cc_msg *m) {
   return cc_arena_off(b);
 }
 
-static cc_ring *ring_of(cc_queue *q) { return cc_arena_ptr(atomic_load(&q->ring)); }
-static char *bytes(cc_ring *r) { return cc_arena_ptr(r->buf); }
 static uint32_t pos(uint64_t v) { return (uint32_t)v; }
 static uint32_t count(uint64_t v) { return (uint32_t)(v >> 32); }
 static uint64_t pack(uint32_t n, uint32_t p) { return (uint64_t)n << 32 | p; }
 
-static void ring_write(cc_ring *r, uint32_t at, const void *src, size_t n) {
-  if (!n)
-    return;
-  uint32_t i = at & (r->cap - 1);
-  size_t first = r->cap - i < n ? r->cap - i : n;
-  memcpy(bytes(r) + i, src, first);
-  memcpy(bytes(r), (const char *)src + first, n - first);
+static cc_qseg *seg(uint32_t off) { return cc_arena_ptr(off); }
+static char *seg_start(cc_qseg *s) { return (char *)(s + 1); }
+/* A record ends at most here: a mark still fits after it. */
+static char *seg_room_end(cc_qseg *s) { return (char *)s + s->size - sizeof(rec); }
+static int seg_holds(cc_qseg *s, uint32_t p) {
+  return p >= cc_arena_pos(seg_start(s)) && p <= cc_arena_pos((char *)s + s->size);
 }
 
-static void ring_read(cc_ring *r, uint32_t at, void *dst, size_t n) {
-  if (!n)
-    return;
-  uint32_t i = at & (r->cap - 1);
-  size_t first = r->cap - i < n ? r->cap - i : n;
-  memcpy(dst, bytes(r) + i, first);
-  memcpy((char *)dst + first, bytes(r), n - first);
+/* A segment of at least `size` bytes (a power of two) with nothing linked
+ * after it; NULL when the arena is full. */
+static cc_qseg *seg_new(size_t size) {
+  cc_qseg *s = cc_arena_alloc(size - 16); /* the arena's header makes it `size` */
+  if (!s)
+    return NULL;
+  s->size = (uint32_t)cc_arena_block_size(s);
+  atomic_init(&s->next, 0);
+  return s;
 }
 
-static cc_ring *ring_new(uint32_t cap) {
-  cc_ring *r = cc_arena_alloc(sizeof *r);
-  void *b = r ? cc_arena_alloc(cap) : NULL;
-  if (!b) {
-    cc_arena_free(r);
+/* The same, or a bigger one when the arena has no more of that size: the
+ * blocks that an earlier backlog left are of the biggest. */
+static cc_qseg *seg_new_at_least(size_t size) {
+  cc_qseg *s = seg_new(size);
+  for (size_t bigger = size * 2; !s && bigger <= SEG_MAX; bigger *= 2)
+    s = seg_new(bigger);
+  return s;
+}
+
+/* A segment the head left: kept as the spare (the bigger of two), or let
+ * go. The spare is changed before a block is freed, so that a death in
+ * between leaks a segment and never leaves a freed one in use. Lock held. */
+static void retire(cc_queue *q, cc_qseg *s) {
+  cc_qseg *old = seg(q->spare);
+  if (old && old->size >= s->size) {
+    cc_arena_free(s);
+    return;
+  }
+  q->spare = cc_arena_off(s);
+  cc_arena_free(old);
+}
+
+/* Mends what a holder of the lock that died left (see DESIGN). Lock held. */
+static void repair(cc_queue *q) {
+  cc_qseg *ts = seg(q->tseg);
+  uint32_t t = pos(atomic_load(&q->tail));
+  uint32_t after = atomic_load(&ts->next);
+  if (!seg_holds(ts, t) && after && seg_holds(seg(after), t))
+    q->tseg = after; /* a link committed */
+  if (q->fresh && q->fresh != q->tseg) {
+    /* A link that did not commit: its segment goes back. */
+    if (atomic_load(&seg(q->tseg)->next) == q->fresh)
+      atomic_store(&seg(q->tseg)->next, 0);
+    if (q->fresh != q->spare)
+      retire(q, seg(q->fresh));
+  }
+  q->fresh = 0;
+  cc_qseg *hs = seg(q->hseg);
+  uint32_t h = pos(atomic_load(&q->head));
+  after = atomic_load(&hs->next);
+  if (!seg_holds(hs, h) && after && seg_holds(seg(after), h)) {
+    q->hseg = after; /* a get left hs */
+    retire(q, hs);
+  }
+}
+
+/* Links a segment after ts, whose room ends before a record of `need` bytes
+ * at `at` would: a mark at `at`, the link, and fresh. The caller writes its
+ * record at the new segment's start, then commits. NULL when the arena is
+ * full. Lock held. */
+static cc_qseg *link_seg(cc_queue *q, cc_qseg *ts, char *at, size_t need) {
+  /* A backlog that spans segments makes the next one twice as big. */
+  size_t want = q->hseg == q->tseg ? SEG_MIN : (size_t)ts->size * 2;
+  if (want > SEG_MAX)
+    want = SEG_MAX;
+  while (want < need + sizeof(cc_qseg) + sizeof(rec) + 16)
+    want *= 2;
+  cc_qseg *n = seg(q->spare);
+  if (n && (size_t)n->size + 16 >= want) {
+    q->fresh = q->spare;
+    q->spare = 0;
+  } else if ((n = seg_new_at_least(want)) != NULL) {
+    q->fresh = cc_arena_off(n);
+  } else if ((n = seg(q->spare)) != NULL &&
+             (size_t)n->size >= need + sizeof(cc_qseg) + sizeof(rec)) {
+    q->fresh = q->spare; /* smaller than wanted, and all there is */
+    q->spare = 0;
+  } else {
     return NULL;
   }
-  r->buf = cc_arena_off(b);
-  r->cap = cap;
-  atomic_init(&r->head, 0);
-  atomic_init(&r->tail, 0);
-  return r;
-}
-
-static void ring_free(cc_ring *r) {
-  cc_arena_free(bytes(r));
-  cc_arena_free(r);
+  atomic_store(&n->next, 0);
+  rec mark = {0, NEXTSEG};
+  memcpy(at, &mark, sizeof mark);
+  atomic_store(&ts->next, q->fresh);
+  return n;
 }
 
 cc_queue *cc_queue_new(int kind, uint32_t maxsize) {
@@ -119,35 +188,37 @@ cc_queue *cc_queue_new(int kind, uint32_t maxsize) {
   cc_queue *q = cc_obj_new(t);
   if (!q)
     return NULL;
-  cc_ring *r = ring_new(MIN_CAP);
-  if (!r) {
+  cc_qseg *s = seg_new(SEG_MIN);
+  if (!s) {
     cc_arena_free(q);
     return NULL;
   }
   cc_lock_init(&q->lock, 0);
-  atomic_store(&q->ring, cc_arena_off(r));
+  q->hseg = q->tseg = cc_arena_off(s);
+  q->fresh = q->spare = 0;
+  atomic_store(&q->head, pack(0, cc_arena_pos(seg_start(s))));
+  atomic_store(&q->tail, pack(0, cc_arena_pos(seg_start(s))));
   q->maxsize = maxsize;
   q->joinable = kind == CC_QUEUE_JOINABLE;
   return q;
 }
 
-/* Calls fn on every record between head and tail. */
-static void each_record(cc_ring *r, void (*fn)(cc_ring *, uint32_t, const rec *, void *),
-                        void *ud) {
-  uint64_t h = atomic_load(&r->head), t = atomic_load(&r->tail);
-  for (uint32_t p = pos(h); p != pos(t);) {
-    rec hd;
-    ring_read(r, p, &hd, sizeof hd);
-    fn(r, p, &hd, ud);
-    p += (uint32_t)rec_size(hd.len, hd.nrefs);
+/* The record at position p of segment *s, past a mark (which moves *s on). */
+static char *record_at(cc_qseg **s, uint32_t p, rec *hd) {
+  char *at = cc_arena_at(p);
+  memcpy(hd, at, sizeof *hd);
+  if (hd->nrefs == NEXTSEG) {
+    *s = seg(atomic_load(&(*s)->next));
+    at = seg_start(*s);
+    memcpy(hd, at, sizeof *hd);
   }
+  return at;
 }
 
-static void unref_record(cc_ring *r, uint32_t p, const rec *hd, void *ud) {
-  (void)ud;
+static void unref_record(char *at, const rec *hd) {
   if (hd->nrefs & OUTLINE) {
     outrec o;
-    ring_read(r, p, &o, sizeof o);
+    memcpy(&o, at, sizeof o);
     uint32_t *refs = cc_arena_ptr(o.off);
     cc_refs_unref(refs, hd->nrefs & ~OUTLINE);
     cc_arena_free(refs);
@@ -155,7 +226,7 @@ static void unref_record(cc_ring *r, uint32_t p, const rec *hd, void *ud) {
   }
   for (uint32_t i = 0; i < hd->nrefs; i++) {
     uint32_t off;
-    ring_read(r, p + (uint32_t)sizeof *hd + i * 4u, &off, sizeof off);
+    memcpy(&off, at + sizeof *hd + i * sizeof off, sizeof off);
     cc_obj *o = cc_obj_from_off(off);
     if (o)
       cc_obj_unref(o);
@@ -164,50 +235,30 @@ static void unref_record(cc_ring *r, uint32_t p, const rec *hd, void *ud) {
 
 static void queue_destroy(cc_obj *o) {
   cc_queue *q = (cc_queue *)o;
-  cc_ring *r = ring_of(q);
-  each_record(r, unref_record, NULL);
-  ring_free(r);
-}
-
-static void copy_record(cc_ring *from, uint32_t p, const rec *hd, void *ud) {
-  cc_ring *to = ud;
-  uint32_t n = (uint32_t)rec_size(hd->len, hd->nrefs);
-  uint32_t at = pos(atomic_load(&to->tail));
-  for (uint32_t done = 0; done < n;) {
-    char chunk[256];
-    uint32_t k = n - done < sizeof chunk ? n - done : (uint32_t)sizeof chunk;
-    ring_read(from, p + done, chunk, k);
-    ring_write(to, at + done, chunk, k);
-    done += k;
+  repair(q); /* in case the last holder of its lock died */
+  uint64_t h = atomic_load(&q->head), t = atomic_load(&q->tail);
+  cc_qseg *s = seg(q->hseg);
+  for (uint32_t n = count(t) - count(h), p = pos(h); n > 0; n--) {
+    rec hd;
+    char *at = record_at(&s, p, &hd);
+    unref_record(at, &hd);
+    p = cc_arena_pos(at + rec_size(hd.len, hd.nrefs));
   }
-  atomic_store(&to->tail, pack(count(atomic_load(&to->tail)) + 1, at + n));
-}
-
-/* Replaces the ring by one with room for `need` more bytes. Lock held. */
-static int grow(cc_queue *q, cc_ring *r, size_t need) {
-  uint64_t h = atomic_load(&r->head), t = atomic_load(&r->tail);
-  size_t used = pos(t) - pos(h);
-  size_t cap = r->cap;
-  while (cap - used < need) {
-    if (cap >= MAX_CAP)
-      return CC_EARENAFULL;
-    cap *= 2;
+  for (s = seg(q->hseg); s;) {
+    cc_qseg *next = s == seg(q->tseg) ? NULL : seg(atomic_load(&s->next));
+    cc_arena_free(s);
+    s = next;
   }
-  cc_ring *n = ring_new((uint32_t)cap);
-  if (!n)
-    return CC_EARENAFULL;
-  /* The counts carry over, so that qsize stays right. */
-  atomic_store(&n->head, pack(count(h), 0));
-  atomic_store(&n->tail, pack(count(h), 0));
-  each_record(r, copy_record, n);
-  atomic_store(&q->ring, cc_arena_off(n)); /* the commit */
-  ring_free(r);
-  return 0;
+  cc_arena_free(seg(q->spare));
 }
 
 static int lock(cc_queue *q, int64_t deadline) {
   int r = cc_lock_acquire(&q->lock, deadline);
-  return r == CC_EOWNERDEAD ? 0 : r;
+  if (r == CC_EOWNERDEAD) {
+    repair(q);
+    return 0;
+  }
+  return r;
 }
 
 static void unlock(cc_queue *q) { cc_lock_release(&q->lock); }
@@ -234,35 +285,38 @@ int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline) {
         cc_arena_free(cc_arena_ptr(out));
       return r;
     }
-    cc_ring *ring = ring_of(q);
-    uint64_t h = atomic_load(&ring->head), t = atomic_load(&ring->tail);
+    uint64_t h = atomic_load(&q->head), t = atomic_load(&q->tail);
     if (!q->maxsize || count(t) - count(h) < q->maxsize) {
-      if (ring->cap - (pos(t) - pos(h)) < need) {
-        r = grow(q, ring, need);
-        if (r) {
+      cc_qseg *ts = seg(q->tseg), *linked = NULL;
+      char *at = cc_arena_at(pos(t));
+      if (at + need > seg_room_end(ts)) {
+        linked = link_seg(q, ts, at, need);
+        if (!linked) {
           unlock(q);
           if (out)
             cc_arena_free(cc_arena_ptr(out)); /* its refs stay the caller's */
-          return r;
+          return CC_EARENAFULL;
         }
-        ring = ring_of(q);
-        h = atomic_load(&ring->head);
-        t = atomic_load(&ring->tail);
+        at = seg_start(linked);
       }
-      uint32_t at = pos(t);
       if (out) {
         outrec o = {{(uint32_t)m->len, m->nrefs | OUTLINE}, out, 0};
-        ring_write(ring, at, &o, sizeof o);
+        memcpy(at, &o, sizeof o);
       } else {
         rec hd = {(uint32_t)m->len, m->nrefs};
-        ring_write(ring, at, &hd, sizeof hd);
-        ring_write(ring, at + (uint32_t)sizeof hd, m->refs, m->nrefs * sizeof(uint32_t));
-        ring_write(ring, at + (uint32_t)(sizeof hd + m->nrefs * sizeof(uint32_t)), m->data,
-                   m->len);
+        memcpy(at, &hd, sizeof hd);
+        if (m->nrefs)
+          memcpy(at + sizeof hd, m->refs, m->nrefs * sizeof(uint32_t));
+        if (m->len)
+          memcpy(at + sizeof hd + m->nrefs * sizeof(uint32_t), m->data, m->len);
       }
       if (q->joinable)
         atomic_fetch_add(&q->unfinished, 1);
-      atomic_store(&ring->tail, pack(count(t) + 1, at + (uint32_t)need)); /* the commit */
+      atomic_store(&q->tail, pack(count(t) + 1, cc_arena_pos(at + need))); /* the commit */
+      if (linked) {
+        q->tseg = q->fresh;
+        q->fresh = 0;
+      }
       unlock(q);
       bump(&q->put_seq, &q->get_waiters);
       return 0;
@@ -286,36 +340,35 @@ int cc_queue_get(cc_queue *q, cc_msg *m, int64_t deadline) {
     int r = lock(q, CC_FOREVER);
     if (r)
       return r;
-    cc_ring *ring = ring_of(q);
-    uint64_t h = atomic_load(&ring->head), t = atomic_load(&ring->tail);
+    uint64_t h = atomic_load(&q->head), t = atomic_load(&q->tail);
     if (count(t) != count(h)) {
+      cc_qseg *hs = seg(q->hseg), *s = hs;
       rec hd;
-      uint32_t at = pos(h);
-      ring_read(ring, at, &hd, sizeof hd);
+      char *at = record_at(&s, pos(h), &hd);
       uint32_t nrefs = hd.nrefs & ~OUTLINE, out = 0;
       r = cc_msg_reserve(m, hd.len, nrefs);
       if (r) {
         unlock(q);
         return r;
       }
+      const char *b = at + sizeof hd;
       if (hd.nrefs & OUTLINE) {
         outrec o;
-        ring_read(ring, at, &o, sizeof o);
+        memcpy(&o, at, sizeof o);
         out = o.off;
-        const char *b = cc_arena_ptr(out);
-        if (nrefs)
-          memcpy(m->refs, b, nrefs * sizeof(uint32_t));
-        if (hd.len)
-          memcpy(m->data, b + nrefs * sizeof(uint32_t), hd.len);
-      } else {
-        ring_read(ring, at + (uint32_t)sizeof hd, m->refs, nrefs * sizeof(uint32_t));
-        ring_read(ring, at + (uint32_t)(sizeof hd + nrefs * sizeof(uint32_t)), m->data,
-                  hd.len);
+        b = cc_arena_ptr(out);
       }
+      if (nrefs)
+        memcpy(m->refs, b, nrefs * sizeof(uint32_t));
+      if (hd.len)
+        memcpy(m->data, b + nrefs * sizeof(uint32_t), hd.len);
       m->len = hd.len;
       m->nrefs = nrefs;
-      atomic_store(&ring->head,
-                   pack(count(h) + 1, at + (uint32_t)rec_size(hd.len, hd.nrefs)));
+      atomic_store(&q->head, pack(count(h) + 1, cc_arena_pos(at + rec_size(hd.len, hd.nrefs))));
+      if (s != hs) {
+        q->hseg = cc_arena_off(s);
+        retire(q, hs);
+      }
       unlock(q);
       if (out)
         cc_arena_free(cc_arena_ptr(out));
@@ -334,8 +387,7 @@ int cc_queue_get(cc_queue *q, cc_msg *m, int64_t deadline) {
 }
 
 uint32_t cc_queue_qsize(cc_queue *q) {
-  cc_ring *r = ring_of(q);
-  return count(atomic_load(&r->tail)) - count(atomic_load(&r->head));
+  return count(atomic_load(&q->tail)) - count(atomic_load(&q->head));
 }
 
 int cc_queue_task_done(cc_queue *q) {

@@ -521,4 +521,27 @@ T.test("a full arena raises ArenaFull and the queue stays usable", function()
   os.remove(cfg); os.remove(path)
 end)
 
+T.test("an unbounded Queue of small items grows until the arena is full, beside another", function()
+  -- A ring that doubled stopped at a quarter of the arena (about 4 MB of
+  -- 1 KB items in 16 MiB); segments go until it is full.
+  local cfg = T.file("arena:\n  size: 16M\n")
+  local path = script([[
+    local concur = require "concur"
+    local other, q = concur.Queue(), concur.Queue()
+    for i = 1, 1000 do other:put(i) end
+    local room = concur.arena_stats().size - concur.arena_stats().used
+    local item = ("x"):rep(1000)
+    local n = 0
+    local ok, err = pcall(function() while true do q:put(item); n = n + 1 end end)
+    print(concur.is(err, "ArenaFull"), tostring(err):find("arena.size", 1, true) ~= nil)
+    print(n * 1000 > 0.85 * room, n == q:qsize())
+    for i = 1, n do assert(q:get() == item) end
+    for i = 1, 1000 do assert(other:get() == i) end
+    print(q:empty(), other:empty())]])
+  local code, out = T.sh(bin .. " run " .. path .. " --config " .. cfg)
+  T.eq(code, 0)
+  T.eq(out, "true\ttrue\ntrue\ttrue\ntrue\ttrue\n")
+  os.remove(cfg); os.remove(path)
+end)
+
 T.done()

@@ -52,6 +52,8 @@ size_t cc_arena_block_size(const void *p);
 
 size_t cc_arena_size(void);
 size_t cc_arena_used(void);
+/* Bytes never yet cut into blocks (freed blocks keep their size class). */
+size_t cc_arena_untouched(void);
 /* Blocks allocated and not freed, for leak tests. */
 size_t cc_arena_live_blocks(void);
 /* A message naming the configured size and what to do, for ArenaFull. */
@@ -61,9 +63,14 @@ const char *cc_arena_full_message(void);
  * and to nobody else (the codec signs bytecode with it). */
 const uint8_t *cc_arena_secret(void);
 
-/* Arena offsets (stable across processes) and back. */
+/* Arena offsets (stable across processes, in 16-byte units) and back. */
 uint32_t cc_arena_off(const void *p);
 void *cc_arena_ptr(uint32_t off);
+/* Positions of 8-byte aligned places, in 8-byte units from the arena's
+ * start (32 bits reach 32 GiB, the arena at most 16), and back: for
+ * records that lie inside blocks (a queue's). */
+uint32_t cc_arena_pos(const void *p);
+void *cc_arena_at(uint32_t pos);
 /* True when p points into the arena. */
 int cc_arena_contains(const void *p);
 /* Room for the process table, reserved at init. */

@@ -1,4 +1,4 @@
-/* queue - Queue, JoinableQueue and SimpleQueue: messages in a shared ring */
+/* queue - Queue, JoinableQueue and SimpleQueue: messages in shared segments */
 #ifndef CONCUR_QUEUE_H
 #define CONCUR_QUEUE_H
 
@@ -10,21 +10,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A ring of bytes in the arena, replaced whole when the queue grows. head
- * and tail pack a message count (high 32 bits) with a byte position (low 32
- * bits, wrapping; the index is pos & (cap - 1)), so that taking or adding a
- * message is committed by one 64-bit store. */
-typedef struct cc_ring {
-  uint32_t buf; /* arena offset of the bytes */
-  uint32_t cap; /* a power of two, at most 2^30 */
-  _Atomic uint64_t head;
-  _Atomic uint64_t tail;
-} cc_ring;
+/* A segment of a queue: a block of the arena whose records lie one after
+ * another. Full, it links the next one. */
+typedef struct cc_qseg {
+  uint32_t size;         /* bytes of the block, this header included */
+  _Atomic uint32_t next; /* the segment after this one, once linked */
+} cc_qseg;
 
+/* head and tail pack a message count (high 32 bits) with a record's position
+ * (low 32 bits, cc_arena_pos), so that taking or adding a message is
+ * committed by one 64-bit store. */
 typedef struct cc_queue {
   cc_obj hdr;
-  cc_lock lock;                 /* guards the ring; its owner may die */
-  _Atomic uint32_t ring;        /* arena offset of the current cc_ring */
+  cc_lock lock;                 /* guards what follows; its owner may die */
+  _Atomic uint64_t head;        /* the first record */
+  _Atomic uint64_t tail;        /* where the next record goes */
+  uint32_t hseg, tseg;          /* the segments of head and tail */
+  uint32_t fresh;               /* a segment linked by a put not yet committed */
+  uint32_t spare;               /* a segment kept for the next link */
   uint32_t maxsize;             /* 0: unbounded */
   uint32_t joinable;
   _Atomic uint32_t put_seq;     /* bumped after each put: getters sleep on it */
