@@ -13,6 +13,8 @@ static cc_barrier *check_barrier(lua_State *L, int idx) {
 }
 
 static int l_barrier(lua_State *L) {
+  cc_lopts opts;
+  cc__ltake_options(L, 4, cc__lname_only, &opts);
   lua_Integer parties = luaL_checkinteger(L, 1);
   luaL_argcheck(L, parties >= 1 && parties <= 1000000, 1,
                 "parties must be from 1 to 1000000");
@@ -23,6 +25,7 @@ static int l_barrier(lua_State *L) {
   lua_settop(L, 3); /* the wrapper goes at 4, after the optional arguments */
   cc_barrier *b = cc__lcheck_alloc(L, cc_barrier_new((uint32_t)parties));
   cc__lpush_obj(L, &b->hdr, 1);
+  cc__lname_obj(L, &b->hdr, &opts);
   lua_createtable(L, 0, 2);
   lua_pushvalue(L, 2);
   lua_setfield(L, -2, "action");
@@ -107,7 +110,8 @@ static int barrier_broken(lua_State *L) {
 
 static int barrier_tostring(lua_State *L) {
   cc_barrier *b = check_barrier(L, 1);
-  lua_pushfstring(L, "Barrier(id=%d, parties=%d, waiting=%d%s)", (int)b->hdr.id,
+  char nm[CC_OBJ_NAME_MAX];
+  lua_pushfstring(L, "Barrier(%s, parties=%d, waiting=%d%s)", cc_obj_name(&b->hdr, nm),
                   (int)b->parties, (int)cc_barrier_n_waiting(b),
                   cc_barrier_broken(b) ? ", broken" : "");
   return 1;

@@ -26,6 +26,23 @@ void cc__lset_time_scale(double s);
 /* Pushes a wrapper of o and records one hold of it by this process; with
  * adopt, o's creation reference becomes the hold. Raises ArenaFull. */
 void cc__lpush_obj(lua_State *L, cc_obj *o, int adopt);
+/* A constructor's trailing options table: its name, copied out. */
+typedef struct cc_lopts {
+  char name[CC_OBJ_NAME_MAX];
+  size_t len; /* 0: none given */
+} cc_lopts;
+/* Takes a constructor's trailing options: a plain table as its last
+ * argument, at most its argument #most (a table that is a positional
+ * argument, such as a dict's contents, sits at a lower place). Its keys
+ * must be among known (NULL-ended, "name" among them); its name is checked
+ * (a string of 1 to 63 bytes) and copied into *opts, and the table is
+ * dropped from the stack, so that the positional arguments parse as when it
+ * is not there. Returns the table's argument number, or 0. */
+int cc__ltake_options(lua_State *L, int most, const char *const *known, cc_lopts *opts);
+/* The known keys of options that are only a name. */
+extern const char *const cc__lname_only[];
+/* Gives o the name of opts, if any (raises ArenaFull). */
+void cc__lname_obj(lua_State *L, cc_obj *o, const cc_lopts *opts);
 /* Raises ArenaFull when o is NULL (a constructor's allocation failed). */
 void *cc__lcheck_alloc(lua_State *L, void *o);
 /* The object of the wrapper at idx, of the named type (NULL tname: any

@@ -25,6 +25,8 @@ static int release(cc_obj *o) {
 static const cc_acquirable cond_ops = {acquire, release};
 
 static int l_condition(lua_State *L) {
+  cc_lopts opts;
+  cc__ltake_options(L, 2, cc__lname_only, &opts);
   cc_lock *lock = NULL;
   if (!lua_isnoneornil(L, 1)) {
     cc_obj *o = cc__ltest_obj(L, 1, "Lock");
@@ -35,6 +37,7 @@ static int l_condition(lua_State *L) {
   }
   cc_cond *c = cc__lcheck_alloc(L, cc_cond_new(lock));
   cc__lpush_obj(L, &c->hdr, 1);
+  cc__lname_obj(L, &c->hdr, &opts);
   return 1;
 }
 

@@ -384,7 +384,8 @@ static int dict_apply(lua_State *L) { return read_modify_write(L, 1); }
 
 static int dict_tostring(lua_State *L) {
   cc_dict *d = check_dict(L, 1);
-  lua_pushfstring(L, "%s(id=%d, %d items)", cc_obj_typename(&d->hdr), (int)d->hdr.id,
+  char nm[CC_OBJ_NAME_MAX];
+  lua_pushfstring(L, "%s(%s, %d items)", cc_obj_typename(&d->hdr), cc_obj_name(&d->hdr, nm),
                   (int)length(L, d));
   return 1;
 }
@@ -496,7 +497,8 @@ static int list_pairs(lua_State *L) {
 
 static int list_tostring(lua_State *L) {
   cc_dict *d = check_list(L, 1);
-  lua_pushfstring(L, "List(id=%d, %d items)", (int)d->hdr.id, (int)length(L, d));
+  char nm[CC_OBJ_NAME_MAX];
+  lua_pushfstring(L, "List(%s, %d items)", cc_obj_name(&d->hdr, nm), (int)length(L, d));
   return 1;
 }
 

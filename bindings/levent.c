@@ -8,7 +8,12 @@ static cc_event *check_event(lua_State *L, int idx) {
 }
 
 static int l_event(lua_State *L) {
-  cc__lpush_obj(L, &((cc_event *)cc__lcheck_alloc(L, cc_event_new()))->hdr, 1);
+  cc_lopts opts;
+  cc__ltake_options(L, 1, cc__lname_only, &opts);
+  luaL_argcheck(L, lua_isnoneornil(L, 1), 1, "the only argument is an options table, {name = ...}");
+  cc_event *e = cc__lcheck_alloc(L, cc_event_new());
+  cc__lpush_obj(L, &e->hdr, 1);
+  cc__lname_obj(L, &e->hdr, &opts);
   return 1;
 }
 
@@ -41,7 +46,8 @@ static int event_wait(lua_State *L) {
 
 static int event_tostring(lua_State *L) {
   cc_event *e = check_event(L, 1);
-  lua_pushfstring(L, "Event(id=%d, %s)", (int)e->hdr.id,
+  char nm[CC_OBJ_NAME_MAX];
+  lua_pushfstring(L, "Event(%s, %s)", cc_obj_name(&e->hdr, nm),
                   cc_event_is_set(e) ? "set" : "clear");
   return 1;
 }

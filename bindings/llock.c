@@ -21,13 +21,13 @@ static cc_lock *check_lock(lua_State *L, int idx) {
  * lock itself. */
 void cc__lwarn_owner_died(cc_lock *l, const cc_obj *of) {
   int dead = cc_lock_dead_owner(l);
-  char name[CC_PROC_NAME_MAX];
+  char name[CC_PROC_NAME_MAX], what[CC_OBJ_NAME_MAX + 24];
   cc_proctab_name_of(dead, name, sizeof name);
   cc_procent *me = cc_proc_self();
   fprintf(stderr,
-          "concur: warning: OwnerDied: %s %u%s: its holder %s (pid %d) died "
+          "concur: warning: OwnerDied: %s%s: its holder %s (pid %d) died "
           "holding it; %s (pid %d) has it now\n",
-          cc_obj_typename(of), (unsigned)of->id, of == &l->hdr ? "" : "'s lock", name, dead,
+          cc_obj_describe(of, what), of == &l->hdr ? "" : "'s lock", name, dead,
           me ? me->name : "this process", (int)getpid());
   fflush(stderr);
 }
@@ -46,15 +46,18 @@ static int release(cc_obj *o) {
 
 static const cc_acquirable lock_ops = {acquire, release};
 
-static int l_lock(lua_State *L) {
-  cc__lpush_obj(L, &((cc_lock *)cc__lcheck_alloc(L, cc_lock_new(0)))->hdr, 1);
+static int new_lock(lua_State *L, int recursive) {
+  cc_lopts opts;
+  cc__ltake_options(L, 1, cc__lname_only, &opts);
+  luaL_argcheck(L, lua_isnoneornil(L, 1), 1, "the only argument is an options table, {name = ...}");
+  cc_lock *l = cc__lcheck_alloc(L, cc_lock_new(recursive));
+  cc__lpush_obj(L, &l->hdr, 1);
+  cc__lname_obj(L, &l->hdr, &opts);
   return 1;
 }
 
-static int l_rlock(lua_State *L) {
-  cc__lpush_obj(L, &((cc_lock *)cc__lcheck_alloc(L, cc_lock_new(1)))->hdr, 1);
-  return 1;
-}
+static int l_lock(lua_State *L) { return new_lock(L, 0); }
+static int l_rlock(lua_State *L) { return new_lock(L, 1); }
 
 /* Pushes acquire's results: true, or true and "owner_died", or false. */
 int cc__lpush_acquired(lua_State *L, int r) {
@@ -146,13 +149,14 @@ static int lock_acquire_restore(lua_State *L) {
 
 static int lock_tostring(lua_State *L) {
   cc_lock *l = check_lock(L, 1);
+  char nm[CC_OBJ_NAME_MAX];
   uint32_t w = atomic_load(&l->word);
   if (w & CC_LOCK_TID)
-    lua_pushfstring(L, "%s(id=%d, locked by pid %d)", cc_obj_typename(&l->hdr),
-                    (int)l->hdr.id, (int)atomic_load(&l->owner_pid));
+    lua_pushfstring(L, "%s(%s, locked by pid %d)", cc_obj_typename(&l->hdr),
+                    cc_obj_name(&l->hdr, nm), (int)atomic_load(&l->owner_pid));
   else
-    lua_pushfstring(L, "%s(id=%d, unlocked)", cc_obj_typename(&l->hdr),
-                    (int)l->hdr.id);
+    lua_pushfstring(L, "%s(%s, unlocked)", cc_obj_typename(&l->hdr),
+                    cc_obj_name(&l->hdr, nm));
   return 1;
 }
 

@@ -84,7 +84,7 @@ static void push_mt(lua_State *L, const cc_obj *o) {
 }
 
 void cc__lpush_obj(lua_State *L, cc_obj *o, int adopt) {
-  wrapper *w = lua_newuserdatauv(L, sizeof *w, 1);
+  wrapper *w = lua_newuserdatauv(L, sizeof *w, 2); /* 2: the name, once closed */
   w->magic = CC_WRAPPER_MAGIC;
   w->o = NULL;
   w->type = o->type;
@@ -101,6 +101,47 @@ void cc__lpush_obj(lua_State *L, cc_obj *o, int adopt) {
     cc__lraise_code(L, r, NULL);
   }
   w->o = o;
+}
+
+const char *const cc__lname_only[] = {"name", NULL};
+
+int cc__ltake_options(lua_State *L, int most, const char *const *known, cc_lopts *opts) {
+  opts->len = 0;
+  int idx = lua_gettop(L);
+  if (idx > most)
+    luaL_argerror(L, most + 1, lua_pushfstring(L, "%d arguments at most, the last an options "
+                                               "table such as {name = ...}", most));
+  if (idx == most && !lua_isnil(L, idx) && lua_type(L, idx) != LUA_TTABLE)
+    luaL_argerror(L, idx, lua_pushfstring(L, "options must be a table such as {name = ...}, "
+                                          "not %s", luaL_typename(L, idx)));
+  if (idx < 1 || lua_type(L, idx) != LUA_TTABLE)
+    return 0;
+  if (lua_getmetatable(L, idx)) {
+    lua_pop(L, 1);
+    return 0; /* an instance of a class: a positional argument */
+  }
+  cc__lcheck_fields_at(L, idx, NULL, idx, known, 0);
+  if (lua_getfield(L, idx, "name") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_argerror(L, idx, lua_pushfstring(L, "name must be a string, not %s",
+                                            luaL_typename(L, -1)));
+    size_t n;
+    const char *name = lua_tolstring(L, -1, &n);
+    luaL_argcheck(L, n >= 1 && n < CC_OBJ_NAME_MAX && !memchr(name, '\0', n), idx,
+                  "name must be 1 to 63 bytes, with no NUL");
+    memcpy(opts->name, name, n + 1);
+    opts->len = n;
+  }
+  lua_settop(L, idx - 1);
+  return idx;
+}
+
+void cc__lname_obj(lua_State *L, cc_obj *o, const cc_lopts *opts) {
+  if (opts->len) {
+    int r = cc_obj_set_name(o, opts->name, opts->len);
+    if (r)
+      cc__lraise_code(L, r, NULL);
+  }
 }
 
 void *cc__lcheck_alloc(lua_State *L, void *o) {
@@ -140,6 +181,9 @@ int cc__lobj_close(lua_State *L) {
   wrapper *w = cc__lwrapper_any(L, 1);
   if (w && w->o) {
     cc_obj *o = w->o;
+    char name[CC_OBJ_NAME_MAX];
+    lua_pushstring(L, cc_obj_name(o, name));
+    lua_setiuservalue(L, 1, 2);
     w->o = NULL;
     if (w->busy)
       w->closed = 1; /* another thread waits on it: it lets go when done */
@@ -156,13 +200,18 @@ void cc__lidle(cc_wrapper *w, cc_obj *o) {
   }
 }
 
-/* tostring of a closed wrapper: Queue(id=3, closed). True when it was one. */
+/* tostring of a closed wrapper: Queue(orders, closed). True when it was
+ * one. */
 static int closed_tostring(lua_State *L) {
   wrapper *w = cc__lwrapper_any(L, 1);
   if (!w || w->o)
     return 0;
   const cc_type *t = cc_type_get(w->type);
-  lua_pushfstring(L, "%s(id=%d, closed)", t ? t->name : "object", (int)w->id);
+  const char *tn = t ? t->name : "object";
+  if (lua_getiuservalue(L, 1, 2) == LUA_TSTRING)
+    lua_pushfstring(L, "%s(%s, closed)", tn, lua_tostring(L, -1));
+  else
+    lua_pushfstring(L, "%s(%s-%d, closed)", tn, tn, (int)w->id);
   return 1;
 }
 
@@ -172,7 +221,8 @@ static int obj_tostring(lua_State *L) {
   wrapper *w = cc__lwrapper_any(L, 1);
   if (!w)
     return luaL_typeerror(L, 1, "concur object");
-  lua_pushfstring(L, "%s(id=%d)", cc_obj_typename(w->o), (int)w->o->id);
+  char name[CC_OBJ_NAME_MAX];
+  lua_pushfstring(L, "%s(%s)", cc_obj_typename(w->o), cc_obj_name(w->o, name));
   return 1;
 }
 

@@ -14,10 +14,15 @@ static cc_queue *check_queue(lua_State *L, int idx) {
 }
 
 static int new_queue(lua_State *L, int kind) {
+  cc_lopts opts;
+  cc__ltake_options(L, kind == CC_QUEUE_SIMPLE ? 1 : 2, cc__lname_only, &opts);
+  if (kind == CC_QUEUE_SIMPLE)
+    luaL_argcheck(L, lua_isnoneornil(L, 1), 1, "the only argument is an options table, {name = ...}");
   lua_Integer max = kind == CC_QUEUE_SIMPLE ? 0 : luaL_optinteger(L, 1, 0);
   luaL_argcheck(L, max <= 0x7fffffff, 1, "maxsize is too large");
   cc_queue *q = cc__lcheck_alloc(L, cc_queue_new(kind, max > 0 ? (uint32_t)max : 0));
   cc__lpush_obj(L, &q->hdr, 1);
+  cc__lname_obj(L, &q->hdr, &opts);
   return 1;
 }
 
@@ -121,12 +126,13 @@ static int queue_join(lua_State *L) {
 
 static int queue_tostring(lua_State *L) {
   cc_queue *q = check_queue(L, 1);
+  char nm[CC_OBJ_NAME_MAX];
   if (q->maxsize)
-    lua_pushfstring(L, "%s(id=%d, size=%d, maxsize=%d)", cc_obj_typename(&q->hdr),
-                    (int)q->hdr.id, (int)cc_queue_qsize(q), (int)q->maxsize);
+    lua_pushfstring(L, "%s(%s, size=%d, maxsize=%d)", cc_obj_typename(&q->hdr),
+                    cc_obj_name(&q->hdr, nm), (int)cc_queue_qsize(q), (int)q->maxsize);
   else
-    lua_pushfstring(L, "%s(id=%d, size=%d)", cc_obj_typename(&q->hdr),
-                    (int)q->hdr.id, (int)cc_queue_qsize(q));
+    lua_pushfstring(L, "%s(%s, size=%d)", cc_obj_typename(&q->hdr),
+                    cc_obj_name(&q->hdr, nm), (int)cc_queue_qsize(q));
   return 1;
 }
 

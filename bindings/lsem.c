@@ -19,11 +19,14 @@ static int release(cc_obj *o) { return cc_sem_post((cc_sem *)o); }
 static const cc_acquirable sem_ops = {acquire, release};
 
 static int new_sem(lua_State *L, int bounded) {
+  cc_lopts opts;
+  cc__ltake_options(L, 2, cc__lname_only, &opts);
   lua_Integer n = luaL_optinteger(L, 1, 1);
   luaL_argcheck(L, n >= 0 && n <= (lua_Integer)CC_SEM_MAX, 1,
                 "semaphore value must be from 0 to 2147483647");
   cc_sem *s = cc__lcheck_alloc(L, cc_sem_new((uint32_t)n, bounded));
   cc__lpush_obj(L, &s->hdr, 1);
+  cc__lname_obj(L, &s->hdr, &opts);
   return 1;
 }
 
@@ -68,8 +71,9 @@ static int sem_with(lua_State *L) {
 
 static int sem_tostring(lua_State *L) {
   cc_sem *s = check_sem(L, 1);
-  lua_pushfstring(L, "%s(id=%d, value=%d)", cc_obj_typename(&s->hdr),
-                  (int)s->hdr.id, (int)cc_sem_value(s));
+  char nm[CC_OBJ_NAME_MAX];
+  lua_pushfstring(L, "%s(%s, value=%d)", cc_obj_typename(&s->hdr),
+                  cc_obj_name(&s->hdr, nm), (int)cc_sem_value(s));
   return 1;
 }
 

@@ -51,7 +51,7 @@ typedef struct arena {
   _Atomic size_t bump;
   _Atomic size_t used;
   _Atomic size_t live;
-  _Atomic uint32_t next_id;
+  _Atomic uint32_t serial[CC_TYPES_MAX]; /* the last id of each type */
   uint8_t secret[16];
   _Atomic uint64_t freelist[CLASSES];
 } arena;
@@ -81,7 +81,6 @@ int cc_arena_init(size_t size) {
   atomic_init(&A->bump, A->reserved_off + A->reserved_len);
   atomic_init(&A->used, 0);
   atomic_init(&A->live, 0);
-  atomic_init(&A->next_id, 1);
   for (int i = 0; i < CLASSES; i++)
     atomic_init(&A->freelist[i], 0);
   if (getrandom(A->secret, sizeof A->secret, 0) != (ssize_t)sizeof A->secret) {
@@ -258,7 +257,7 @@ void *cc_obj_new_sized(const cc_type *t, size_t size) {
   memset(o, 0, size);
   o->type = tag;
   atomic_store(&o->refs, 1);
-  o->id = atomic_fetch_add(&A->next_id, 1);
+  o->id = atomic_fetch_add(&A->serial[tag], 1) + 1;
   return o;
 }
 
@@ -270,12 +269,45 @@ void cc_obj_unref(cc_obj *o) {
   const cc_type *t = cc_type_get(o->type);
   if (t && t->destroy)
     t->destroy(o);
+  cc_arena_free(cc_arena_ptr(o->name));
   cc_arena_free(o);
 }
 
 const char *cc_obj_typename(const cc_obj *o) {
   const cc_type *t = cc_type_get(o->type);
   return t ? t->name : "?";
+}
+
+int cc_obj_set_name(cc_obj *o, const char *name, size_t len) {
+  if (len == 0 || len >= CC_OBJ_NAME_MAX || memchr(name, '\0', len))
+    return CC_EVALUE;
+  char *b = cc_arena_alloc(len + 1);
+  if (!b)
+    return CC_EARENAFULL;
+  memcpy(b, name, len);
+  b[len] = '\0';
+  uint32_t old = o->name;
+  o->name = cc_arena_off(b);
+  cc_arena_free(cc_arena_ptr(old));
+  return 0;
+}
+
+const char *cc_obj_name(const cc_obj *o, char *buf) {
+  const char *given = cc_arena_ptr(o->name);
+  if (given)
+    snprintf(buf, CC_OBJ_NAME_MAX, "%s", given);
+  else
+    snprintf(buf, CC_OBJ_NAME_MAX, "%s-%u", cc_obj_typename(o), (unsigned)o->id);
+  return buf;
+}
+
+const char *cc_obj_describe(const cc_obj *o, char *buf) {
+  const char *given = cc_arena_ptr(o->name);
+  if (given)
+    snprintf(buf, CC_OBJ_NAME_MAX + 24, "%s '%s'", cc_obj_typename(o), given);
+  else
+    snprintf(buf, CC_OBJ_NAME_MAX + 24, "%s-%u", cc_obj_typename(o), (unsigned)o->id);
+  return buf;
 }
 
 cc_obj *cc_obj_from_off(uint32_t off) {

@@ -122,8 +122,9 @@ typedef struct member {
 
 static void describe_lock(char *buf, size_t n, const cc_obj *l) {
   const cc_type *t = cc_type_get(l->type);
+  char name[CC_OBJ_NAME_MAX + 24];
   if (t && l->id)
-    snprintf(buf, n, "%s(id=%u)", t->name, (unsigned)l->id);
+    snprintf(buf, n, "%s", cc_obj_describe(l, name));
   else
     snprintf(buf, n, "the lock of a shared object at %p", (const void *)l);
 }

@@ -3,11 +3,14 @@ local concur = require "concur"
 
 print("cpu_count:", concur.cpu_count())
 local ps = {}
+local counted = concur.Event()
 for i = 1, 3 do
-  ps[i] = concur.Process{target = function() concur.sleep(1) end}
+  -- Each runs until the three are counted (or a second has passed).
+  ps[i] = concur.Process{target = function() counted:wait(1) end}
   ps[i]:start()
 end
 local kids = concur.active_children()
+counted:set()
 for _, c in ipairs(kids) do print("active:", c.name, c.pid) end
 for _, p in ipairs(ps) do p:join() end
 local after = #concur.active_children()

@@ -100,10 +100,10 @@ static void two_threads_one_finds_the_cycle(void **state) {
   assert_true(elapsed_ms(t0) >= CC_DEADLOCK_STABLE_NS / MS);
   assert_non_null(strstr(r->report, "deadlock: 2 threads wait for each other's locks, forever:"));
   char line[128];
-  snprintf(line, sizeof line, "holds Lock(id=%u) and waits for Lock(id=%u)",
+  snprintf(line, sizeof line, "holds Lock-%u and waits for Lock-%u",
            (unsigned)r->lock[0]->hdr.id, (unsigned)r->lock[1]->hdr.id);
   assert_non_null(strstr(r->report, line));
-  snprintf(line, sizeof line, "holds Lock(id=%u) and waits for Lock(id=%u)",
+  snprintf(line, sizeof line, "holds Lock-%u and waits for Lock-%u",
            (unsigned)r->lock[1]->hdr.id, (unsigned)r->lock[0]->hdr.id);
   assert_non_null(strstr(r->report, line));
   ring_free(r);

@@ -125,7 +125,7 @@ end
   T.eq(code, 0, err)
   T.eq(out, "Lock\ttrue\towner_died\nValue\ttrue\towner_died\nCondition\ttrue\towner_died\n")
   for _, kind in ipairs{"Lock", "Value", "Condition"} do
-    assert(err:find("OwnerDied: " .. kind .. " %d+[^:]*: its holder holder%-" .. kind .. " %(pid %d+%) died"),
+    assert(err:find("OwnerDied: " .. kind .. "%-%d+[^:]*: its holder holder%-" .. kind .. " %(pid %d+%) died"),
            err)
   end
   os.remove(path)
@@ -241,6 +241,45 @@ for _, kind in ipairs({"Lock", "RLock"}) do
     T.eq(lock:locked(), false)
   end)
 end
+
+T.matrix("every primitive has a name, given or kind and serial, the same in every party", function(spawn)
+  local objs = {
+    concur.Lock{name = "fork"}, concur.RLock{name = "r"}, concur.Semaphore(4, {name = "rooms"}),
+    concur.BoundedSemaphore(2, {name = "bs"}), concur.Event{name = "go"},
+    concur.Condition(nil, {name = "cv"}), concur.Barrier(2, {name = "gate"}),
+    concur.Queue(5, {name = "orders"}), concur.JoinableQueue{name = "jobs"},
+    concur.SimpleQueue{name = "sq"}, concur.Lock(), concur.Queue(),
+  }
+  local want = {"Lock(fork, ", "RLock(r, ", "Semaphore(rooms, ", "BoundedSemaphore(bs, ",
+                "Event(go, ", "Condition(cv", "Barrier(gate, ", "Queue(orders, ", "JoinableQueue(jobs, ",
+                "SimpleQueue(sq, ", "Lock(Lock%-%d+, ", "Queue(Queue%-%d+, "}
+  for i, o in ipairs(objs) do
+    assert(tostring(o):find("^" .. want[i]:gsub("%(", "%%("):gsub("%%%%%-", "%%-")), tostring(o))
+  end
+  local back = concur.Queue()
+  spawn(function()
+    local seen = {}
+    for i, o in ipairs(objs) do seen[i] = tostring(o) end
+    back:put(seen)
+  end):join()
+  local seen = back:get(true, 10)
+  for i, o in ipairs(objs) do T.eq(seen[i]:match("^[^,)]*"), tostring(o):match("^[^,)]*")) end
+end)
+
+T.test("names: refused when not a string of 1 to 63 bytes; options only where they go", function()
+  local function refused(pattern, fn, ...)
+    local ok, err = pcall(fn, ...)
+    T.eq(ok, false)
+    assert(tostring(err):find(pattern), tostring(err))
+  end
+  refused("unknown option 'nam' %(did you mean 'name'%?%)", concur.Lock, {nam = "x"})
+  refused("name must be a string, not number", concur.Event, {name = 5})
+  refused("name must be 1 to 63 bytes", concur.Queue, 3, {name = ("x"):rep(64)})
+  refused("name must be 1 to 63 bytes", concur.Semaphore, 1, {name = ""})
+  refused("options must be a table such as {name = ...}, not number", concur.Semaphore, 2, 3)
+  refused("arguments at most", concur.Queue, 3, {name = "a"}, 4)
+  refused("options must be a table such as {name = ...}, not number", concur.Lock, 5)
+end)
 
 T.matrix("Lock: a timed acquire fails while another party holds it, then succeeds", function(spawn)
   local lock, held, go = concur.Lock(), concur.Event(), concur.Event()
@@ -382,12 +421,16 @@ end)
 
 T.test("closed objects and wrong types are refused", function()
   local l = concur.Lock()
-  local id = tostring(l):match("id=(%d+)")
+  local name = tostring(l):match("^Lock%((Lock%-%d+), unlocked%)$")
+  assert(name, tostring(l))
   getmetatable(l).__close(l)
-  T.eq(tostring(l), ("Lock(id=%s, closed)"):format(id), "a closed object still prints")
+  T.eq(tostring(l), ("Lock(%s, closed)"):format(name), "a closed object still prints")
   local q = concur.Queue(3)
   q:close()
-  assert(tostring(q):match("^Queue%(id=%d+, closed%)$"), tostring(q))
+  assert(tostring(q):match("^Queue%(Queue%-%d+, closed%)$"), tostring(q))
+  local named = concur.Queue(3, {name = "orders"})
+  named:close()
+  T.eq(tostring(named), "Queue(orders, closed)")
   local ok, err = pcall(l.acquire, l)
   T.eq(ok, false)
   assert(tostring(err):find("attempt to use a closed Lock"), tostring(err))
@@ -404,10 +447,10 @@ T.test("a deadlock ends the run with exit 3 and the cycle; waits that can end ar
   T.eq(code, 3, "exit status of the lesson's deadlock")
   assert(out:find("has A"), out)
   assert(err:find("concur: deadlock: 2 threads wait for each other's locks, forever:", 1, true), err)
-  assert(err:find("Thread%-%d of MainProcess %(pid %d+%) holds Lock%(id=%d+%) and waits for Lock%(id=%d+%)"), err)
+  assert(err:find("Thread%-%d of MainProcess %(pid %d+%) holds Lock%-%d+ and waits for Lock%-%d+"), err)
   code, _, err = T.sh(bin .. " run " .. T.script([[
     local concur = require "concur"
-    local A, B = concur.RLock(), concur.Lock()
+    local A, B = concur.RLock{name = "A"}, concur.Lock()
     local ready = concur.Barrier(2)
     concur.Process{name = "Taker", target = function()
       B:acquire(); ready:wait(); A:acquire()
@@ -415,7 +458,7 @@ T.test("a deadlock ends the run with exit 3 and the cycle; waits that can end ar
     A:acquire(); ready:wait(); B:acquire()
   ]]))
   T.eq(code, 3, "exit status of a deadlock between processes")
-  assert(err:find("MainThread of Taker (pid ", 1, true) and err:find("holds Lock(id=2) and waits for RLock(id=1)", 1, true), err)
+  assert(err:find("MainThread of Taker (pid ", 1, true) and err:find("holds Lock-1 and waits for RLock 'A'", 1, true), err)
   -- Not deadlocks: one wait of the cycle has a timeout; a holder sleeps
   -- (a process), then releases; a Lock waited for by its holder is
   -- released by another thread, as CPython allows.

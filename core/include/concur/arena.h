@@ -13,9 +13,12 @@
 typedef struct cc_obj {
   uint32_t type;
   _Atomic uint32_t refs;
-  uint32_t id;
-  uint32_t reserved;
+  uint32_t id;   /* its serial among the run's objects of its type, from 1 */
+  uint32_t name; /* the arena offset of the name it was given, or 0 */
 } cc_obj;
+
+/* The bytes of a name, its NUL included. */
+#define CC_OBJ_NAME_MAX 64
 
 typedef struct cc_type {
   const char *name;
@@ -103,6 +106,15 @@ void cc_obj_ref(cc_obj *o);
 /* Drops one reference; the last one destroys and frees the object. */
 void cc_obj_unref(cc_obj *o);
 const char *cc_obj_typename(const cc_obj *o);
+/* Names o (a copy of name, 1 to CC_OBJ_NAME_MAX - 1 bytes, freed with o):
+ * 0, CC_EVALUE for a name of no or too many bytes, CC_EARENAFULL. */
+int cc_obj_set_name(cc_obj *o, const char *name, size_t len);
+/* Writes o's name, given or "<Type>-<id>" ("Lock-3"), into buf (of
+ * CC_OBJ_NAME_MAX bytes) and returns buf. */
+const char *cc_obj_name(const cc_obj *o, char *buf);
+/* o for a report, in buf (of CC_OBJ_NAME_MAX + 24 bytes): "Lock 'fork'"
+ * when it was named, else "Lock-3". Returns buf. */
+const char *cc_obj_describe(const cc_obj *o, char *buf);
 /* True when t is o's type. */
 static inline int cc_obj_is(const cc_obj *o, const cc_type *t) {
   return cc_type_get(o->type) == t;
