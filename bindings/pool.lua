@@ -227,7 +227,9 @@ function Pool:_check()
   end
 end
 
-function Pool:_submit(job)
+-- Queues a job; with `later`, the caller hands the queue out once it has
+-- queued all of a map's parts (so that they go to the idle workers first).
+function Pool:_submit(job, later)
   local fn = job[FN]
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
     concur.error("ValueError", "a pool task needs a function")
@@ -238,11 +240,16 @@ function Pool:_submit(job)
   dq_push(pending, job)
   self._outstanding = self._outstanding + 1
   -- With others still waiting, every worker is full: the next _pump sends.
-  if pending.first == pending.last then
+  if not later and pending.first == pending.last then
     self:_dispatch()
     self:_nudge()
   end
   return job
+end
+
+function Pool:_submitted()
+  self:_dispatch()
+  self:_nudge()
 end
 
 function Pool:_finish(job, ok, value)
@@ -346,18 +353,20 @@ function Pool:_send(w, jobs)
   end
 end
 
--- Workers get the pending tasks in turn, from the one after the last
--- served, as many as each has room for, in one message.
--- Hands pending work out: to idle workers first, then to busy ones whose
--- work in hand began less than SLOW seconds ago. A worker that has been
--- on its task longer gets nothing more (it cannot pass work on): what is
--- left waits here for the first worker that finishes.
+-- Hands pending work out, in turn from the one after the last served, as
+-- many tasks as each has room for, in one message: to idle workers first.
+-- When one was idle, what is left waits here for the first that finishes:
+-- a busy worker's task may be long (it cannot pass work on), whatever the
+-- time it has taken so far. When none was, busy ones whose work in hand
+-- began less than SLOW seconds ago get their next tasks at hand.
 function Pool:_dispatch()
   local pending = self._pending
   if dq_len(pending) == 0 then return end
   local depth = self:_depth()
   local now = concur.time()
+  local fed = 0
   for pass = 1, 2 do
+    if pass == 2 and fed > 0 then return end
     for k = 1, self._n do
       local slot = (self._rr + k - 1) % self._n + 1
       local w = self._workers[slot]
@@ -368,7 +377,7 @@ function Pool:_dispatch()
         if room > 0 then
           local jobs = {}
           for i = 1, room do jobs[i] = dq_pop(pending) end
-          if held == 0 then w.since = now end
+          if held == 0 then w.since = now; fed = fed + 1 end
           self:_send(w, jobs)
           self._rr = slot
           if dq_len(pending) == 0 then return end
@@ -585,12 +594,33 @@ local function wait(r, timeout)
   return r[STATE] ~= false
 end
 
+-- A timeout as every blocking method takes it: seconds, nil, or Python's
+-- keyword, {timeout = s}.
+local function check_timeout(timeout, fn)
+  if type(timeout) == "table" and getmetatable(timeout) == nil then
+    for k in pairs(timeout) do
+      if k ~= "timeout" then
+        error(("bad argument #1 to '%s' (unknown option '%s' (did you mean 'timeout'?))")
+          :format(fn, tostring(k)), 3)
+      end
+    end
+    timeout = timeout.timeout
+  end
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
+    error(("bad argument #1 to '%s' (timeout must be a number of seconds, not negative: got %s)")
+      :format(fn, tostring(timeout)), 3)
+  end
+  return timeout
+end
+
 function AsyncResult:wait(timeout)
+  timeout = check_timeout(timeout, "wait")
   if self[STATE] then return true end
   return self[POOL]._mutex:with(wait, self, timeout)
 end
 
 function AsyncResult:get(timeout)
+  timeout = check_timeout(timeout, "get")
   if not self:wait(timeout) then
     concur.error("Timeout", ("the result was not ready after %g s"):format(timeout))
   end
@@ -704,8 +734,9 @@ Pool._map_async = locked(function(self, fn, list, chunksize, star, opts, view)
     return r
   end
   for offset, kind, count, payload in parts(list, chunksize, star, not view) do
-    self:_submit(setmetatable({fn, kind, count, payload, 0, false, false, offset, whole}, Part))
+    self:_submit(setmetatable({fn, kind, count, payload, 0, false, false, offset, whole}, Part), true)
   end
+  self:_submitted()
   return r
 end)
 
@@ -749,8 +780,9 @@ Pool._imap = locked(function(self, fn, list, chunksize, ordered)
   check_map(self, fn, list, chunksize)
   local it = {arrived = {}, order = {}, norder = 0}
   for offset, kind, count, payload in parts(list, chunksize or 1, false, true) do
-    self:_submit(setmetatable({fn, kind, count, payload, 0, false, false, offset, it}, IPart))
+    self:_submit(setmetatable({fn, kind, count, payload, 0, false, false, offset, it}, IPart), true)
   end
+  self:_submitted()
   local next_i, total, taken, head = 1, #list, 0, 1
   local function step()
     while true do

@@ -315,19 +315,39 @@ T.test("a pool's map in one thread and a Pipe in another do not mix", function()
   T.eq(echo:join(60), true)
 end)
 
+T.test("AsyncResult get and wait take a timeout as every blocking method does", function()
+  local pool <close> = concur.Pool{processes = 1}
+  local r = pool:apply_async(function(x) concur.sleep(0.5) return x end, {7})
+  T.raises("Timeout", function() r:get{timeout = 0.01} end)
+  T.eq(r:wait{timeout = 0.01}, false)
+  for _, bad in ipairs{{{timout = 1}, "unknown option 'timout'"}, {-1, "not negative"},
+                       {0 / 0, "not negative"}, {"soon", "must be a number"}} do
+    local ok, err = pcall(r.get, r, bad[1])
+    T.eq(ok, false)
+    assert(tostring(err):find(bad[2], 1, true), tostring(err))
+  end
+  T.eq(r:get{timeout = 10}, 7)
+end)
+
 T.test("map does not wait for a busy worker", function()
   -- One of three workers is on a 3 s task; a map of 6 quick items goes to
   -- the other two (today's machine: a millisecond; it took the 3 s before).
   local pool <close> = concur.Pool(3)
   pool:map(function(x) return x end, {1, 2, 3, 4, 5, 6}) -- all three started
-  local busy = pool:apply_async(function() concur.sleep(3) return "slow" end)
-  concur.sleep(0.1)
-  local t0 = concur.time()
-  local r = pool:map(function(x) return x * 2 end, {1, 2, 3, 4, 5, 6})
-  local took = concur.time() - t0
-  T.eq(table.concat(r, ","), "2,4,6,8,10,12")
-  assert(took < 1.5, ("map took %.2f s: it waited for the busy worker"):format(took))
-  T.eq(busy:get(10), "slow")
+  -- At once, and a while after the slow task began: a worker that took it
+  -- a moment ago looks like one whose task is quick, and got the map's
+  -- items one at a time as they were queued (the map took the 3 s).
+  for _, delay in ipairs{0, 0.02, 0.1} do
+    local busy = pool:apply_async(function() concur.sleep(3) return "slow" end)
+    if delay > 0 then concur.sleep(delay) end
+    local t0 = concur.time()
+    local r = pool:map(function(x) return x * 2 end, {1, 2, 3, 4, 5, 6})
+    local took = concur.time() - t0
+    T.eq(table.concat(r, ","), "2,4,6,8,10,12")
+    assert(took < 1.5, ("map took %.2f s %.2f s after the slow task: it waited for its worker")
+      :format(took, delay))
+    T.eq(busy:get(10), "slow")
+  end
 end)
 
 T.done()
