@@ -84,8 +84,24 @@ local function run_task(fn, kind, count, payload)
   return ok and packed or values
 end
 
+-- A traceback of the user's frames only: from the first of the pool's own
+-- (this chunk's) down, the levels are the pool's and, below the fork, the
+-- parent's.
+local function user_traceback(e)
+  local tb = debug.traceback(tostring(e), 3)
+  local head, rest = tb:match("^(.-stack traceback:)(.*)$")
+  if not head then return tb end
+  local kept = {}
+  for line in rest:gmatch("\n[^\n]*") do
+    if line:find("^\n\tpool:") then break end
+    kept[#kept + 1] = line
+  end
+  if kept[#kept] and kept[#kept]:find("^\n\t%[C%]") then kept[#kept] = nil end
+  return head .. table.concat(kept)
+end
+
 local function task_failed(e)
-  return {msg = tostring(e), tb = debug.traceback(tostring(e), 2)}
+  return {msg = tostring(e), tb = user_traceback(e)}
 end
 
 -- How long a worker may keep finished results while it has more tasks at
@@ -105,8 +121,17 @@ local REPLY_DELAY = 0.001
 -- results died with it.
 local function worker(conn, others, progress, initializer, initargs, maxtasks)
   for _, c in ipairs(others) do c:close() end
-  if initializer then initializer(table.unpack(initargs or {}, 1, (initargs or {}).n)) end
   local me = concur.getpid()
+  if initializer then
+    -- A failed initializer is said to the parent, which fails the pool:
+    -- made again, the worker would fail again, for good.
+    local ok, err = xpcall(initializer, task_failed,
+                           table.unpack(initargs or {}, 1, (initargs or {}).n))
+    if not ok then
+      conn:send({pid = me, n = 0, init_error = err})
+      return
+    end
+  end
   local fns = {} -- functions are sent once per worker, then named by id
   local out, nout, since, busy = {pid = me}, 0, nil, 0
   local function flush(last)
@@ -194,6 +219,14 @@ local function construct(cls, opts)
                  "Pool(4), Pool{processes = 4, maxtasksperchild = 10}")
   end
   concur._check_fields(opts, "Pool", 1, POOL_OPTIONS)
+  local init = opts.initializer
+  if init ~= nil and type(init) ~= "function" and not (getmetatable(init) or {}).__call then
+    concur.error("ValueError", ("initializer must be a function, not %s"):format(type(init)))
+  end
+  if opts.initargs ~= nil and type(opts.initargs) ~= "table" then
+    concur.error("ValueError", ("initargs must be a table of arguments, not %s")
+      :format(type(opts.initargs)))
+  end
   local n = opts.processes or concur._pool_processes or concur.cpu_count()
   if math.type(n) ~= "integer" or n < 1 then
     concur.error("ValueError", "processes must be a whole number of at least 1")
@@ -219,6 +252,7 @@ end
 setmetatable(Pool, {__call = construct})
 
 function Pool:_check()
+  if self._broken then concur.error("ProcessError", self._broken .. ": make a new pool") end
   if self._state ~= "running" then
     concur.error("ProcessError", ("the pool is %s: make a new one"):format(self._state))
   end
@@ -420,7 +454,23 @@ function Pool:_lost(slot)
 end
 
 -- A worker's reply: the results of its oldest tasks, in order.
+-- A worker's initializer failed: so would every worker's. The pool fails
+-- what it was given and takes nothing more.
+function Pool:_init_failed(w, err)
+  local why = ("the pool's initializer failed in worker %d: %s"):format(w.pid, err.msg)
+  self._broken = why
+  local function fail(job)
+    self:_finish(job, false, new_error("RemoteError", why, {remote_traceback = err.tb}))
+  end
+  for _, other in pairs(self._workers) do
+    while dq_len(other.jobs) > 0 do fail(dq_pop(other.jobs)) end
+  end
+  while dq_len(self._pending) > 0 do fail(dq_pop(self._pending)) end
+  self:terminate()
+end
+
 function Pool:_handle(w, reply)
+  if reply.init_error then return self:_init_failed(w, reply.init_error) end
   local n, q = reply.n, w.jobs
   if n > 0 then
     local per = reply.busy / (n // 3)

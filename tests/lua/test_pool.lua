@@ -329,6 +329,36 @@ T.test("AsyncResult get and wait take a timeout as every blocking method does", 
   T.eq(r:get{timeout = 10}, 7)
 end)
 
+T.test("a bad initializer: refused when it is not one, and failing, it fails the pool at once", function()
+  T.raises("ValueError", concur.Pool, {processes = 1, initializer = 1})
+  T.raises("ValueError", concur.Pool, {processes = 1, initializer = print, initargs = 5})
+  -- Made again and again, the workers would fail again (a flood of
+  -- tracebacks, and a task that never ends).
+  local pool = concur.Pool{processes = 2, initializer = function() error("no database") end}
+  local ok, err = pcall(pool.apply, pool, function() return 1 end)
+  T.eq(ok, false)
+  T.eq(concur.is(err, "RemoteError"), true)
+  assert(err.message:find("initializer failed in worker %d+: .*no database"), err.message)
+  assert(not err.remote_traceback:find("pool:"), err.remote_traceback)
+  local ok2, err2 = pcall(pool.map, pool, print, {1})
+  T.eq(ok2, false)
+  assert(tostring(err2):find("make a new pool", 1, true), tostring(err2))
+  pool:close(); pool:join()
+end)
+
+T.test("a task's remote traceback is the task's own frames", function()
+  local pool <close> = concur.Pool{processes = 1}
+  local ok, err = pcall(pool.apply, pool, function()
+    local function inner() error("boom") end
+    inner()
+  end)
+  T.eq(ok, false)
+  assert(err.remote_traceback:find("in local 'inner'", 1, true), err.remote_traceback)
+  -- Not the pool's frames, nor the parent's below the fork.
+  assert(not err.remote_traceback:find("pool:", 1, true), err.remote_traceback)
+  assert(not err.remote_traceback:find("in method 'start'", 1, true), err.remote_traceback)
+end)
+
 T.test("map does not wait for a busy worker", function()
   -- One of three workers is on a 3 s task; a map of 6 quick items goes to
   -- the other two (today's machine: a millisecond; it took the 3 s before).
