@@ -46,11 +46,14 @@ static int sem_release(lua_State *L) {
   cc_sem *s = check_sem(L, 1);
   lua_Integer n = luaL_optinteger(L, 2, 1);
   luaL_argcheck(L, n >= 1, 2, "n must be at least 1");
-  for (lua_Integer i = 0; i < n; i++)
-    if (cc_sem_post(s))
-      return cc__lraise(L, "ValueError", "%s released too many times (its value "
-                        "may not exceed %d)", cc_obj_typename(&s->hdr),
-                        s->bounded ? (int)s->bound : (int)CC_SEM_MAX);
+  /* All n or none, as one change: Python's loop of n gives some before it
+   * raises. */
+  if (n > (lua_Integer)CC_SEM_MAX || cc_sem_post_n(s, (uint32_t)n)) {
+    char nm[CC_OBJ_NAME_MAX + 24];
+    return cc__lraise(L, "ValueError", "%s released too many times (its value "
+                      "may not exceed %d; it is %d)", cc_obj_describe(&s->hdr, nm),
+                      s->bounded ? (int)s->bound : (int)CC_SEM_MAX, (int)cc_sem_value(s));
+  }
   return 0;
 }
 

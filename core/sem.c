@@ -40,13 +40,16 @@ int cc_sem_wait(cc_sem *s, int64_t deadline) {
   }
 }
 
-int cc_sem_post(cc_sem *s) {
+int cc_sem_post(cc_sem *s) { return cc_sem_post_n(s, 1); }
+
+int cc_sem_post_n(cc_sem *s, uint32_t n) {
   uint32_t v = atomic_load(&s->value);
+  uint32_t most = s->bounded ? s->bound : CC_SEM_MAX;
   do {
-    if ((s->bounded && v >= s->bound) || v >= CC_SEM_MAX)
+    if (n > most || v > most - n)
       return CC_EVALUE;
-  } while (!atomic_compare_exchange_weak(&s->value, &v, v + 1));
-  cc_futex_wake_one(&s->value, &s->waiters);
+  } while (!atomic_compare_exchange_weak(&s->value, &v, v + n));
+  cc_futex_wake_some(&s->value, &s->waiters, n);
   return 0;
 }
 

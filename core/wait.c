@@ -167,8 +167,16 @@ int cc_futex_wait_counted(_Atomic uint32_t *word, uint32_t expect, _Atomic uint3
 }
 
 void cc_futex_wake_one(_Atomic uint32_t *word, _Atomic uint32_t *sleepers) {
-  if (atomic_load(sleepers) && syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0) == 1)
-    atomic_fetch_sub(sleepers, 1);
+  cc_futex_wake_some(word, sleepers, 1);
+}
+
+void cc_futex_wake_some(_Atomic uint32_t *word, _Atomic uint32_t *sleepers, uint32_t n) {
+  uint32_t asleep = atomic_load(sleepers);
+  if (!asleep)
+    return;
+  long woken = syscall(SYS_futex, word, FUTEX_WAKE, (int)(n < asleep ? n : asleep), NULL, NULL, 0);
+  if (woken > 0)
+    atomic_fetch_sub(sleepers, (uint32_t)woken);
 }
 
 int cc_futex_wait_plain(_Atomic uint32_t *word, uint32_t expect, int64_t deadline) {

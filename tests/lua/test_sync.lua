@@ -131,6 +131,29 @@ end
   os.remove(path)
 end)
 
+T.matrix("Semaphore: release(n) wakes n waiters at once; too many changes nothing", function(spawn)
+  local s, b = concur.Semaphore(0), concur.BoundedSemaphore(5)
+  local got = concur.Queue()
+  local ps = {}
+  for i = 1, 3 do ps[i] = spawn(function() s:acquire(); got:put(i) end) end
+  concur.sleep(0.05)
+  s:release(3)
+  local seen = {}
+  for _ = 1, 3 do seen[got:get(true, 10)] = true end
+  T.eq(seen[1] and seen[2] and seen[3], true)
+  for _, p in ipairs(ps) do p:join() end
+  T.eq(s:get_value(), 0)
+  b:acquire(); b:acquire()
+  T.raises("ValueError", b.release, b, 3)
+  T.eq(b:get_value(), 3, "a refused release(3) gave nothing back")
+  b:release(2)
+  T.eq(b:get_value(), 5)
+  local t0 = concur.time()
+  T.raises("ValueError", s.release, s, 1 << 31)
+  assert(concur.time() - t0 < 1, "refused at once")
+  T.eq(s:get_value(), 0)
+end)
+
 T.test("Semaphore and BoundedSemaphore", function()
   local s = concur.Semaphore(2)
   T.eq(s:get_value(), 2)

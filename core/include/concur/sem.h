@@ -31,6 +31,8 @@ int cc_sem_trywait(cc_sem *s);
 /* Gives one unit back. CC_EVALUE when a bounded semaphore would exceed its
  * start value or any would exceed CC_SEM_MAX. */
 int cc_sem_post(cc_sem *s);
+/* Gives n units back at once, or none: CC_EVALUE as cc_sem_post. */
+int cc_sem_post_n(cc_sem *s, uint32_t n);
 uint32_t cc_sem_value(cc_sem *s);
 
 #endif

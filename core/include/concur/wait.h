@@ -51,6 +51,8 @@ int cc_futex_wait_counted(_Atomic uint32_t *word, uint32_t expect, _Atomic uint3
                           int64_t deadline);
 /* Wakes one sleeper of cc_futex_wait_counted after the caller changed word. */
 void cc_futex_wake_one(_Atomic uint32_t *word, _Atomic uint32_t *sleepers);
+/* The same for up to n sleepers (those there, at most). */
+void cc_futex_wake_some(_Atomic uint32_t *word, _Atomic uint32_t *sleepers, uint32_t n);
 
 /* Waits until fd is ready for `events` (POLLIN, ...). 0, CC_ETIMEDOUT, CC_EINTR. */
 int cc_wait_fd(int fd, short events, int64_t deadline);
