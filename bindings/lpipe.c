@@ -45,7 +45,18 @@ void cc__lpipe_wrap(lua_State *L, int fd, int flags) {
 }
 
 /* Pipe([duplex=true]) -> a, b; one way: a only receives, b only sends. */
+/* Pipe([duplex=true]) or Pipe{duplex = b}, as Python's keyword. */
 static int l_pipe(lua_State *L) {
+  if (lua_istable(L, 1)) {
+    static const char *const known[] = {"duplex", NULL};
+    cc__lcheck_fields(L, 1, "Pipe", 1, known);
+    lua_getfield(L, 1, "duplex");
+    lua_replace(L, 1);
+  }
+  luaL_argcheck(L, lua_gettop(L) <= 1, 2, "Pipe takes one argument, duplex (a boolean)");
+  if (!lua_isnoneornil(L, 1) && !lua_isboolean(L, 1))
+    luaL_argerror(L, 1, lua_pushfstring(L, "duplex must be a boolean, not %s",
+                                        luaL_typename(L, 1)));
   int duplex = lua_isnoneornil(L, 1) || lua_toboolean(L, 1);
   push_conn(L);
   push_conn(L);

@@ -120,7 +120,9 @@ static cc_lock *lock_option(lua_State *L, int idx, int raw, int *own) {
   if (raw)
     return NULL;
   if (!lua_isnoneornil(L, idx)) {
+    static const char *const known[] = {"lock", NULL};
     luaL_checktype(L, idx, LUA_TTABLE);
+    cc__lcheck_fields_at(L, idx, NULL, idx, known, 0);
     lua_getfield(L, idx, "lock");
     if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
       lua_pop(L, 1);

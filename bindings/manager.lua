@@ -209,10 +209,16 @@ local factories = {
   Event = concur.Event, Barrier = concur.Barrier, Queue = concur.Queue,
   JoinableQueue = concur.JoinableQueue, Value = concur.Value, Array = concur.Array,
 }
+-- A bad argument is said as the user's m:name(...) call's, at its line.
 for name, make in pairs(factories) do
   Manager[name] = function(m, ...)
     check(m, name)
-    return make(...)
+    local r = table.pack(pcall(make, ...))
+    if r[1] then return table.unpack(r, 2, r.n) end
+    local e = r[2]
+    if type(e) ~= "string" then error(e, 0) end
+    e = e:gsub("^[^\n]-:%d+: ", ""):gsub("to '[^']*'", "to '" .. name .. "'", 1)
+    error(e, 2)
   end
 end
 

@@ -40,6 +40,12 @@ local function construct(cls, t)
   if self.args ~= nil and type(self.args) ~= "table" then
     concur.error("ValueError", "args must be a table")
   end
+  if self.daemon ~= nil and type(self.daemon) ~= "boolean" then
+    concur.error("ValueError", "daemon must be a boolean")
+  end
+  if self.name ~= nil and type(self.name) ~= "string" then
+    concur.error("ValueError", "name must be a string")
+  end
   if self.name == nil then
     self.name = "Thread-" .. concur._thread_number()
   end

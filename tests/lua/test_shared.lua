@@ -336,4 +336,22 @@ T.test("the manager's process is gone at the end of the run", function()
   os.remove(path)
 end)
 
+T.test("misuse refused, never ignored: Pipe's duplex, Value's options, Thread's daemon, a list's table", function()
+  local function refused(pattern, fn, ...)
+    local ok, err = pcall(fn, ...)
+    T.eq(ok, false)
+    assert(tostring(err):find(pattern), tostring(err))
+  end
+  local r, w = concur.Pipe{duplex = false}
+  T.raises("ValueError", w.recv, w)
+  w:send(1); T.eq(r:recv(), 1)
+  refused("duplex must be a boolean, not string", concur.Pipe, "x")
+  refused("unknown option 'duplx' %(did you mean 'duplex'%?%)", concur.Pipe, {duplx = false})
+  refused("unknown option 'lck' %(did you mean 'lock'%?%)", concur.Value, "i", 0, {lck = false})
+  refused("daemon must be a boolean", concur.Thread, {target = print, daemon = 1})
+  local m <close> = concur.Manager()
+  refused("bad argument #1 to 'list' %(a list is made from a sequence", m.list, m, {a = 1})
+  T.eq(#m:list{1, 2, 3}, 3)
+end)
+
 T.done()
