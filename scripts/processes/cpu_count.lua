@@ -5,8 +5,8 @@ print("cpu_count:", concur.cpu_count())
 local ps = {}
 local counted = concur.Event()
 for i = 1, 3 do
-  -- Each runs until the three are counted (or a second has passed).
-  ps[i] = concur.Process{target = function() counted:wait(1) end}
+  -- Each runs until the three are counted (or, scaled, a while has passed).
+  ps[i] = concur.Process{target = function() counted:wait(100) end}
   ps[i]:start()
 end
 local kids = concur.active_children()
