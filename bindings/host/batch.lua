@@ -242,6 +242,10 @@ local function validate(doc, file)
       for _, k in ipairs(sorted_keys(src)) do
         if not C.scalar(src[k]) then C.at(src, k, what, "env value '%s' must be plain", k) end
         env[k] = tostring(src[k])
+        if #k + #env[k] > PARAM_ROOM then
+          C.at(src, k, what, "env value '%s' has %d bytes; one string of an environment holds "
+            .. "%d: give the path of a file instead", k, #env[k], PARAM_ROOM)
+        end
       end
     end
     local expect = {}
@@ -292,6 +296,20 @@ local function combo_key(p)
   return table.concat(parts, " ")
 end
 
+-- The same for people (progress lines, the table): each long value cut,
+-- so that the other params still tell the combinations apart. The whole
+-- values are in runs.jsonl.
+local VALUE_SHOWN = 24
+local function combo_label(p)
+  local parts = {}
+  for _, k in ipairs(sorted_keys(p)) do
+    local v = tostring(p[k])
+    if #v > VALUE_SHOWN + 16 then v = ("%s... (%d bytes)"):format(v:sub(1, VALUE_SHOWN), #v) end
+    parts[#parts + 1] = k .. "=" .. v
+  end
+  return table.concat(parts, " ")
+end
+
 -- The runs, in a fixed order (so that shards are deterministic): each
 -- experiment's together, or with order: interleaved, round after round
 -- (every combination once, then again), so that slow drifts of the machine
@@ -311,7 +329,8 @@ local function expand(exps, interleaved)
         .. "in its command line and environment, which hold %d bytes of them", c.exp.name,
         combo_key(c.params):sub(1, 40), #host.json_encode(c.params), PARAM_ROOM)
     end
-    runs[#runs + 1] = {exp = c.exp, params = c.params, combo = combo_key(c.params), rep = r,
+    runs[#runs + 1] = {exp = c.exp, params = c.params, combo = combo_key(c.params),
+                       shown = combo_label(c.params), rep = r,
                        index = #runs + 1}
   end
   if interleaved then
@@ -417,7 +436,7 @@ local function progress(state, run)
     if done == total then io.stderr:write("\n") end
   else
     io.stderr:write(("[%d/%d] %s %s#%d: %s %.2fs\n"):format(done, total, run.exp.name,
-      run.combo ~= "" and (run.combo .. " ") or "", run.rep, run.outcome, run.wall))
+      run.shown ~= "" and (run.shown .. " ") or "", run.rep, run.outcome, run.wall))
   end
   io.stderr:flush()
 end
@@ -626,6 +645,7 @@ local function summarize(records)
     end
     all_met = all_met and met == #g.runs - interrupted
     rows[#rows + 1] = {experiment = g.experiment, params = g.combo, n = #g.runs,
+                       shown = combo_label(g.runs[1].params or {}),
                        outcomes = table.concat(oc, " "), wall = stats(walls),
                        metrics = metrics, met = met, reason = reason,
                        interrupted = interrupted,
@@ -656,17 +676,9 @@ end
 local COLUMNS = {"experiment", "params", "n", "outcomes", "wall s (median [min..max])",
                  "metrics (median [min..max])", "expectation"}
 
--- A table's cell of params is cut: the whole value is in runs.jsonl.
-local CELL_MAX = 60
-
-local function cut(s)
-  if #s <= CELL_MAX then return s end
-  return ("%s... (%d bytes)"):format(s:sub(1, CELL_MAX - 20), #s)
-end
-
 local function cells(r)
   local w = r.wall
-  return {r.experiment, cut(r.params), tostring(r.n), r.outcomes,
+  return {r.experiment, r.shown, tostring(r.n), r.outcomes,
           ("%.3f [%.3f..%.3f]"):format(w.median, w.min, w.max), metric_text(r.metrics),
           expect_text(r)}
 end
@@ -702,7 +714,7 @@ local function print_outcome_tables(rows, md)
   for _, r in ipairs(rows) do
     if r.outcome_table then
       print()
-      local title = ("%s %s: outcomes of %s"):format(r.experiment, r.params, r.outcome_of)
+      local title = ("%s %s: outcomes of %s"):format(r.experiment, r.shown, r.outcome_of)
       if md then
         print("**" .. title .. "**")
         print()

@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 /* Plain scalars become numbers, booleans and nil as YAML 1.2's core schema
@@ -140,6 +141,10 @@ static int l_load(lua_State *L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_setmetatable(L, -2);
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    return luaL_error(L, "%s: is a folder, not a batch file (give the path of a .yaml in it)",
+                      path);
   FILE *f = fopen(path, "rb");
   if (!f)
     return luaL_error(L, "%s: cannot open: %s", path, strerror(errno));

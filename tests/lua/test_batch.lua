@@ -249,12 +249,34 @@ T.test("a huge param: refused when it cannot travel, and a summary is linear in 
     -- A generous bound, that the quadratic trim (hours here) would not meet.
     assert(concur.time() - t0 < 60, format .. " took " .. (concur.time() - t0) .. " s")
     if format == "table" or format == "md" then
-      assert(stdout:find("x=a b a b ", 1, true) and stdout:find("(5242882 bytes)", 1, true), format)
+      assert(stdout:find("x=a b a b ", 1, true) and stdout:find("(5242880 bytes)", 1, true), format)
       assert(#stdout < 4000, format .. ": the cell is cut")
     else
       assert(#stdout > 5 << 20, format .. ": the whole value")
     end
   end
+end)
+
+T.test("long params are cut value by value: rows and progress lines still tell them apart", function()
+  local out = dir .. "/cut"
+  local big = ("z"):rep(50000)
+  local code, stdout, stderr = batch("experiments:\n  - name: two\n    command: 'true'\n"
+    .. "    params: {blob: '" .. big .. "', other: [1, 2]}\n", "--out " .. out)
+  T.eq(code, 0)
+  assert(stdout:find("blob=zzz[z.]* %(50000 bytes%) other=1") and
+         stdout:find("blob=zzz[z.]* %(50000 bytes%) other=2"), stdout)
+  for line in stderr:gmatch("[^\n]+") do assert(#line < 200, "a progress line of " .. #line) end
+  T.eq(records(out)[1].params.blob, big)
+end)
+
+T.test("refused: an env value too large to travel, a folder for a batch file", function()
+  local code, _, err = batch("experiments:\n  - name: e\n    command: 'true'\n    env: {BIG: '"
+    .. ("e"):rep(140000) .. "'}\n", "--out " .. dir .. "/never")
+  T.eq(code, 2)
+  assert(err:find("env value 'BIG' has 140000 bytes", 1, true), err)
+  code, _, err = T.sh(bin .. " batch " .. dir)
+  T.eq(code, 2)
+  assert(err:find("is a folder, not a batch file", 1, true), err)
 end)
 
 -- Sends sig to a batch once its stderr holds `ready` (a plain string);
