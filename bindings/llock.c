@@ -7,6 +7,7 @@
 #include "lconcur.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 static cc_lock *check_lock(lua_State *L, int idx) {
@@ -14,6 +15,20 @@ static cc_lock *check_lock(lua_State *L, int idx) {
   if (!o)
     o = cc__lcheck_obj(L, idx, "Lock"); /* raises the right error */
   return (cc_lock *)o;
+}
+
+/* Whether process pid runs (it is there and not a zombie). */
+static int runs(int pid) {
+  char path[48], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *end = strrchr(buf, ')');
+  return end && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
 }
 
 /* The one-line warning of DESIGN: who died holding it, who has it now.
@@ -24,11 +39,13 @@ void cc__lwarn_owner_died(cc_lock *l, const cc_obj *of) {
   char name[CC_PROC_NAME_MAX], what[CC_OBJ_NAME_MAX + 24];
   cc_proctab_name_of(dead, name, sizeof name);
   cc_procent *me = cc_proc_self();
+  /* A process that lives on lost a thread that ended holding it. */
+  int thread = dead == getpid() || (dead > 0 && runs(dead));
   fprintf(stderr,
-          "concur: warning: OwnerDied: %s%s: its holder %s (pid %d) died "
-          "holding it; %s (pid %d) has it now\n",
-          cc_obj_describe(of, what), of == &l->hdr ? "" : "'s lock", name, dead,
-          me ? me->name : "this process", (int)getpid());
+          "concur: warning: OwnerDied: %s%s: its holder%s %s (pid %d) %s holding it; %s (pid %d) "
+          "has it now\n",
+          cc_obj_describe(of, what), of == &l->hdr ? "" : "'s lock", thread ? ", a thread of" : "",
+          name, dead, thread ? "ended" : "died", me ? me->name : "this process", (int)getpid());
   fflush(stderr);
 }
 

@@ -154,6 +154,27 @@ T.matrix("Semaphore: release(n) wakes n waiters at once; too many changes nothin
   T.eq(s:get_value(), 0)
 end)
 
+T.test("OwnerDied says a thread ended holding it, or a process died (joined or not)", function()
+  local path = T.script([[
+local concur = require "concur"
+local l, m = concur.Lock{name = "fork"}, concur.Lock{name = "knife"}
+local t = concur.Thread{target = function() l:acquire() end}
+t:start(); t:join()
+print(l:acquire(true, 5))
+local p = concur.Process{name = "Holder", target = function() m:acquire(); os.exit(0) end}
+p:start()
+while p:is_alive() do concur.sleep(0.01) end -- ended, not joined: a zombie
+print(m:acquire(true, 5))
+p:join()
+]])
+  local code, out, err = T.sh(bin .. " run " .. path)
+  T.eq(code, 0, err)
+  T.eq(out, "true\towner_died\ntrue\towner_died\n")
+  assert(err:find("OwnerDied: Lock 'fork': its holder, a thread of MainProcess %(pid %d+%) ended holding it"), err)
+  assert(err:find("OwnerDied: Lock 'knife': its holder Holder %(pid %d+%) died holding it"), err)
+  os.remove(path)
+end)
+
 T.test("Semaphore and BoundedSemaphore", function()
   local s = concur.Semaphore(2)
   T.eq(s:get_value(), 2)
