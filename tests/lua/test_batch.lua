@@ -282,9 +282,13 @@ end)
 -- Sends sig to a batch once its stderr holds `ready` (a plain string);
 -- returns its exit code, the seconds it took to end after the signal, and
 -- its stdout and stderr.
+local calls = 0
 local function interrupted(yaml_text, opts, sig, ready)
+  -- Files of this call only: the last call's stderr holds `ready` already.
+  calls = calls + 1
   local file = write("int.yaml", yaml_text)
-  local o, e, t = dir .. "/int.out", dir .. "/int.err", dir .. "/int.t"
+  local base = ("%s/int-%d"):format(dir, calls)
+  local o, e, t = base .. ".out", base .. ".err", base .. ".t"
   local _, times = T.sh(("%s batch %s %s >%s 2>%s & pid=$!; "
     .. "until grep -qF '%s' %s; do sleep 0.05; done; date +%%s%%N; kill -%s $pid; "
     .. "wait $pid; echo $? >%s; date +%%s%%N"):format(bin, file, opts, o, e, ready, e, sig, t))
