@@ -790,16 +790,39 @@ Pool._map_async = locked(function(self, fn, list, chunksize, star, opts, view)
   return r
 end)
 
+-- Python's keywords in one table in chunksize's place: map(f, xs,
+-- {chunksize = 4}), map_async(f, xs, {chunksize = 4, callback = cb}).
+local MAP_KEYWORDS, SYNC_MAP_KEYWORDS = {"chunksize", "callback", "error_callback"}, {"chunksize"}
+local function keywords(name, chunksize, opts, async)
+  if type(chunksize) == "table" and getmetatable(chunksize) == nil then
+    if opts ~= nil then
+      concur.error("ValueError", name .. " takes its keywords in one table, after the list")
+    end
+    local ok, err = pcall(concur._check_fields, chunksize, name, 3,
+                          async and MAP_KEYWORDS or SYNC_MAP_KEYWORDS)
+    if not ok then error((tostring(err):gsub("^[^\n]-:%d+: ", "")), 3) end
+    return chunksize.chunksize, async and chunksize or nil
+  end
+  if opts ~= nil then concur._check_fields(opts, name, 4, RESULT_OPTIONS) end
+  return chunksize, opts
+end
+
 function Pool:map_async(fn, list, chunksize, opts)
-  if opts ~= nil then concur._check_fields(opts, "map_async", 4, RESULT_OPTIONS) end
+  chunksize, opts = keywords("map_async", chunksize, opts, true)
   return self:_map_async(fn, list, chunksize, false, opts)
 end
-function Pool:map(fn, list, chunksize) return self:_map_async(fn, list, chunksize, false, nil, true):get() end
+function Pool:map(fn, list, chunksize)
+  chunksize = keywords("map", chunksize, nil, false)
+  return self:_map_async(fn, list, chunksize, false, nil, true):get()
+end
 function Pool:starmap_async(fn, list, chunksize, opts)
-  if opts ~= nil then concur._check_fields(opts, "starmap_async", 4, RESULT_OPTIONS) end
+  chunksize, opts = keywords("starmap_async", chunksize, opts, true)
   return self:_map_async(fn, list, chunksize, true, opts)
 end
-function Pool:starmap(fn, list, chunksize) return self:_map_async(fn, list, chunksize, true, nil, true):get() end
+function Pool:starmap(fn, list, chunksize)
+  chunksize = keywords("starmap", chunksize, nil, false)
+  return self:_map_async(fn, list, chunksize, true, nil, true):get()
+end
 
 -- The parts of an imap: their values wait in `arrived` until taken.
 local IPart = {}

@@ -192,8 +192,8 @@ static int set(parser *p, const char *key, yaml_event_t *ev) {
     return whole(p, ev, key, 0, CC_MAX_PROCESSES, &c->pool_processes);
   if (!strcmp(key, "time_scale")) {
     int r = number(p, ev, key, &c->time_scale);
-    if (!r && c->time_scale == 0)
-      return fail(p, &ev->start_mark, "time_scale must be greater than 0 (got %s)", s);
+    if (!r && (c->time_scale == 0 || isinf(c->time_scale)))
+      return fail(p, &ev->start_mark, "time_scale must be a factor greater than 0 (got %s)", s);
     return r;
   }
   return 0;

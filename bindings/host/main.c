@@ -4,6 +4,7 @@
 #include "host.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,7 @@ static int number_arg(const char *opt, const char *what, const char *s, double *
   char *end;
   errno = 0;
   double v = strtod(s, &end);
-  if (!*s || *end || errno || v < 0 || v != v) {
+  if (!*s || *end || errno || v < 0 || v != v || isinf(v)) {
     fprintf(stderr, "concur: %s takes %s, not '%s'\n", opt, what, s);
     return -1;
   }

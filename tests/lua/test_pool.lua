@@ -359,6 +359,21 @@ T.test("a task's remote traceback is the task's own frames", function()
   assert(not err.remote_traceback:find("in method 'start'", 1, true), err.remote_traceback)
 end)
 
+T.test("map and map_async take Python's keywords in one table", function()
+  local pool <close> = concur.Pool{processes = 2}
+  local got
+  local r = pool:map_async(function(x) return x + 1 end, {1, 2, 3},
+                           {chunksize = 2, callback = function(v) got = v end})
+  T.eq(table.concat(r:get(10), ","), "2,3,4")
+  T.eq(#got, 3)
+  T.eq(table.concat(pool:map(function(x) return x * 3 end, {1, 2}, {chunksize = 1}), ","), "3,6")
+  T.eq(table.concat(pool:starmap(function(a, b) return a + b end, {{1, 2}}, {chunksize = 1}), ","), "3")
+  local ok, err = pcall(pool.map, pool, print, {1}, {callback = print})
+  T.eq(ok, false)
+  assert(tostring(err):find("unknown option 'callback'", 1, true), tostring(err))
+  T.raises("ValueError", pool.map_async, pool, print, {1}, {chunksize = 1}, {})
+end)
+
 T.test("map does not wait for a busy worker", function()
   -- One of three workers is on a 3 s task; a map of 6 quick items goes to
   -- the other two (today's machine: a millisecond; it took the 3 s before).
