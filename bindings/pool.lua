@@ -793,17 +793,21 @@ end)
 -- Python's keywords in one table in chunksize's place: map(f, xs,
 -- {chunksize = 4}), map_async(f, xs, {chunksize = 4, callback = cb}).
 local MAP_KEYWORDS, SYNC_MAP_KEYWORDS = {"chunksize", "callback", "error_callback"}, {"chunksize"}
+
+-- concur._check_fields, said at the line of the user's call two levels up.
+local function check_fields_here(t, name, arg, known)
+  local ok, err = pcall(concur._check_fields, t, name, arg, known)
+  if not ok then error((tostring(err):gsub("^[^\n]-:%d+: ", "")), 4) end
+end
 local function keywords(name, chunksize, opts, async)
   if type(chunksize) == "table" and getmetatable(chunksize) == nil then
     if opts ~= nil then
       concur.error("ValueError", name .. " takes its keywords in one table, after the list")
     end
-    local ok, err = pcall(concur._check_fields, chunksize, name, 3,
-                          async and MAP_KEYWORDS or SYNC_MAP_KEYWORDS)
-    if not ok then error((tostring(err):gsub("^[^\n]-:%d+: ", "")), 3) end
+    check_fields_here(chunksize, name, 3, async and MAP_KEYWORDS or SYNC_MAP_KEYWORDS)
     return chunksize.chunksize, async and chunksize or nil
   end
-  if opts ~= nil then concur._check_fields(opts, name, 4, RESULT_OPTIONS) end
+  if opts ~= nil then check_fields_here(opts, name, 4, RESULT_OPTIONS) end
   return chunksize, opts
 end
 
