@@ -1,13 +1,13 @@
 /* llock - Lua binding of Lock and RLock */
 #include "concur/deadlock.h"
 #include "concur/error.h"
+#include "concur/ident.h"
 #include "concur/lock.h"
 #include "concur/proctab.h"
 #include "concur/wait.h"
 #include "lconcur.h"
 
 #include <stdio.h>
-#include <string.h>
 #include <unistd.h>
 
 static cc_lock *check_lock(lua_State *L, int idx) {
@@ -15,20 +15,6 @@ static cc_lock *check_lock(lua_State *L, int idx) {
   if (!o)
     o = cc__lcheck_obj(L, idx, "Lock"); /* raises the right error */
   return (cc_lock *)o;
-}
-
-/* Whether process pid runs (it is there and not a zombie). */
-static int runs(int pid) {
-  char path[48], buf[256];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return 0;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  const char *end = strrchr(buf, ')');
-  return end && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
 }
 
 /* The one-line warning of DESIGN: who died holding it, who has it now.
@@ -40,7 +26,7 @@ void cc__lwarn_owner_died(cc_lock *l, const cc_obj *of) {
   cc_proctab_name_of(dead, name, sizeof name);
   cc_procent *me = cc_proc_self();
   /* A process that lives on lost a thread that ended holding it. */
-  int thread = dead == getpid() || (dead > 0 && runs(dead));
+  int thread = dead == getpid() || (dead > 0 && cc__tid_alive(dead)); /* not a zombie */
   fprintf(stderr,
           "concur: warning: OwnerDied: %s%s: its holder%s %s (pid %d) %s holding it; %s (pid %d) "
           "has it now\n",

@@ -122,6 +122,15 @@ function T.sequence(got, n, what)
 end
 
 -- Calls fn(...) and checks that it raises a concur error of `kind`.
+-- fn(...) raises an error whose text has `pattern` (a Lua pattern).
+function T.refuses(pattern, fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then error(("expected an error matching %q, got none"):format(pattern), 2) end
+  if not tostring(err):find(pattern) then
+    error(("expected an error matching %q, got %s"):format(pattern, tostring(err)), 2)
+  end
+end
+
 function T.raises(kind, fn, ...)
   local ok, err = pcall(fn, ...)
   if ok then error("expected " .. kind .. ", nothing was raised", 2) end

@@ -337,11 +337,7 @@ T.test("the manager's process is gone at the end of the run", function()
 end)
 
 T.test("misuse refused, never ignored: Pipe's duplex, Value's options, Thread's daemon, a list's table", function()
-  local function refused(pattern, fn, ...)
-    local ok, err = pcall(fn, ...)
-    T.eq(ok, false)
-    assert(tostring(err):find(pattern), tostring(err))
-  end
+  local refused = T.refuses
   local r, w = concur.Pipe{duplex = false}
   T.raises("ValueError", w.recv, w)
   w:send(1); T.eq(r:recv(), 1)

@@ -311,11 +311,7 @@ T.matrix("every primitive has a name, given or kind and serial, the same in ever
 end)
 
 T.test("names: refused when not a string of 1 to 63 bytes; options only where they go", function()
-  local function refused(pattern, fn, ...)
-    local ok, err = pcall(fn, ...)
-    T.eq(ok, false)
-    assert(tostring(err):find(pattern), tostring(err))
-  end
+  local refused = T.refuses
   refused("unknown option 'nam' %(did you mean 'name'%?%)", concur.Lock, {nam = "x"})
   refused("name must be a string, not number", concur.Event, {name = 5})
   refused("name must be 1 to 63 bytes", concur.Queue, 3, {name = ("x"):rep(64)})
