@@ -192,6 +192,9 @@ static void fill_list(lua_State *L, cc_dict *d, int t) {
 
 static int new_container(lua_State *L, int kind) {
   lua_settop(L, 1); /* the optional table goes at 2, after the wrapper */
+  if (!lua_isnil(L, 1))
+    luaL_argcheck(L, lua_istable(L, 1), 1, kind == CC_LIST ? "a list is made from a table {v1, ...}"
+                                                           : "a table of its first items expected");
   cc_dict *d = cc__lcheck_alloc(L, cc_dict_new(kind));
   cc__lpush_obj(L, &d->hdr, 1);
   lua_insert(L, 1);

@@ -269,7 +269,10 @@ static int l_wait(lua_State *L) {
   uint8_t *ready = (uint8_t *)(cs + (n ? n : 1));
   for (int i = 0; i < n; i++) {
     lua_geti(L, 1, i + 1);
-    cs[i] = luaL_checkudata(L, -1, CONN_MT);
+    cs[i] = luaL_testudata(L, -1, CONN_MT);
+    if (!cs[i])
+      luaL_argerror(L, 1, lua_pushfstring(L, "connections[%d] is a %s, not a Connection", i + 1,
+                                          luaL_typename(L, -1)));
     lua_setiuservalue(L, -2, i + 1);
   }
   lua_newtable(L);

@@ -9,8 +9,11 @@
 
 static cc_shm *check_shm(lua_State *L, int idx) {
   cc_obj *o = cc__ltest_type(L, idx, &cc_value_type, &cc_array_type);
-  if (!o)
-    o = cc__lcheck_obj(L, idx, "Value");
+  if (!o) {
+    /* The error names what the wrapper was: a closed Array is no Value. */
+    cc_wrapper *w = cc__lwrapper_any(L, idx);
+    o = cc__lcheck_obj(L, idx, w && cc_type_get(w->type) == &cc_array_type ? "Array" : "Value");
+  }
   return (cc_shm *)o;
 }
 
@@ -170,6 +173,7 @@ static cc_shm *make(lua_State *L, char t, int is_array, uint32_t n, int opts, in
 
 static int new_value(lua_State *L, int raw) {
   char t = check_typecode(L, 1);
+  lua_settop(L, 3); /* the wrapper goes at 4: Value('i') starts at 0, as in Python */
   cc_shm *s = make(L, t, 0, 1, raw ? 0 : 3, raw);
   if (!lua_isnoneornil(L, 2))
     store_item(L, s, 0, 2);

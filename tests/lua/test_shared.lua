@@ -348,6 +348,13 @@ T.test("misuse refused, never ignored: Pipe's duplex, Value's options, Thread's 
   local m <close> = concur.Manager()
   refused("bad argument #1 to 'list' %(a list is made from a sequence", m.list, m, {a = 1})
   T.eq(#m:list{1, 2, 3}, 3)
+  refused("bad argument #1 to 'dict' %(a table of its first items expected%)", m.dict, m, 5)
+  T.eq(concur.Value("i").value, 0, "Value('i') starts at 0, as in Python")
+  T.eq(m:Value("d").value, 0)
+  local a = concur.Array("i", 3)
+  getmetatable(a).__close(a)
+  refused("attempt to use a closed Array", function() return a[1] end)
+  refused("connections%[1%] is a number, not a Connection", concur.wait, {1})
 end)
 
 T.done()
