@@ -90,6 +90,9 @@ function Thread:join(timeout)
   if self == concur.current_thread() then
     concur.error("ValueError", "a thread cannot join itself (it would wait for its own end)")
   end
+  if self == main then
+    concur.error("ValueError", "the main thread cannot be joined: it ends when its process does")
+  end
   local h = rawget(self, "_handle")
   if not h then concur.error("ValueError", "cannot join a thread before it is started") end
   return h:join(timeout)

@@ -128,6 +128,19 @@ T.test("Thread API: names, join timeout, is_alive, ident, extend, enumerate", fu
   T.eq(pcall(concur.Thread, {target = 5}), false)
 end)
 
+T.test("the main thread cannot be joined from another thread, and says why", function()
+  local box = concur.Queue()
+  local t = concur.Thread{target = function()
+    local ok, err = pcall(concur.main_thread().join, concur.main_thread(), 0.1)
+    box:put({ok, tostring(err)})
+  end}
+  t:start()
+  T.eq(t:join(10), true)
+  local r = box:get(true, 10)
+  T.eq(r[1], false)
+  assert(r[2]:find("the main thread cannot be joined", 1, true), r[2])
+end)
+
 T.test("a new thread is its own current_thread() from its first instruction", function()
   -- A switch of the GIL at every instruction of start() (the main thread
   -- sleeps in a hook) lets the new thread run before start() returns: it
