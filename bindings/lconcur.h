@@ -39,6 +39,9 @@ typedef struct cc_lopts {
  * dropped from the stack, so that the positional arguments parse as when it
  * is not there. Returns the table's argument number, or 0. */
 int cc__ltake_options(lua_State *L, int most, const char *const *known, cc_lopts *opts);
+/* Reads the name field of the options table at idx into *opts (checked as
+ * cc__ltake_options does), leaving the stack as it was. */
+void cc__lread_name(lua_State *L, int idx, cc_lopts *opts);
 /* The known keys of options that are only a name. */
 extern const char *const cc__lname_only[];
 /* Gives o the name of opts, if any (raises ArenaFull). */

@@ -121,6 +121,13 @@ int cc__ltake_options(lua_State *L, int most, const char *const *known, cc_lopts
     return 0; /* an instance of a class: a positional argument */
   }
   cc__lcheck_fields_at(L, idx, NULL, idx, known, 0);
+  cc__lread_name(L, idx, opts);
+  lua_settop(L, idx - 1);
+  return idx;
+}
+
+void cc__lread_name(lua_State *L, int idx, cc_lopts *opts) {
+  opts->len = 0;
   if (lua_getfield(L, idx, "name") != LUA_TNIL) {
     if (lua_type(L, -1) != LUA_TSTRING)
       luaL_argerror(L, idx, lua_pushfstring(L, "name must be a string, not %s",
@@ -132,8 +139,7 @@ int cc__ltake_options(lua_State *L, int most, const char *const *known, cc_lopts
     memcpy(opts->name, name, n + 1);
     opts->len = n;
   }
-  lua_settop(L, idx - 1);
-  return idx;
+  lua_pop(L, 1);
 }
 
 void cc__lname_obj(lua_State *L, cc_obj *o, const cc_lopts *opts) {

@@ -116,14 +116,20 @@ static void store_item(lua_State *L, cc_shm *s, uint32_t i, int idx) {
   cc_shm_store(s, i, &u);
 }
 
-/* {lock = true | false | a Lock or RLock}: the lock given, or NULL; *own
- * says the object is to make an RLock of its own. */
+/* {lock = true | false | a Lock or RLock, name = ...}: the lock given, or
+ * NULL; *own says the object is to make an RLock of its own. A Raw one
+ * takes a name only. */
 static cc_lock *lock_option(lua_State *L, int idx, int raw, int *own) {
   *own = 0;
-  if (raw)
+  if (raw) {
+    if (!lua_isnoneornil(L, idx)) {
+      luaL_checktype(L, idx, LUA_TTABLE);
+      cc__lcheck_fields_at(L, idx, NULL, idx, cc__lname_only, 0);
+    }
     return NULL;
+  }
   if (!lua_isnoneornil(L, idx)) {
-    static const char *const known[] = {"lock", NULL};
+    static const char *const known[] = {"lock", "name", NULL};
     luaL_checktype(L, idx, LUA_TTABLE);
     cc__lcheck_fields_at(L, idx, NULL, idx, known, 0);
     lua_getfield(L, idx, "lock");
@@ -168,13 +174,18 @@ static cc_shm *make(lua_State *L, char t, int is_array, uint32_t n, int opts, in
   }
   cc__lcheck_alloc(L, s);
   cc__lpush_obj(L, &s->hdr, 1);
+  if (lua_istable(L, opts)) {
+    cc_lopts o;
+    cc__lread_name(L, opts, &o);
+    cc__lname_obj(L, &s->hdr, &o);
+  }
   return s;
 }
 
 static int new_value(lua_State *L, int raw) {
   char t = check_typecode(L, 1);
   lua_settop(L, 3); /* the wrapper goes at 4: Value('i') starts at 0, as in Python */
-  cc_shm *s = make(L, t, 0, 1, raw ? 0 : 3, raw);
+  cc_shm *s = make(L, t, 0, 1, 3, raw);
   if (!lua_isnoneornil(L, 2))
     store_item(L, s, 0, 2);
   return 1;
@@ -196,7 +207,7 @@ static int new_array(lua_State *L, int raw) {
     return luaL_argerror(L, 2, t == 'c' ? "a size, a table or a string expected"
                                         : "a size or a table expected");
   }
-  cc_shm *s = make(L, t, 1, n, raw ? 0 : 3, raw);
+  cc_shm *s = make(L, t, 1, n, 3, raw);
   if (kind == LUA_TTABLE) {
     for (uint32_t i = 0; i < n; i++) {
       lua_geti(L, 2, (lua_Integer)i + 1);
@@ -358,7 +369,9 @@ static int shm_tostring(lua_State *L) {
   cc_shm *s = check_shm(L, 1);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  lua_pushfstring(L, "%s('%c', ", cc_obj_typename(&s->hdr), s->typecode);
+  char nm[CC_OBJ_NAME_MAX];
+  lua_pushfstring(L, "%s(%s, '%c', ", cc_obj_typename(&s->hdr), cc_obj_name(&s->hdr, nm),
+                  s->typecode);
   luaL_addvalue(&b);
   if (s->is_array && s->typecode == 'c') {
     luaL_addchar(&b, '"');
