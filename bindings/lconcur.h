@@ -69,8 +69,7 @@ typedef struct cc_wrapper {
   uint32_t type;   /* o's type tag, which never changes */
   uint16_t busy;   /* calls waiting on o (cc__lbusy) */
   uint16_t closed; /* closed while busy: the last of them drops the hold */
-  uint32_t id;     /* o's id, for tostring once closed */
-  uint32_t spare;
+  uint32_t spare;  /* (its name, once closed, is its uservalue 2) */
 } cc_wrapper;
 
 /* The wrapper at idx, open or closed, or NULL. */

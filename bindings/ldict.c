@@ -173,16 +173,13 @@ static void fill_list(lua_State *L, cc_dict *d, int t) {
   luaL_checktype(L, t, LUA_TTABLE);
   lua_Integer n = luaL_len(L, t);
   /* A list is made from a sequence: other keys would be lost. */
-  lua_Integer keys = 0;
   for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1)) {
     if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || lua_tointeger(L, -2) > n) {
       lua_pop(L, 1);
       luaL_argerror(L, 1, lua_pushfstring(L, "a list is made from a sequence {v1, v2, ...}; "
                                           "this table has the key %s", luaL_tolstring(L, -1, NULL)));
     }
-    keys++;
   }
-  (void)keys;
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, t, i);
     append(L, d, lua_gettop(L));

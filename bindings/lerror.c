@@ -123,8 +123,9 @@ void cc__lcheck_fields(lua_State *L, int idx, const char *fn, int arg,
   cc__lcheck_fields_at(L, idx, fn, arg, known, 1);
 }
 
-/* _check_fields(t, fn, arg, {names}): cc__lcheck_fields for the embedded
- * Lua (Pool, Manager, Thread). */
+/* _check_fields(t, fn, arg, {names}, [level=2]): cc__lcheck_fields for the
+ * embedded Lua (Pool, Manager, Thread), said at the place `level` up from
+ * the Lua function that checks (2: its caller's). */
 static int l_check_fields(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *fn = luaL_checkstring(L, 2);
@@ -139,9 +140,9 @@ static int l_check_fields(lua_State *L) {
     lua_pop(L, 1);
   }
   known[n] = NULL;
-  /* The place is the caller's of the Lua function that checks: the user's
-   * Pool{...}, not pool.lua's line. */
-  cc__lcheck_fields_at(L, 1, fn, arg, known, 2);
+  /* By default the place is the caller's of the Lua function that checks:
+   * the user's Pool{...}, not pool.lua's line. */
+  cc__lcheck_fields_at(L, 1, fn, arg, known, (int)luaL_optinteger(L, 5, 2));
   return 0;
 }
 

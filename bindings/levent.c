@@ -10,7 +10,6 @@ static cc_event *check_event(lua_State *L, int idx) {
 static int l_event(lua_State *L) {
   cc_lopts opts;
   cc__ltake_options(L, 1, cc__lname_only, &opts);
-  luaL_argcheck(L, lua_isnoneornil(L, 1), 1, "the only argument is an options table, {name = ...}");
   cc_event *e = cc__lcheck_alloc(L, cc_event_new());
   cc__lpush_obj(L, &e->hdr, 1);
   cc__lname_obj(L, &e->hdr, &opts);

@@ -52,7 +52,6 @@ static const cc_acquirable lock_ops = {acquire, release};
 static int new_lock(lua_State *L, int recursive) {
   cc_lopts opts;
   cc__ltake_options(L, 1, cc__lname_only, &opts);
-  luaL_argcheck(L, lua_isnoneornil(L, 1), 1, "the only argument is an options table, {name = ...}");
   cc_lock *l = cc__lcheck_alloc(L, cc_lock_new(recursive));
   cc__lpush_obj(L, &l->hdr, 1);
   cc__lname_obj(L, &l->hdr, &opts);

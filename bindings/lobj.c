@@ -90,7 +90,6 @@ void cc__lpush_obj(lua_State *L, cc_obj *o, int adopt) {
   w->type = o->type;
   w->busy = 0;
   w->closed = 0;
-  w->id = o->id;
   w->spare = 0;
   push_mt(L, o);
   lua_setmetatable(L, -2);
@@ -213,11 +212,8 @@ static int closed_tostring(lua_State *L) {
   if (!w || w->o)
     return 0;
   const cc_type *t = cc_type_get(w->type);
-  const char *tn = t ? t->name : "object";
-  if (lua_getiuservalue(L, 1, 2) == LUA_TSTRING)
-    lua_pushfstring(L, "%s(%s, closed)", tn, lua_tostring(L, -1));
-  else
-    lua_pushfstring(L, "%s(%s-%d, closed)", tn, tn, (int)w->id);
+  lua_getiuservalue(L, 1, 2); /* its name, kept by the close */
+  lua_pushfstring(L, "%s(%s, closed)", t ? t->name : "object", lua_tostring(L, -1));
   return 1;
 }
 

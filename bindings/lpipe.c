@@ -44,8 +44,8 @@ void cc__lpipe_wrap(lua_State *L, int fd, int flags) {
   cc_conn_init(lua_touserdata(L, -1), fd, flags & (CC_CONN_READ | CC_CONN_WRITE));
 }
 
-/* Pipe([duplex=true]) -> a, b; one way: a only receives, b only sends. */
-/* Pipe([duplex=true]) or Pipe{duplex = b}, as Python's keyword. */
+/* Pipe([duplex=true]) or Pipe{duplex = b}, as Python's keyword -> a, b; one
+ * way: a only receives, b only sends. */
 static int l_pipe(lua_State *L) {
   if (lua_istable(L, 1)) {
     static const char *const known[] = {"duplex", NULL};

@@ -16,8 +16,6 @@ static cc_queue *check_queue(lua_State *L, int idx) {
 static int new_queue(lua_State *L, int kind) {
   cc_lopts opts;
   cc__ltake_options(L, kind == CC_QUEUE_SIMPLE ? 1 : 2, cc__lname_only, &opts);
-  if (kind == CC_QUEUE_SIMPLE)
-    luaL_argcheck(L, lua_isnoneornil(L, 1), 1, "the only argument is an options table, {name = ...}");
   lua_Integer max = kind == CC_QUEUE_SIMPLE ? 0 : luaL_optinteger(L, 1, 0);
   luaL_argcheck(L, max <= 0x7fffffff, 1, "maxsize is too large");
   cc_queue *q = cc__lcheck_alloc(L, cc_queue_new(kind, max > 0 ? (uint32_t)max : 0));

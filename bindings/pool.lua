@@ -646,14 +646,10 @@ end
 
 -- A timeout as every blocking method takes it: seconds, nil, or Python's
 -- keyword, {timeout = s}.
+local TIMEOUT_KEYWORD = {"timeout"}
 local function check_timeout(timeout, fn)
   if type(timeout) == "table" and getmetatable(timeout) == nil then
-    for k in pairs(timeout) do
-      if k ~= "timeout" then
-        error(("bad argument #1 to '%s' (unknown option '%s' (did you mean 'timeout'?))")
-          :format(fn, tostring(k)), 3)
-      end
-    end
+    concur._check_fields(timeout, fn, 1, TIMEOUT_KEYWORD, 3) -- the user's get or wait
     timeout = timeout.timeout
   end
   if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
@@ -794,20 +790,16 @@ end)
 -- {chunksize = 4}), map_async(f, xs, {chunksize = 4, callback = cb}).
 local MAP_KEYWORDS, SYNC_MAP_KEYWORDS = {"chunksize", "callback", "error_callback"}, {"chunksize"}
 
--- concur._check_fields, said at the line of the user's call two levels up.
-local function check_fields_here(t, name, arg, known)
-  local ok, err = pcall(concur._check_fields, t, name, arg, known)
-  if not ok then error((tostring(err):gsub("^[^\n]-:%d+: ", "")), 4) end
-end
+-- Checked at the line of the user's call (3: keywords, the method, the user).
 local function keywords(name, chunksize, opts, async)
   if type(chunksize) == "table" and getmetatable(chunksize) == nil then
     if opts ~= nil then
       concur.error("ValueError", name .. " takes its keywords in one table, after the list")
     end
-    check_fields_here(chunksize, name, 3, async and MAP_KEYWORDS or SYNC_MAP_KEYWORDS)
+    concur._check_fields(chunksize, name, 3, async and MAP_KEYWORDS or SYNC_MAP_KEYWORDS, 3)
     return chunksize.chunksize, async and chunksize or nil
   end
-  if opts ~= nil then check_fields_here(opts, name, 4, RESULT_OPTIONS) end
+  if opts ~= nil then concur._check_fields(opts, name, 4, RESULT_OPTIONS, 3) end
   return chunksize, opts
 end
 

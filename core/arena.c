@@ -306,7 +306,7 @@ const char *cc_obj_describe(const cc_obj *o, char *buf) {
   if (given)
     snprintf(buf, CC_OBJ_NAME_MAX + 24, "%s '%s'", cc_obj_typename(o), given);
   else
-    snprintf(buf, CC_OBJ_NAME_MAX + 24, "%s-%u", cc_obj_typename(o), (unsigned)o->id);
+    cc_obj_name(o, buf); /* its kind is in it */
   return buf;
 }
 

@@ -409,7 +409,9 @@ static void copy_into(lua_State *L, int idx, lua_State *S) {
  * on the Lua state that runs (the runner's, or a check's sandbox) that raises
  * at its next instruction. The execution of the runs is not such a phase: a
  * raise there could leave a run started and unrecorded, so its loop takes
- * the interrupt (host.take_interrupt) and kills its runs itself. */
+ * the interrupt (host.take_interrupt) and kills its runs itself.
+ * Threads: the batch runner has none; these are its one thread's, and the
+ * handler runs on it, between two of its instructions. */
 static volatile sig_atomic_t got_signal;
 static lua_State *volatile armed;   /* the state to stop, or NULL */
 static lua_State *runner;           /* the runner's own state */
@@ -447,14 +449,12 @@ int host_catch_signals(lua_State *L) {
 }
 
 /* interruptible(on): whether a Ctrl-C raises "interrupted" wherever the
- * runner is (on), or only sets host.interrupted() (off). Turning it on
- * after a Ctrl-C raises at once. Returns what it was. */
+ * runner is (on), or is only kept for host.take_interrupt() (off). Turning
+ * it on after a Ctrl-C not taken raises at once. */
 static int l_interruptible(lua_State *L) {
-  int was = armed != NULL;
   luaL_checktype(L, 1, LUA_TBOOLEAN);
   arm(lua_toboolean(L, 1) ? runner : NULL);
-  lua_pushboolean(L, was);
-  return 1;
+  return 0;
 }
 
 /* take_interrupt(): whether a Ctrl-C came since the last call; the runs'
