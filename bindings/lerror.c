@@ -1,5 +1,6 @@
 /* lerror - concur error objects: {kind=, message=, traceback=} and concur.is */
 #include "concur/config.h"
+#include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/wait.h"
 #include "lconcur.h"
@@ -62,6 +63,8 @@ int cc__lraise_code(lua_State *L, int err, const char *fmt, ...) {
   }
   if (err == CC_EARENAFULL && !fmt)
     return cc__lraise(L, "ArenaFull", "%s", cc_arena_full_message());
+  if (err == CC_EDEADLK && !fmt)
+    return cc__lraise(L, "Deadlock", "%s", cc_deadlock_report());
   if (!fmt)
     return cc__lraise(L, cc_errkind(err), "%s", cc_strerror(err));
   va_list ap;

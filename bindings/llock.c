@@ -1,5 +1,4 @@
 /* llock - Lua binding of Lock and RLock */
-#include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/ident.h"
 #include "concur/lock.h"
@@ -75,8 +74,6 @@ int cc__lpush_acquired(lua_State *L, int r) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (r == CC_EDEADLK)
-    return cc__lraise(L, "Deadlock", "%s", cc_deadlock_report());
   return cc__lraise_code(L, r, NULL);
 }
 
@@ -142,8 +139,6 @@ static int lock_acquire_restore(lua_State *L) {
   if (r == CC_EOWNERDEAD)
     cc__lwarn_owner_died(l, &l->hdr);
   cc__lidle(w, &l->hdr);
-  if (r == CC_EDEADLK)
-    return cc__lraise(L, "Deadlock", "%s", cc_deadlock_report());
   if (r && r != CC_EOWNERDEAD)
     return cc__lraise_code(L, r, NULL); /* Interrupted: the lock is held again */
   return 0;

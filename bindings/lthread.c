@@ -4,6 +4,7 @@
 #include "concur/event.h"
 #include "concur/gil.h"
 #include "concur/lock.h"
+#include "concur/proctab.h"
 #include "concur/wait.h"
 #include "lconcur.h"
 
@@ -67,6 +68,21 @@ static int64_t switch_ns = 5000000;
 static _Thread_local thr *current;
 /* The Lua state this pthread runs now, for the poke's handler. */
 static _Thread_local lua_State *running_L;
+
+/* Where the calling pthread's Lua waits: the innermost Lua line of the
+ * state it runs now, not of concur's own Lua (chunks named "=..."). The
+ * state cannot run meanwhile: this thread runs it, and is in a call. */
+static void lua_where(char *buf, size_t n) {
+  lua_State *L = running_L;
+  lua_Debug ar;
+  buf[0] = '\0';
+  for (int level = 1; L && lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0 || ar.source[0] == '=')
+      continue;
+    snprintf(buf, n, "%s:%d", ar.short_src, ar.currentline);
+    return;
+  }
+}
 
 void cc__lset_switch_interval(double seconds) {
   switch_ns = seconds > 0 ? (int64_t)(seconds * 1e9) : 5000000;
@@ -184,11 +200,11 @@ static int msgh(lua_State *L) {
 
 static void *thread_main(void *arg) {
   thr *t = arg;
+  atomic_store(&t->tid, (int)gettid()); /* known once it has begun: joins wait for it */
   cc_event_set(&t->begun);
   cc_gil_acquire();
   current = t;
   running_L = t->L1;
-  atomic_store(&t->tid, (int)gettid());
   cc_deadlock_set_name(t->name);
   lua_State *L1 = t->L1;
   /* L1's stack: msgh, fn. */
@@ -207,6 +223,8 @@ static void *thread_main(void *arg) {
   cc_event_set(&t->done);
   current = NULL;
   running_L = NULL;
+  cc_deadlock_thread_end();
+  cc_proc_threads_add(-1);
   cc_gil_release();
   return NULL;
 }
@@ -241,9 +259,12 @@ static int l_thread_start(lua_State *L) {
   sigemptyset(&intr);
   sigaddset(&intr, SIGINT);
   pthread_sigmask(SIG_BLOCK, &intr, &old);
+  /* Counted before it exists: until it waits, the run is not all asleep. */
+  cc_proc_threads_add(1);
   int r = pthread_create(&t->pt, NULL, thread_main, t);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (r != 0) {
+    cc_proc_threads_add(-1);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, RUNNING_KEY);
     lua_pushlightuserdata(L, t);
     lua_pushnil(L);
@@ -339,13 +360,26 @@ static thr *check_handle(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, HANDLE_MT);
 }
 
+/* Waits for t's function to return: a join, for what reports say. */
+static int join(thr *t, int64_t deadline) {
+  int r = cc_event_wait(&t->begun, deadline);
+  if (r)
+    return r;
+  cc_waiting w = {.kind = CC_WAIT_JOIN, .target = atomic_load(&t->tid), .label = t->name,
+                  .deadline = deadline};
+  cc_wait_begin(&w);
+  r = cc_event_wait(&t->done, deadline);
+  cc_wait_end(&w);
+  return r;
+}
+
 /* handle:join([timeout]) -> true when the thread has ended. */
 static int handle_join(lua_State *L) {
   thr *t = check_handle(L, 1);
   if (t == current)
     return cc__lraise(L, "ValueError", "cannot join the current thread");
   int64_t dl = cc__ldeadline(L, 2);
-  int r = t->started ? cc_event_wait(&t->done, dl) : 0;
+  int r = t->started ? join(t, dl) : 0;
   if (r == CC_EINTR)
     return cc__lraise_code(L, r, NULL);
   if (r == 0 && t->started)
@@ -431,9 +465,9 @@ int cc__ljoin_threads(lua_State *L) {
     }
     /* A thread unanchors its handle as it ends, and another thread's GC may
      * collect it: the stack keeps it for this wait. */
-    int r = cc_event_wait(&wait_for->done, CC_FOREVER);
+    int r = join(wait_for, CC_FOREVER);
     lua_pop(L, 3);
-    if (r == CC_EINTR)
+    if (r == CC_EINTR || r == CC_EDEADLK)
       return r;
   }
   /* The joined threads' pthreads too: nothing of them is left (a stock
@@ -493,6 +527,7 @@ void cc__open_thread(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   running_L = lua_tothread(L, -1);
   lua_pop(L, 1);
+  cc_deadlock_set_where(lua_where);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, LUA_COLIBNAME) == LUA_TTABLE) {
     lua_pushcfunction(L, co_resume);

@@ -96,8 +96,9 @@ static int wait_looking(cc_barrier *b, int64_t deadline, int64_t *probe_ns) {
   return r;
 }
 
-/* Leaves after an interrupt, with the lock released if it is held. */
-static int interrupted(cc_barrier *b, cc_life *mine) {
+/* Leaves after an interrupt or a deadlock (code), with the lock released
+ * if it is held. */
+static int interrupted(cc_barrier *b, cc_life *mine, int code) {
   if (cc_lock_is_mine(b->cond.lock)) {
     if (mine) {
       cc_life_drop(mine);
@@ -105,19 +106,30 @@ static int interrupted(cc_barrier *b, cc_life *mine) {
     }
     cc_lock_release(b->cond.lock);
   }
-  return CC_EINTR;
+  return code;
 }
+
+static int barrier_wait(cc_barrier *b, int64_t deadline, cc_barrier_action action, void *ud);
 
 int cc_barrier_wait(cc_barrier *b, int64_t deadline, cc_barrier_action action,
                     void *ud) {
+  cc_waiting w = {.kind = CC_WAIT_WAIT, .obj = &b->hdr, .deadline = deadline};
+  cc_wait_begin(&w);
+  int r = barrier_wait(b, deadline, action, ud);
+  cc_wait_end(&w);
+  return r;
+}
+
+static int barrier_wait(cc_barrier *b, int64_t deadline, cc_barrier_action action,
+                        void *ud) {
   int64_t probe_ns = 1000000;
   int r = lock(b);
   if (r)
     return r; /* CC_EINTR, CC_EDEADLK */
   while (b->state == DRAINING || b->state == RESETTING) {
     r = wait_looking(b, CC_FOREVER, &probe_ns);
-    if (r == CC_EINTR)
-      return interrupted(b, NULL);
+    if (r == CC_EINTR || r == CC_EDEADLK)
+      return interrupted(b, NULL, r);
   }
   if (b->state == BROKEN) {
     cc_lock_release(b->cond.lock);
@@ -149,8 +161,8 @@ int cc_barrier_wait(cc_barrier *b, int64_t deadline, cc_barrier_action action,
     r = index;
     while (b->state == FILLING) {
       int w = wait_looking(b, deadline, &probe_ns);
-      if (w == CC_EINTR)
-        return interrupted(b, mine);
+      if (w == CC_EINTR || w == CC_EDEADLK)
+        return interrupted(b, mine, w);
       if (w == CC_ETIMEDOUT && b->state == FILLING) {
         breaks(b);
         break;

@@ -112,11 +112,14 @@ int cc_cond_wait(cc_cond *c, int64_t deadline) {
   /* A notify often comes within microseconds (a ping-pong): looked for a
    * while before sleeping, as a wake-up on another core costs more. */
   cc_spin_while(&n->state, WAITING, deadline);
+  cc_waiting w = {.kind = CC_WAIT_WAIT, .obj = &c->hdr, .deadline = deadline};
+  cc_wait_begin(&w);
   while (atomic_load(&n->state) == WAITING) {
     r = cc_futex_wait_counted(&n->state, WAITING, &n->sleepers, deadline);
-    if (r == CC_ETIMEDOUT || r == CC_EINTR)
+    if (r == CC_ETIMEDOUT || r == CC_EINTR || r == CC_EDEADLK)
       break;
   }
+  cc_wait_end(&w);
   /* A notify that came with the deadline or the interrupt wins: it was
    * counted as a wake-up. */
   uint32_t s = WAITING;

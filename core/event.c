@@ -22,12 +22,21 @@ int cc_event_wait(cc_event *e, int64_t deadline) {
   /* Setters often follow within microseconds: look a little before
    * sleeping (a wake-up on another core costs tens of microseconds). */
   cc_spin_while(&e->flag, 0, deadline);
+  if (atomic_load(&e->flag))
+    return 0;
+  cc_waiting w = {.kind = CC_WAIT_WAIT, .obj = &e->hdr, .deadline = deadline};
+  cc_wait_begin(&w);
+  int r = 0;
   while (!atomic_load(&e->flag)) {
     atomic_fetch_add(&e->waiters, 1);
-    int r = cc_futex_wait(&e->flag, 0, deadline);
+    r = cc_futex_wait(&e->flag, 0, deadline);
     atomic_fetch_sub(&e->waiters, 1);
-    if (r == CC_ETIMEDOUT || r == CC_EINTR)
-      return atomic_load(&e->flag) ? 0 : r;
+    if (r == CC_ETIMEDOUT || r == CC_EINTR || r == CC_EDEADLK) {
+      r = atomic_load(&e->flag) ? 0 : r;
+      break;
+    }
+    r = 0;
   }
-  return 0;
+  cc_wait_end(&w);
+  return r;
 }

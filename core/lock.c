@@ -25,6 +25,8 @@ void cc_lock_init(cc_lock *l, int recursive) {
 static void owned(cc_lock *l) {
   atomic_store_explicit(&l->owner_pid, cc_pid(), memory_order_relaxed);
   l->count = 1;
+  if (l->hdr.id) /* a Lock or RLock of its own, not one inside another object */
+    cc__deadlock_took(&l->hdr, &l->word);
 }
 
 /* Spins for the lock (cc_spin_take): a holder usually lets go within a few
@@ -63,18 +65,21 @@ int cc_lock_acquire(cc_lock *l, int64_t deadline) {
     owned(l);
     return 0;
   }
+  cc_waiting wt = {.kind = CC_WAIT_ACQUIRE, .obj = &l->hdr, .owner = &l->word,
+                   .deadline = deadline};
+  cc_wait_begin(&wt);
   int r = sleep_for(l, me, deadline);
-  cc__deadlock_done();
+  cc_wait_end(&wt);
   return r;
 }
 
 /* The slow part of cc_lock_acquire: sleeps until l is free, the deadline,
- * an interrupt, a holder's death, or (with no deadline) a deadlock. */
+ * an interrupt, a holder's death, or (with no deadline) a deadlock (the
+ * observer's CC_EDEADLK). */
 static int sleep_for(cc_lock *l, uint32_t me, int64_t deadline) {
   /* A holder that died is looked for after 1 ms of waiting, then after
-   * 2, 4, ... up to the wait slice: quickly after a kill, rarely otherwise.
-   * A wait with no deadline looks for a deadlock at the same times. */
-  int64_t probe_ns = 1000000, since = cc_now();
+   * 2, 4, ... up to the wait slice: quickly after a kill, rarely otherwise. */
+  int64_t probe_ns = 1000000;
   uint32_t w;
   for (;;) {
     w = atomic_load(&l->word);
@@ -107,10 +112,8 @@ static int sleep_for(cc_lock *l, uint32_t me, int64_t deadline) {
         }
         continue;
       }
-      if (deadline == CC_FOREVER && cc__deadlock_check(&l->hdr, &l->word, since) == CC_EDEADLK)
-        return CC_EDEADLK;
     }
-    if (r == CC_ETIMEDOUT || r == CC_EINTR)
+    if (r == CC_ETIMEDOUT || r == CC_EINTR || r == CC_EDEADLK)
       return r;
     /* Woken (or the word changed): spin again rather than sleep at once
      * while the holder keeps taking it back, each time paying a wake-up.
@@ -134,6 +137,8 @@ int cc_lock_release(cc_lock *l) {
     if (--l->count > 0)
       return 0;
   }
+  if (l->hdr.id)
+    cc__deadlock_gave(&l->hdr);
   if (atomic_exchange(&l->word, 0) & CC_LOCK_WAITERS)
     cc_futex_wake(&l->word, 1);
   return 0;

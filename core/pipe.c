@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -170,6 +171,12 @@ static void leave(cc_conn *c) {
     finish_close(c, 0);
 }
 
+/* Whether only the run's processes can end a wait on c: a Pipe's end, not
+ * a Descriptor (any descriptor, which the world outside may make ready). */
+static int of_the_run(const cc_conn *c) {
+  return (c->flags & (CC_CONN_READ | CC_CONN_WRITE)) != 0;
+}
+
 static int64_t slice(int64_t deadline) {
   int64_t end = cc_now() + CC_WAIT_SLICE_NS;
   return end < deadline ? end : deadline;
@@ -181,17 +188,28 @@ static int take_turn(cc_conn *c, _Atomic uint32_t *t, int64_t deadline) {
   uint32_t z = 0;
   if (atomic_compare_exchange_strong(t, &z, 1))
     return 0;
+  cc_waiting w = {.kind = t == &c->rturn ? CC_WAIT_RECV : CC_WAIT_SEND, .label = c->label,
+                  .deadline = deadline};
+  if (of_the_run(c))
+    cc_wait_begin(&w);
+  int r;
   for (;;) {
-    if (atomic_exchange(t, 2) == 0)
-      return 0;
-    if (closing(c))
-      return CC_ECLOSED;
-    int r = cc_futex_wait(t, 2, slice(deadline));
-    if (r == CC_EINTR)
-      return r;
+    if (atomic_exchange(t, 2) == 0) {
+      r = 0;
+      break;
+    }
+    if (closing(c)) {
+      r = CC_ECLOSED;
+      break;
+    }
+    r = cc_futex_wait(t, 2, slice(deadline));
+    if (r == CC_EINTR || r == CC_EDEADLK)
+      break;
     if (r == CC_ETIMEDOUT && cc_now() >= deadline)
-      return CC_ETIMEDOUT;
+      break;
   }
+  cc_wait_end(&w);
+  return r;
 }
 
 static void give_turn(_Atomic uint32_t *t) {
@@ -203,17 +221,28 @@ static void give_turn(_Atomic uint32_t *t) {
  * a close from another thread is seen. soon: an answer is likely within
  * microseconds (cc_wait_fd_soon). */
 static int wait_io(cc_conn *c, short ev, int64_t deadline, int soon) {
+  cc_waiting w = {.kind = ev == POLLIN ? CC_WAIT_RECV : CC_WAIT_SEND, .label = c->label,
+                  .deadline = deadline};
+  if (of_the_run(c))
+    cc_wait_begin(&w);
+  int r;
   for (;;) {
-    if (closing(c))
-      return CC_ECLOSED;
+    if (closing(c)) {
+      r = CC_ECLOSED;
+      break;
+    }
     int64_t end = slice(deadline);
-    int r = soon ? cc_wait_fd_soon(c->fd, ev, end) : cc_wait_fd(c->fd, ev, end);
+    r = soon ? cc_wait_fd_soon(c->fd, ev, end) : cc_wait_fd(c->fd, ev, end);
     soon = 0;
-    if (r == 0 || r == CC_EINTR)
-      return r;
-    if (cc_now() >= deadline)
-      return CC_ETIMEDOUT;
+    if (r == 0 || r == CC_EINTR || r == CC_EDEADLK)
+      break;
+    if (cc_now() >= deadline) {
+      r = CC_ETIMEDOUT;
+      break;
+    }
   }
+  cc_wait_end(&w);
+  return r;
 }
 
 /* ------------------------------------------------------------- making */
@@ -224,6 +253,7 @@ void cc_conn_init(cc_conn *c, int fd, int flags) {
   struct stat st;
   c->flags = flags | (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) ? CC_CONN_OSPIPE : 0);
   c->pid = cc_pid();
+  snprintf(c->label, sizeof c->label, "Connection (fd %d)", fd);
 }
 
 int cc_pipe_new(cc_conn *a, cc_conn *b, int duplex) {
@@ -651,11 +681,17 @@ int cc_conn_wait(cc_conn *const *cs, int n, uint8_t *ready, int64_t deadline) {
     pf[i].events = POLLIN | (in && c->wlen > c->woff ? POLLOUT : 0);
     pf[i].revents = 0;
   }
-  int r = 0;
+  int r = 0, outside = 0;
+  for (int i = 0; i < n; i++)
+    outside |= !of_the_run(cs[i]);
+  cc_waiting w = {.kind = CC_WAIT_RECV, .label = "the objects of concur.wait",
+                  .deadline = deadline};
   while (!nready) {
+    if (!outside)
+      cc_wait_begin(&w);
     int64_t end = slice(deadline);
     r = cc_wait_fds(pf, n, end);
-    if (r == CC_EINTR || r == CC_ESYS)
+    if (r == CC_EINTR || r == CC_ESYS || r == CC_EDEADLK)
       break;
     int flushed = 0;
     for (int i = 0; i < n; i++) {
@@ -689,6 +725,7 @@ int cc_conn_wait(cc_conn *const *cs, int n, uint8_t *ready, int64_t deadline) {
     if (!nready && !flushed && cc_now() >= deadline)
       break;
   }
+  cc_wait_end(&w);
   for (int i = 0; i < n; i++)
     if (pf[i].fd >= 0)
       leave(cs[i]);

@@ -211,6 +211,7 @@ int cc_proc_start(cc_proc *p) {
 
 /* Entry of a reaped pid: drop its holds, free it. */
 static void release_pid(int pid) {
+  cc__deadlock_forget_pid(pid);
   cc_procent *e = cc_proctab_find(pid);
   if (e)
     cc_proctab_free(cc_proctab_slot_of(e));
@@ -248,7 +249,10 @@ int cc_proc_join(cc_proc *p, int64_t deadline) {
     return CC_EPROC;
   int status;
   p->joiners++;
+  cc_waiting w = {.kind = CC_WAIT_JOIN, .target = p->pid, .label = p->name, .deadline = deadline};
+  cc_wait_begin(&w);
   int r = cc_wait_child(p->pid, p->pidfd, &status, NULL, deadline);
+  cc_wait_end(&w);
   p->joiners--;
   if (p->state == CC_PROC_REAPED) {
     /* Another thread reaped it while this one waited. */
@@ -258,7 +262,7 @@ int cc_proc_join(cc_proc *p, int64_t deadline) {
     }
     return 0;
   }
-  if (r == CC_ETIMEDOUT || r == CC_EINTR)
+  if (r == CC_ETIMEDOUT || r == CC_EINTR || r == CC_EDEADLK)
     return r;
   reaped(p, status, r == 0);
   return 0;
@@ -346,6 +350,7 @@ int cc_proc_finish_children(void) {
 
 _Noreturn void cc_proc_exit(int code) {
   fflush(NULL);
+  cc_proc_threads_end();
   cc_holds_release(cc_proc_self_slot());
   _exit(code);
 }

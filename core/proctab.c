@@ -50,6 +50,7 @@ int cc_proctab_init(unsigned max_processes) {
   atomic_store(&m->state, CC_PS_RUNNING);
   atomic_store(&m->pid, getpid());
   m->ppid = getppid();
+  atomic_store(&m->threads, 1);
   strcpy(m->name, "MainProcess");
   self_slot = 0;
   return 0;
@@ -63,6 +64,16 @@ int cc_proctab_slot_of(const cc_procent *e) { return (int)(e - T->ent); }
 int cc_proc_self_slot(void) { return self_slot; }
 cc_procent *cc_proc_self(void) { return T ? &T->ent[self_slot] : NULL; }
 void cc__proc_set_self(int slot) { self_slot = slot; }
+
+void cc_proc_threads_add(int n) {
+  if (T)
+    atomic_fetch_add(&T->ent[self_slot].threads, (uint32_t)n);
+}
+
+void cc_proc_threads_end(void) {
+  if (T)
+    atomic_store(&T->ent[self_slot].threads, 0);
+}
 
 cc_procent *cc_proctab_find(int pid) {
   for (unsigned i = 0; T && i < T->cap; i++)
@@ -105,6 +116,7 @@ int cc_proctab_alloc(void) {
       e->daemon = 0;
       e->holds = e->holds_cap = e->holds_len = 0;
       e->nchildren = 0;
+      atomic_store(&e->threads, 1); /* a forked child's one */
       e->ident[0] = e->name[0] = '\0';
       return (int)i;
     }

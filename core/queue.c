@@ -268,7 +268,7 @@ static void bump(_Atomic uint32_t *seq, _Atomic uint32_t *sleepers) {
   cc_futex_wake_one(seq, sleepers);
 }
 
-int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline) {
+static int put(cc_queue *q, const cc_msg *m, int64_t deadline, cc_waiting *w) {
   size_t need = rec_size(m->len, m->nrefs);
   /* A big message is copied into its own block before the lock. */
   uint32_t out = 0;
@@ -325,8 +325,9 @@ int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline) {
     /* The other side is often about to move: look before sleeping. */
     if (cc_spin_while(&q->get_seq, seen, deadline))
       continue;
+    cc_wait_begin(w);
     r = cc_futex_wait_counted(&q->get_seq, seen, &q->put_waiters, deadline);
-    if (r == CC_ETIMEDOUT || r == CC_EINTR) {
+    if (r == CC_ETIMEDOUT || r == CC_EINTR || r == CC_EDEADLK) {
       if (out)
         cc_arena_free(cc_arena_ptr(out)); /* its refs stay the caller's */
       return r == CC_ETIMEDOUT ? CC_EFULL : r;
@@ -334,7 +335,14 @@ int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline) {
   }
 }
 
-int cc_queue_get(cc_queue *q, cc_msg *m, int64_t deadline) {
+int cc_queue_put(cc_queue *q, const cc_msg *m, int64_t deadline) {
+  cc_waiting w = {.kind = CC_WAIT_PUT, .obj = &q->hdr, .deadline = deadline};
+  int r = put(q, m, deadline, &w);
+  cc_wait_end(&w);
+  return r;
+}
+
+static int get(cc_queue *q, cc_msg *m, int64_t deadline, cc_waiting *w) {
   for (;;) {
     uint32_t seen = atomic_load(&q->put_seq);
     int r = lock(q, CC_FOREVER);
@@ -378,12 +386,20 @@ int cc_queue_get(cc_queue *q, cc_msg *m, int64_t deadline) {
     unlock(q);
     if (cc_spin_while(&q->put_seq, seen, deadline))
       continue;
+    cc_wait_begin(w);
     r = cc_futex_wait_counted(&q->put_seq, seen, &q->get_waiters, deadline);
     if (r == CC_ETIMEDOUT)
       return CC_EEMPTY;
-    if (r == CC_EINTR)
+    if (r == CC_EINTR || r == CC_EDEADLK)
       return r;
   }
+}
+
+int cc_queue_get(cc_queue *q, cc_msg *m, int64_t deadline) {
+  cc_waiting w = {.kind = CC_WAIT_GET, .obj = &q->hdr, .deadline = deadline};
+  int r = get(q, m, deadline, &w);
+  cc_wait_end(&w);
+  return r;
 }
 
 uint32_t cc_queue_qsize(cc_queue *q) {
@@ -402,14 +418,22 @@ int cc_queue_task_done(cc_queue *q) {
 }
 
 int cc_queue_join(cc_queue *q, int64_t deadline) {
+  cc_waiting w = {.kind = CC_WAIT_JOIN, .obj = &q->hdr, .deadline = deadline};
+  int r = 0;
   for (;;) {
     uint32_t v = atomic_load(&q->unfinished);
     if (v == 0)
-      return 0;
+      break;
+    cc_wait_begin(&w);
     atomic_fetch_add(&q->join_waiters, 1);
-    int r = cc_futex_wait(&q->unfinished, v, deadline);
+    r = cc_futex_wait(&q->unfinished, v, deadline);
     atomic_fetch_sub(&q->join_waiters, 1);
-    if (r == CC_ETIMEDOUT || r == CC_EINTR)
-      return atomic_load(&q->unfinished) == 0 ? 0 : r;
+    if (r == CC_ETIMEDOUT || r == CC_EINTR || r == CC_EDEADLK) {
+      r = atomic_load(&q->unfinished) == 0 ? 0 : r;
+      break;
+    }
+    r = 0;
   }
+  cc_wait_end(&w);
+  return r;
 }

@@ -29,15 +29,24 @@ int cc_sem_trywait(cc_sem *s) {
 }
 
 int cc_sem_wait(cc_sem *s, int64_t deadline) {
+  if (cc_sem_trywait(s) == 0)
+    return 0;
+  cc_waiting w = {.kind = CC_WAIT_ACQUIRE, .obj = &s->hdr, .deadline = deadline};
+  cc_wait_begin(&w);
+  int r;
   for (;;) {
-    if (cc_sem_trywait(s) == 0)
-      return 0;
     /* The sleeper is counted before it sleeps; the futex compares the value,
      * so a post between the two is never missed (both sides are seq_cst). */
-    int r = cc_futex_wait_counted(&s->value, 0, &s->waiters, deadline);
-    if (r == CC_ETIMEDOUT || r == CC_EINTR)
-      return r;
+    r = cc_futex_wait_counted(&s->value, 0, &s->waiters, deadline);
+    if (r == CC_ETIMEDOUT || r == CC_EINTR || r == CC_EDEADLK)
+      break;
+    if (cc_sem_trywait(s) == 0) {
+      r = 0;
+      break;
+    }
   }
+  cc_wait_end(&w);
+  return r;
 }
 
 int cc_sem_post(cc_sem *s) { return cc_sem_post_n(s, 1); }

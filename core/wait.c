@@ -19,6 +19,44 @@
  * thread exists, and only read after. */
 static volatile sig_atomic_t interrupted;
 static const cc_wait_hooks *hooks;
+static const cc_wait_observer *observer;
+/* The calling thread's begun wait: each thread's own. */
+static _Thread_local cc_waiting *current;
+
+static const char *const verbs[] = {
+#define CC__WAIT_VERB(name, verb) verb,
+    CC_WAIT_KINDS(CC__WAIT_VERB)
+#undef CC__WAIT_VERB
+};
+
+const char *cc_wait_verb(int kind) {
+  return kind >= 0 && kind < CC_WAIT_KIND_COUNT ? verbs[kind] : "for";
+}
+
+void cc_wait_set_observer(const cc_wait_observer *o) { observer = o; }
+
+void cc_wait_begin(cc_waiting *w) {
+  if (current == w)
+    return;
+  w->mine = !current;
+  if (w->mine) {
+    w->since = cc_now();
+    current = w;
+  }
+}
+
+void cc_wait_end(cc_waiting *w) {
+  if (!w->mine)
+    return;
+  current = NULL;
+  if (observer)
+    observer->ended(w);
+}
+
+/* Before a sleep: what the observer says of the thread's wait (0: sleep). */
+static int observe(void) {
+  return observer && current ? observer->sleeping(current) : 0;
+}
 
 static int may_spin(int local) {
   return !hooks || !hooks->may_spin || hooks->may_spin(local);
@@ -127,6 +165,9 @@ static int futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline,
     return atomic_load(word) == expect ? CC_ETIMEDOUT : 0;
   int sliced;
   struct timespec ts = to_ts(slice_end(deadline, now, &sliced));
+  int o = observe();
+  if (o < 0)
+    return o;
   around(word, 1);
   /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time; no PRIVATE
    * flag, since the word may be shared with other processes. */
@@ -198,6 +239,9 @@ int cc_wait_fds(struct pollfd *fds, int n, int64_t deadline) {
     int sliced;
     int64_t end = slice_end(deadline, now, &sliced);
     int ms = end <= now ? 0 : (int)((end - now + 999999) / 1000000);
+    int o = ms ? observe() : 0;
+    if (o < 0)
+      return o;
     if (ms)
       around(NULL, 1);
     int r = poll(fds, (nfds_t)n, ms);
@@ -242,6 +286,9 @@ int cc_sleep_until(int64_t deadline) {
       return 0;
     int sliced;
     struct timespec ts = to_ts(slice_end(deadline, now, &sliced));
+    int o = observe();
+    if (o < 0)
+      return o;
     around(NULL, 1);
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
     around(NULL, 0);
@@ -286,7 +333,7 @@ int cc_wait_child(int pid, int pidfd, int *status, struct rusage *usage, int64_t
       int64_t next = now + CHILD_LOOK_NS;
       w = cc_sleep_until(next < deadline ? next : deadline);
     }
-    if (w == CC_EINTR)
+    if (w == CC_EINTR || w == CC_EDEADLK)
       return w;
   }
 }

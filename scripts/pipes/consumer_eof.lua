@@ -1,7 +1,9 @@
 -- pipes/consumer_eof: a producer sends 10 items; the consumer receives until
 -- EOF. EOF comes only when every sending end is closed: with
 -- -p close_unused=false the parent keeps its copy open and the consumer
--- waits forever (the lesson's warning; the run ends at its timeout).
+-- waits forever (the lesson's warning): with the parent waiting to join
+-- it, every thread of the run is asleep, and the run ends as a deadlock
+-- that names both waits.
 local concur = require "concur"
 io.stdout:setvbuf("line")
 

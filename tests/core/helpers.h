@@ -19,7 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "concur/deadlock.h"
+#include "concur/ident.h"
 #include "concur/proc.h"
+#include "concur/proctab.h"
 #include "concur/wait.h"
 
 #define MS 1000000LL
@@ -35,10 +38,56 @@ static inline int group_teardown(void **state) {
   return 0;
 }
 
-/* Forks a worker running fn(arg, i); its exit status is fn's return. */
-static inline pid_t spawn(int (*fn)(void *, int), void *arg, int i) {
+/* Forks a process of the run: in its table, as cc_proc_start's children
+ * are, so that the deadlock detector counts it as a party that may still
+ * act. 0 in the child. */
+static inline pid_t fork_counted(void) {
+  int slot = cc_proctab_alloc();
+  assert_true(slot > 0);
+  cc_procent *e = cc_proctab_get(slot);
+  snprintf(e->name, sizeof e->name, "Worker-%d", slot);
   fflush(NULL);
   pid_t pid = fork();
+  if (pid == 0) {
+    cc__proc_set_self(slot);
+    cc__tid_reset();
+    atomic_store(&e->pid, getpid());
+    atomic_store(&e->state, CC_PS_RUNNING);
+    return 0;
+  }
+  if (pid < 0)
+    cc_proctab_free(slot);
+  else
+    atomic_store(&e->pid, pid);
+  return pid;
+}
+
+/* A process of fork_counted's was reaped: its entries go. */
+static inline void reaped(pid_t pid) {
+  cc__deadlock_forget_pid(pid);
+  cc_procent *e = cc_proctab_find(pid);
+  if (e)
+    cc_proctab_free(cc_proctab_slot_of(e));
+}
+
+/* Starts a thread of this process, counted as one (see fork_counted). */
+static inline int thread_start(pthread_t *t, void *(*fn)(void *), void *arg) {
+  cc_proc_threads_add(1);
+  int r = pthread_create(t, NULL, fn, arg);
+  if (r)
+    cc_proc_threads_add(-1);
+  return r;
+}
+
+/* Joins a thread of thread_start's. */
+static inline void thread_join(pthread_t t) {
+  pthread_join(t, NULL);
+  cc_proc_threads_add(-1);
+}
+
+/* Forks a worker running fn(arg, i); its exit status is fn's return. */
+static inline pid_t spawn(int (*fn)(void *, int), void *arg, int i) {
+  pid_t pid = fork_counted();
   if (pid == 0)
     _exit(fn(arg, i));
   assert_true(pid > 0);
@@ -52,11 +101,14 @@ static inline int await(pid_t pid, double seconds) {
   for (;;) {
     int st;
     pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid)
+    if (r == pid) {
+      reaped(pid);
       return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
     if (cc_now() > end) {
       kill(pid, SIGKILL);
       waitpid(pid, &st, 0);
+      reaped(pid);
       fail_msg("worker %d did not finish within %.1f s", (int)pid, seconds);
     }
     struct timespec ts = {0, 1000000};
@@ -99,7 +151,7 @@ static inline party *party_start(int kind, int (*fn)(void *, int), void *arg, in
   x->arg = arg;
   x->i = i;
   if (kind == PARTY_THREAD) {
-    assert_int_equal(pthread_create(&x->thread, NULL, party_main, x), 0);
+    assert_int_equal(thread_start(&x->thread, party_main, x), 0);
     /* Begun before anything else forks: a child forked while a thread is
      * still in its start inherits the locks it holds there (the sanitizer's
      * allocator's, under ASan), and deadlocks on them. */
@@ -107,15 +159,14 @@ static inline party *party_start(int kind, int (*fn)(void *, int), void *arg, in
       sched_yield();
     return x;
   }
-  fflush(NULL);
-  x->pid = fork();
+  x->pid = fork_counted();
   assert_true(x->pid >= 0);
   if (x->pid == 0) {
     if (kind == PARTY_THREAD_OF_PROCESS) {
       pthread_t t;
-      if (pthread_create(&t, NULL, party_main, x) != 0)
+      if (thread_start(&t, party_main, x) != 0)
         _exit(126);
-      pthread_join(t, NULL);
+      thread_join(t);
       _exit(x->result);
     }
     _exit(fn(arg, i));
@@ -134,7 +185,7 @@ static inline int party_join(party *x, double seconds) {
         fail_msg("a thread party did not finish within %.1f s", seconds);
       cc_sleep_until(cc_now() + MS);
     }
-    pthread_join(x->thread, NULL);
+    thread_join(x->thread);
     r = x->result;
   } else {
     r = await(x->pid, seconds);

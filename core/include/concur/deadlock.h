@@ -1,54 +1,70 @@
-/* deadlock - finds threads that wait forever for locks held by each other */
+/* deadlock - what every thread of a run holds and waits for; waits that cannot end */
 #ifndef CONCUR_DEADLOCK_H
 #define CONCUR_DEADLOCK_H
 
 #include "concur/arena.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* DESIGN. A thread that has waited CC_DEADLOCK_AFTER_NS for a lock, with no
- * deadline, writes itself into a table in the arena (who it is, the lock it
- * waits for, and a number for this one wait), and while it goes on waiting
- * it follows the chain now and then: the lock's owner (a tid, from the lock
- * word), the lock that owner waits for, its owner... A chain that comes back
- * to the thread is a cycle; one that stays the same, wait for wait, for
- * CC_DEADLOCK_STABLE_NS is a deadlock: none of its threads can move, since
- * each waits for a lock only another of them can release. Nothing is written
- * while locks are taken quickly: the table costs only waits that are long
- * already. A cycle of one thread waiting for a plain Lock it holds itself is
- * not reported: another thread may release a Lock (as in CPython), and that
- * idiom is common.
+/* DESIGN. Each thread of the run that takes a Lock, or waits long, has an
+ * entry in a table in the arena (its party): its tid, process and name, the
+ * Locks and RLocks it holds, and its long wait. Holds are written as locks
+ * are taken and given (lock.c); a wait is written by wait.c's observer,
+ * once it has lasted CC_DEADLOCK_AFTER_NS with no deadline: what it waits
+ * for (kind, object, a lock's owner word or a join's tid), where (the Lua
+ * file:line, from the bindings' hook), and a number for this one wait. Each
+ * of its sleeps after that (at most a wait slice apart) counts one, and
+ * looks for two kinds of deadlock:
  *
- * The cycle's thread with the lowest tid reports it, once: under the host,
- * it writes the cycle to stderr and tells the supervisor (SIGUSR1), which
- * ends the run with exit 3 and keeps waiting to be killed meanwhile;
- * elsewhere (a stock lua5.4, the core's own tests), its acquire returns
- * CC_EDEADLK, and cc_deadlock_report() says what the cycle was. */
+ * - A cycle: the lock's owner (from the lock word) or the thread joined,
+ *   the one that one waits for, ... back to this thread. Each can move only
+ *   if another of them does.
+ * - All asleep: every thread of every live process of the run (counted in
+ *   the process table) is in a long wait with no deadline. Nobody is left
+ *   to change what any of them waits for.
+ *
+ * Neither is taken from one look, whose reads are not one instant: the
+ * finder marks each member's wait and sleep count, and reports only when
+ * every member is still in the same wait and has slept twice since, so has
+ * looked at what it waits for after the mark and found it unchanged. The
+ * member with the lowest tid reports, once: under the host, it writes the
+ * report to stderr and tells the supervisor (SIGUSR1), which ends the run
+ * with exit 3; elsewhere (a stock lua5.4, the core's tests) its wait
+ * returns CC_EDEADLK, and cc_deadlock_report() says what it was. A thread
+ * waiting for a plain Lock it holds itself is not a cycle: another thread
+ * may release a Lock (as in CPython), and that idiom is common. Nothing of
+ * this runs while waits are short: only a thread's first lock takes an
+ * entry, and a hold costs two stores. */
 
-#define CC_DEADLOCK_AFTER_NS 100000000LL  /* 0.1 s */
-#define CC_DEADLOCK_STABLE_NS 1000000000LL /* 1 s */
+#define CC_DEADLOCK_AFTER_NS 100000000LL /* 0.1 s */
 
-/* Makes the table in the arena; after cc_arena_init, before any fork. Without
- * it (an arena made by a test alone) nothing is ever detected.
- * CC_EARENAFULL when the arena has no room for it. */
+/* Makes the table in the arena and watches waits (wait.c's observer);
+ * after cc_proctab_init, before any fork. Without it (an arena made by a
+ * test alone) nothing is ever detected. CC_EARENAFULL when the arena has
+ * no room for it. */
 int cc_deadlock_init(void);
 /* The process the reporter tells, with SIGUSR1; 0 (the default): nobody,
- * the acquire fails with CC_EDEADLK instead. */
+ * the wait fails with CC_EDEADLK instead. */
 void cc_deadlock_set_supervisor(int pid);
 /* The calling thread's name in reports ("MainThread" until set); copied. */
 void cc_deadlock_set_name(const char *name);
+/* Where the calling thread waits, in words ("deadlock.lua:14"), written
+ * into buf; set by the layer above (the Lua bindings), called by the
+ * waiting thread before it lets go of the GIL. NULL: nowhere said. */
+void cc_deadlock_set_where(void (*where)(char *buf, size_t n));
+/* The calling thread ends: its entry goes. */
+void cc_deadlock_thread_end(void);
+/* The process pid was reaped: its threads' entries go. */
+void cc__deadlock_forget_pid(int pid);
 
-/* For cc_lock_acquire, in its wait with no deadline for the lock l, whose
- * word owner_word holds its owner's tid (CC_TID_MASK): `since` is when the
- * wait began. Registers the thread once the wait is long enough, and looks
- * for a cycle through it. Returns 0 (go on waiting) or CC_EDEADLK (give up:
- * reported, and no supervisor to end the run). */
-int cc__deadlock_check(const cc_obj *l, const _Atomic uint32_t *owner_word, int64_t since);
-/* Ends the calling thread's registered wait, if any. */
-void cc__deadlock_done(void);
+/* For lock.c: the calling thread took, or gave up, the lock l whose word
+ * holds its owner's tid (CC_TID_MASK). */
+void cc__deadlock_took(const cc_obj *l, const _Atomic uint32_t *word);
+void cc__deadlock_gave(const cc_obj *l);
 
-/* The last cycle reported by this thread, in words; "" when none. */
+/* The last deadlock reported by this thread, in words; "" when none. */
 const char *cc_deadlock_report(void);
 
 #endif

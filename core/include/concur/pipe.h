@@ -56,6 +56,7 @@ typedef struct cc_conn {
   char *wbuf;                 /* what send_nowait could not send yet */
   size_t wcap, wlen, woff;
   size_t wstart;              /* where its frames start: after the rest of one */
+  char label[32];             /* "Connection (fd 5)", for reports of its waits */
 } cc_conn;
 
 /* Makes a Pipe: duplex (a socketpair, both ends both ways) or one way (a

@@ -28,6 +28,7 @@ typedef struct cc_procent {
   uint32_t holds_cap;
   uint32_t holds_len;
   uint32_t nchildren;          /* children started, for names Process-1:N */
+  _Atomic uint32_t threads;    /* its threads that run Lua; 0 once it ends */
   char ident[CC_PROC_IDENT_MAX]; /* "1:2" for Process-1:2; "" for main */
   char name[CC_PROC_NAME_MAX];
 } cc_procent;
@@ -51,6 +52,12 @@ unsigned cc_proctab_live(void);
 int cc_proctab_alloc(void);
 /* Releases the entry's holds and frees it. */
 void cc_proctab_free(int slot);
+
+/* Counts n more (or fewer) threads of this process: one that starts is
+ * counted before it exists, one that ends after its last wait. */
+void cc_proc_threads_add(int n);
+/* This process ends: none of its threads will do anything more. */
+void cc_proc_threads_end(void);
 
 /* This process's entry. */
 int cc_proc_self_slot(void);

@@ -33,7 +33,8 @@ int64_t cc_deadline(double seconds);
 
 /* Blocks while *word == expect, until woken, the deadline or an interrupt.
  * Returns 0 (woken or the value changed: re-check), CC_WAIT_SLICE,
- * CC_ETIMEDOUT or CC_EINTR. The word may be shared between processes. */
+ * CC_ETIMEDOUT, CC_EINTR, or the observer's code (CC_EDEADLK). The word may
+ * be shared between processes. */
 int cc_futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline);
 /* The same with no hook and no interrupt: for the GIL, which decides who
  * runs and must be taken whatever happens. 0 or CC_ETIMEDOUT. */
@@ -54,25 +55,26 @@ void cc_futex_wake_one(_Atomic uint32_t *word, _Atomic uint32_t *sleepers);
 /* The same for up to n sleepers (those there, at most). */
 void cc_futex_wake_some(_Atomic uint32_t *word, _Atomic uint32_t *sleepers, uint32_t n);
 
-/* Waits until fd is ready for `events` (POLLIN, ...). 0, CC_ETIMEDOUT, CC_EINTR. */
+/* Waits until fd is ready for `events` (POLLIN, ...). 0, CC_ETIMEDOUT,
+ * CC_EINTR, or the observer's code. */
 int cc_wait_fd(int fd, short events, int64_t deadline);
 /* The same for an answer that often comes within microseconds (a reply on
  * a pipe): looks for about CC_SPIN_NS without sleeping first, as a wake-up
  * on another core costs tens of microseconds. */
 int cc_wait_fd_soon(int fd, short events, int64_t deadline);
 /* Waits until one of n descriptors is ready (poll's revents are filled in).
- * The number ready, CC_ETIMEDOUT, CC_EINTR or CC_ESYS. */
+ * The number ready, CC_ETIMEDOUT, CC_EINTR, CC_ESYS or the observer's code. */
 struct pollfd;
 int cc_wait_fds(struct pollfd *fds, int n, int64_t deadline);
-/* Sleeps until the deadline. 0 or CC_EINTR. */
+/* Sleeps until the deadline. 0, CC_EINTR, or the observer's code. */
 int cc_sleep_until(int64_t deadline);
 /* Waits for one of the blocked signals in set. Returns the signal number,
  * CC_ETIMEDOUT or CC_ESYS. For the host's supervisor. */
 int cc_wait_signal(const sigset_t *set, int64_t deadline);
 /* Waits for the child pid to end and reaps it: through pidfd when it is
  * not -1, else by looking every few milliseconds. 0 (*status and, when not
- * NULL, *usage filled in), CC_ETIMEDOUT, CC_EINTR, or CC_ESYS (not a child
- * of this process, or reaped already). */
+ * NULL, *usage filled in), CC_ETIMEDOUT, CC_EINTR, the observer's code, or
+ * CC_ESYS (not a child of this process, or reaped already). */
 struct rusage;
 int cc_wait_child(int pid, int pidfd, int *status, struct rusage *usage, int64_t deadline);
 
@@ -135,5 +137,57 @@ typedef struct cc_wait_hooks {
 } cc_wait_hooks;
 /* hooks (kept, not copied), or NULL for none. */
 void cc_wait_set_hooks(const cc_wait_hooks *hooks);
+
+/* What a thread can wait for, each with the words that follow "waits" in
+ * a report ("waits to acquire Lock 'fork'"). */
+#define CC_WAIT_KINDS(X)                                                       \
+  X(ACQUIRE, "to acquire")   /* a Lock, RLock or Semaphore */                  \
+  X(WAIT, "on")              /* an Event, Condition or Barrier */              \
+  X(GET, "to get from")      /* a Queue */                                     \
+  X(PUT, "to put on")        /* a Queue */                                     \
+  X(JOIN, "to join")         /* a Process, a Thread, a JoinableQueue */        \
+  X(RECV, "to receive on")   /* a Connection (or several: concur.wait) */      \
+  X(SEND, "to send on")      /* a Connection */
+
+enum {
+#define CC__WAIT_KIND(name, verb) CC_WAIT_##name,
+  CC_WAIT_KINDS(CC__WAIT_KIND)
+#undef CC__WAIT_KIND
+  CC_WAIT_KIND_COUNT
+};
+/* The words of a kind ("to acquire"); never NULL. */
+const char *cc_wait_verb(int kind);
+
+/* One wait of a primitive, said before it first sleeps (cc_wait_begin) and
+ * ended when it returns (cc_wait_end), on the caller's stack: the observer
+ * (deadlock detection, tracing) is told about it at each of its sleeps. A
+ * wait begun inside another (a Thread's join, which waits on an Event) is
+ * the outer one's: the outer says what is waited for. */
+typedef struct cc_waiting {
+  int kind;                      /* CC_WAIT_* */
+  const void *obj;               /* the cc_obj waited on (in the arena), or NULL */
+  const _Atomic uint32_t *owner; /* a lock's word: its holder's tid (CC_TID_MASK) */
+  int32_t target;                /* a join's: the tid waited for, or 0 */
+  const char *label;             /* without obj: what it is, in words */
+  int64_t deadline;              /* the caller's, CC_FOREVER for none */
+  int64_t since;                 /* set by cc_wait_begin */
+  int mine;                      /* set by cc_wait_begin: 1 when it is the thread's */
+} cc_waiting;
+
+/* Begins w as the calling thread's wait unless one is begun already (w
+ * itself: a loop may begin it at each of its sleeps). */
+void cc_wait_begin(cc_waiting *w);
+/* Ends w (when it was the thread's). */
+void cc_wait_end(cc_waiting *w);
+
+/* Who watches waits: told before each sleep of a begun wait, with it,
+ * what it waits for; a negative code ends the wait with that code
+ * (CC_EDEADLK: it can never end). Told once more when the wait ends. */
+typedef struct cc_wait_observer {
+  int (*sleeping)(const cc_waiting *w);
+  void (*ended)(const cc_waiting *w);
+} cc_wait_observer;
+/* observer (kept), or NULL; set before a second thread exists. */
+void cc_wait_set_observer(const cc_wait_observer *observer);
 
 #endif
