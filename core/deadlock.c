@@ -2,6 +2,7 @@
 #include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/ident.h"
+#include "concur/lock.h"
 #include "concur/proctab.h"
 #include "concur/wait.h"
 
@@ -15,16 +16,10 @@
 #include <unistd.h>
 
 #define PARTIES_MAX 1024
-#define HELD_MAX 8
 #define PARTY_NAME 32
 #define WHERE_MAX 48
 #define CYCLE_MAX 32
 #define REPORT_LINES 40
-
-typedef struct held {
-  _Atomic uint32_t lock; /* the cc_obj's arena offset */
-  _Atomic uint32_t word; /* where its owner word is, in bytes from it */
-} held;
 
 /* One thread of the run. tid is written last when the entry is taken (-1
  * while it is filled); a wait's seq last when it is written and first when
@@ -36,19 +31,17 @@ typedef struct party {
   int32_t pid;
   int32_t slot; /* its process's, in the process table */
   char name[PARTY_NAME];
-  _Atomic uint32_t nheld;
-  held held[HELD_MAX];
   _Atomic uint64_t seq; /* its long wait with no deadline; 0: none */
+  uintptr_t obj;        /* the cc_obj waited on, or 0 */
+  uintptr_t owner;      /* a lock's owner word, or 0 */
   int kind;
-  uintptr_t obj;   /* the cc_obj waited on, or 0 */
-  uintptr_t owner; /* a lock's owner word, or 0 */
-  int32_t target;  /* a join's tid, or 0 */
-  char label[PARTY_NAME];
-  char where[WHERE_MAX];
+  int32_t target; /* a join's tid, or 0 */
   _Atomic uint32_t sleeps;
   /* A finder's marks: the wait it saw and its sleeps then. */
-  _Atomic uint64_t mark_seq;
   _Atomic uint32_t mark;
+  _Atomic uint64_t mark_seq;
+  char label[PARTY_NAME];
+  char where[WHERE_MAX];
 } party;
 
 typedef struct table {
@@ -102,7 +95,6 @@ static party *mine(void) {
     p->pid = cc_pid();
     p->slot = cc_proc_self_slot();
     memcpy(p->name, my_name, sizeof p->name);
-    atomic_store(&p->nheld, 0);
     atomic_store(&p->seq, 0);
     atomic_store(&p->sleeps, 0);
     atomic_store(&p->mark_seq, 0);
@@ -137,70 +129,11 @@ void cc__deadlock_forget_pid(int pid) {
       leave(&D->p[i]);
 }
 
-/* In a new child: the parent's thread's entry is not this thread's, and
- * this thread holds nothing (locks are held by tid). */
+/* In a new child: the parent's thread's entry is not this thread's. */
 static void after_fork(void) {
   me = NULL;
   recorded = NULL;
   reported = 0;
-}
-
-static const cc_obj *lock_of(const held *h) {
-  uint32_t off = atomic_load_explicit(&h->lock, memory_order_relaxed);
-  return off ? cc_arena_ptr(off) : NULL;
-}
-
-static int owned_by(const held *h, int32_t tid) {
-  const cc_obj *l = lock_of(h);
-  if (!l)
-    return 0;
-  const _Atomic uint32_t *w =
-      (const _Atomic uint32_t *)((const char *)l + atomic_load(&h->word));
-  return (int32_t)(atomic_load(w) & CC_TID_MASK) == tid;
-}
-
-void cc__deadlock_took(const cc_obj *l, const _Atomic uint32_t *word) {
-  party *p = mine();
-  if (!p)
-    return;
-  uint32_t n = atomic_load_explicit(&p->nheld, memory_order_relaxed);
-  if (n == HELD_MAX) {
-    /* Locks released by other threads (a Lock may be) leave room. */
-    int32_t tid = cc_tid();
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < n; i++)
-      if (owned_by(&p->held[i], tid)) {
-        atomic_store(&p->held[k].lock, atomic_load(&p->held[i].lock));
-        atomic_store(&p->held[k].word, atomic_load(&p->held[i].word));
-        k++;
-      }
-    n = k;
-    if (n == HELD_MAX)
-      return; /* reports say what the first eight are */
-  }
-  atomic_store_explicit(&p->held[n].lock, cc_arena_off(l), memory_order_relaxed);
-  atomic_store_explicit(&p->held[n].word, (uint32_t)((const char *)word - (const char *)l),
-                        memory_order_relaxed);
-  atomic_store_explicit(&p->nheld, n + 1, memory_order_release);
-}
-
-void cc__deadlock_gave(const cc_obj *l) {
-  party *p = me;
-  if (!p)
-    return;
-  uint32_t n = atomic_load_explicit(&p->nheld, memory_order_relaxed), off = cc_arena_off(l);
-  for (uint32_t i = n; i-- > 0;) {
-    if (atomic_load_explicit(&p->held[i].lock, memory_order_relaxed) != off)
-      continue;
-    for (uint32_t j = i; j + 1 < n; j++) {
-      atomic_store_explicit(&p->held[j].lock, atomic_load(&p->held[j + 1].lock),
-                            memory_order_relaxed);
-      atomic_store_explicit(&p->held[j].word, atomic_load(&p->held[j + 1].word),
-                            memory_order_relaxed);
-    }
-    atomic_store_explicit(&p->nheld, n - 1, memory_order_release);
-    return;
-  }
 }
 
 /* Writes w into the thread's entry: from now on it is a long wait. */
@@ -313,15 +246,18 @@ static void write_member(size_t *at, const party *p) {
   int32_t tid = atomic_load(&p->tid);
   *at += (size_t)snprintf(report + *at, cap - *at, "\n  %.*s of %s (pid %d)", PARTY_NAME,
                           p->name, proc, (int)p->pid);
-  uint32_t nh = atomic_load(&p->nheld);
+  /* What it holds: the Locks and RLocks of its process's that it owns (a
+   * table its process may change meanwhile: what is read is checked). */
   int shown = 0;
-  for (uint32_t i = 0; i < nh && i < HELD_MAX && *at < cap; i++) {
-    const cc_obj *l = lock_of(&p->held[i]);
-    if (!owned_by(&p->held[i], tid) || !cc_type_get(l->type))
+  uint32_t cursor = 0;
+  for (cc_obj *o; *at < cap && (o = cc_holds_next(p->slot, &cursor));) {
+    const cc_type *t = cc_type_get(o->type);
+    if ((t != &cc_lock_type && t != &cc_rlock_type) ||
+        (int32_t)(atomic_load(&((cc_lock *)o)->word) & CC_LOCK_TID) != tid)
       continue;
     char name[CC_OBJ_NAME_MAX + 24];
     *at += (size_t)snprintf(report + *at, cap - *at, "%s%s", shown++ ? ", " : " holds ",
-                            cc_obj_describe(l, name));
+                            cc_obj_describe(o, name));
   }
   if (*at >= cap)
     return;

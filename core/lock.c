@@ -1,6 +1,5 @@
 /* lock - Lock and RLock between processes and threads, with owner-death recovery */
 #include "concur/lock.h"
-#include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/ident.h"
 #include "concur/wait.h"
@@ -25,8 +24,6 @@ void cc_lock_init(cc_lock *l, int recursive) {
 static void owned(cc_lock *l) {
   atomic_store_explicit(&l->owner_pid, cc_pid(), memory_order_relaxed);
   l->count = 1;
-  if (l->hdr.id) /* a Lock or RLock of its own, not one inside another object */
-    cc__deadlock_took(&l->hdr, &l->word);
 }
 
 /* Spins for the lock (cc_spin_take): a holder usually lets go within a few
@@ -137,8 +134,6 @@ int cc_lock_release(cc_lock *l) {
     if (--l->count > 0)
       return 0;
   }
-  if (l->hdr.id)
-    cc__deadlock_gave(&l->hdr);
   if (atomic_exchange(&l->word, 0) & CC_LOCK_WAITERS)
     cc_futex_wake(&l->word, 1);
   return 0;

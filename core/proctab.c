@@ -260,6 +260,22 @@ int cc_holds_copy(int from, int to) {
   return 0;
 }
 
+cc_obj *cc_holds_next(int slot, uint32_t *cursor) {
+  cc_procent *e = cc_proctab_get(slot);
+  if (!e)
+    return NULL;
+  uint32_t off = e->holds, cap = e->holds_cap;
+  if (!off)
+    return NULL;
+  const hold *h = cc_arena_ptr(off);
+  while (*cursor < cap) {
+    uint32_t key = h[(*cursor)++].key;
+    if (key && cc_arena_contains(cc_arena_ptr(key)))
+      return cc_arena_ptr(key);
+  }
+  return NULL;
+}
+
 static int key_order(const void *a, const void *b) {
   uint32_t x = ((const hold *)a)->key, y = ((const hold *)b)->key;
   return (x > y) - (x < y);

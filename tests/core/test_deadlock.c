@@ -32,13 +32,15 @@ static ring *ring_new(int n) {
   for (int i = 0; i < n; i++) {
     r->lock[i] = cc_lock_new(0);
     r->deadline[i] = CC_FOREVER;
+    /* This process's, as a handle makes it: reports find holds so. */
+    cc_hold_adopt(&r->lock[i]->hdr);
   }
   return r;
 }
 
 static void ring_free(ring *r) {
   for (int i = 0; i < r->n; i++)
-    cc_obj_unref(&r->lock[i]->hdr);
+    cc_unhold(&r->lock[i]->hdr);
   cc_arena_free(r);
 }
 

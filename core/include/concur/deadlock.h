@@ -35,8 +35,9 @@
  * returns CC_EDEADLK, and cc_deadlock_report() says what it was. A thread
  * waiting for a plain Lock it holds itself is not a cycle: another thread
  * may release a Lock (as in CPython), and that idiom is common. Nothing of
- * this runs while waits are short: only a thread's first lock takes an
- * entry, and a hold costs two stores. */
+ * this runs while waits are short. What a thread holds is found only for
+ * a report: the Locks and RLocks among its process's objects whose owner
+ * word says that thread. */
 
 #define CC_DEADLOCK_AFTER_NS 100000000LL /* 0.1 s */
 
@@ -58,11 +59,6 @@ void cc_deadlock_set_where(void (*where)(char *buf, size_t n));
 void cc_deadlock_thread_end(void);
 /* The process pid was reaped: its threads' entries go. */
 void cc__deadlock_forget_pid(int pid);
-
-/* For lock.c: the calling thread took, or gave up, the lock l whose word
- * holds its owner's tid (CC_TID_MASK). */
-void cc__deadlock_took(const cc_obj *l, const _Atomic uint32_t *word);
-void cc__deadlock_gave(const cc_obj *l);
 
 /* The last deadlock reported by this thread, in words; "" when none. */
 const char *cc_deadlock_report(void);

@@ -81,6 +81,10 @@ uint32_t cc_hold_count(const cc_obj *o);
  * child inherits every handle), taking one reference per object. Done before
  * a fork, for the child, so that nothing is freed under it. */
 int cc_holds_copy(int from, int to);
+/* The objects the process in `slot` holds, one per call from *cursor (0
+ * first), NULL after the last. Another process's table may change under
+ * the reader: for reports, which check what they read. */
+cc_obj *cc_holds_next(int slot, uint32_t *cursor);
 /* Drops every hold of the entry `slot` (a process that ended). */
 void cc_holds_release(int slot);
 
