@@ -6,7 +6,6 @@
 #include "concur/proctab.h"
 #include "concur/wait.h"
 
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -165,22 +164,6 @@ static int thread_alive(int32_t pid, int32_t tid) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/task/%d", (int)pid, (int)tid);
   return access(path, F_OK) == 0;
-}
-
-/* Whether process pid has ended (is gone, or a zombie not reaped yet). */
-static int process_ended(int32_t pid) {
-  char path[64], buf[256];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return 1;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0)
-    return 1;
-  buf[n] = '\0';
-  char *s = strrchr(buf, ')');
-  return !s || s[1] != ' ' || s[2] == 'Z' || s[2] == 'X';
 }
 
 /* The live entry of thread tid in a long wait with no deadline, or NULL. */
@@ -385,7 +368,7 @@ static int all_asleep(void) {
     cc_procent *e = cc_proctab_get((int)s);
     if (atomic_load(&e->state) == CC_PS_FREE || count[s] >= atomic_load(&e->threads))
       continue;
-    if (!process_ended(atomic_load(&e->pid)))
+    if (cc__tid_alive(atomic_load(&e->pid))) /* its main thread: not a zombie */
       goto out; /* a thread of it is awake */
   }
   if (n == 0 || !settled(m, n))
