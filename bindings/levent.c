@@ -37,7 +37,7 @@ static int event_wait(lua_State *L) {
   cc_wrapper *w = cc__lbusy(L, 1);
   int r = cc_event_wait(e, dl);
   cc__lidle(w, &e->hdr);
-  if (r == CC_EINTR)
+  if (r != 0 && r != CC_ETIMEDOUT) /* Interrupted, Deadlock */
     return cc__lraise_code(L, r, NULL);
   lua_pushboolean(L, r == 0);
   return 1;

@@ -248,7 +248,7 @@ static int conn_poll(lua_State *L) {
   cc_conn *c = check_conn(L, 1);
   int64_t dl = lua_isnone(L, 2) ? 0 : cc__ldeadline(L, 2);
   int r = cc_conn_poll(c, dl);
-  if (r == CC_EINTR || r == CC_ECLOSED)
+  if (r != 0 && r != CC_ETIMEDOUT) /* Interrupted, Closed, Deadlock */
     return raise_io(L, r, "poll");
   lua_pushboolean(L, r == 0);
   return 1;

@@ -116,7 +116,7 @@ static int queue_join(lua_State *L) {
   cc_wrapper *w = cc__lbusy(L, 1);
   int r = cc_queue_join(q, dl);
   cc__lidle(w, &q->hdr);
-  if (r == CC_EINTR)
+  if (r != 0 && r != CC_ETIMEDOUT) /* Interrupted, Deadlock */
     return cc__lraise_code(L, r, NULL);
   lua_pushboolean(L, r == 0);
   return 1;

@@ -380,7 +380,7 @@ static int handle_join(lua_State *L) {
     return cc__lraise(L, "ValueError", "cannot join the current thread");
   int64_t dl = cc__ldeadline(L, 2);
   int r = t->started ? join(t, dl) : 0;
-  if (r == CC_EINTR)
+  if (r != 0 && r != CC_ETIMEDOUT) /* Interrupted, Deadlock */
     return cc__lraise_code(L, r, NULL);
   if (r == 0 && t->started)
     reap(t);

@@ -163,6 +163,33 @@ T.test("a pool's result that cannot come is reported", function()
   assert(err:find("MainThread of MainProcess %(pid %d+%) waits to receive on the objects of concur.wait at [^\n]+:4\n"), err)
 end)
 
+T.test("under a stock lua5.4 the wait that finds it raises Deadlock", function()
+  -- Each wait that answers true or false (Event, JoinableQueue, Thread
+  -- join, poll) raises, as a Lock's acquire does.
+  local dir = assert(os.getenv("CONCUR_MODULE_DIR"), "ctest sets CONCUR_MODULE_DIR")
+  local preload = os.getenv("CONCUR_MODULE_PRELOAD") or ""
+  local path = T.script([[
+    local c = require "concur"
+    local e, q = c.Event{name = "e"}, c.JoinableQueue(0, {name = "j"})
+    q:put(1)
+    local r, w = c.Pipe(false)
+    local t = c.Thread{target = function() e:wait() end}
+    t:start()
+    for _, call in ipairs{function() return e:wait() end, function() return q:join() end,
+                          function() return t:join() end, function() return r:poll(nil) end} do
+      local ok, err = pcall(call)
+      print(ok, c.is(err, "Deadlock"), tostring(err):find("are asleep", 1, true) ~= nil)
+    end
+    e:set()
+    t:join()
+  ]])
+  local code, out, err = T.sh("LD_PRELOAD='" .. preload .. "' LUA_CPATH='" .. dir ..
+                              "/?.so' timeout 60 lua5.4 " .. path)
+  os.remove(path)
+  T.eq(code, 0, "exit status\n" .. err)
+  T.eq(out, ("false\ttrue\ttrue\n"):rep(4))
+end)
+
 T.test("waits that something can still end are no deadlock", function()
   -- With a timeout; a party that sleeps and then acts; a process that
   -- computes.
