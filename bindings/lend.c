@@ -1,8 +1,10 @@
 /* lend - the end of a run under a stock lua5.4: a sentinel that ends it as the host does */
 #include "concur/gil.h"
+#include "concur/lockorder.h"
 #include "concur/proc.h"
 #include "lconcur.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 /*
@@ -26,8 +28,10 @@ static int sentinel_gc(lua_State *L) {
   lua_pop(L, 1);
   if (!current)
     return 0;
-  if (cc_proc_self_slot() == 0)
+  if (cc_proc_self_slot() == 0) {
     finish(L);
+    cc_lockorder_report(stderr); /* as the host does after the run */
+  }
   cc_gil_freeze(); /* also when the joins were interrupted */
   return 0;
 }
@@ -39,6 +43,8 @@ static int sentinel_gc(lua_State *L) {
 static void at_exit(void) {
   if (cc_proc_self_slot() == 0 && cc_proc_children())
     cc_proc_finish_children();
+  if (cc_proc_self_slot() == 0)
+    cc_lockorder_report(stderr);
 }
 
 void cc__lsentinel_enable(int (*fn)(lua_State *L)) {

@@ -3,6 +3,7 @@
 #include "concur/error.h"
 #include "concur/event.h"
 #include "concur/gil.h"
+#include "concur/ident.h"
 #include "concur/lock.h"
 #include "concur/proctab.h"
 #include "concur/wait.h"
@@ -205,7 +206,7 @@ static void *thread_main(void *arg) {
   cc_gil_acquire();
   current = t;
   running_L = t->L1;
-  cc_deadlock_set_name(t->name);
+  cc_ident_set_name(t->name);
   lua_State *L1 = t->L1;
   /* L1's stack: msgh, fn. */
   if (lua_pcall(L1, 0, 0, 1) != LUA_OK) {
@@ -527,7 +528,7 @@ void cc__open_thread(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   running_L = lua_tothread(L, -1);
   lua_pop(L, 1);
-  cc_deadlock_set_where(lua_where);
+  cc_ident_set_where(lua_where);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, LUA_COLIBNAME) == LUA_TTABLE) {
     lua_pushcfunction(L, co_resume);

@@ -77,6 +77,7 @@ cc_cond *cc_cond_new(cc_lock *lock) {
   if (!c)
     return NULL;
   cc_cond_init(c);
+  cc_lock_set_known(&c->own, &c->hdr);
   if (lock) {
     cc_obj_ref(&lock->hdr);
     c->lock = lock;

@@ -55,11 +55,9 @@ _Static_assert(sizeof(table) <= 256 << 10, "the table is one arena block of 256 
 /* Threads: D and the hook are set before any thread or fork, read after;
  * the rest is each thread's own. */
 static table *D;
-static void (*where_hook)(char *buf, size_t n);
 static _Thread_local party *me;
 static _Thread_local const cc_waiting *recorded; /* the wait written in me */
 static _Thread_local int reported;
-static _Thread_local char my_name[PARTY_NAME] = "MainThread";
 static _Thread_local char report[8192];
 
 const char *cc_deadlock_report(void) { return report; }
@@ -67,14 +65,6 @@ const char *cc_deadlock_report(void) { return report; }
 void cc_deadlock_set_supervisor(int pid) {
   if (D)
     atomic_store(&D->supervisor, pid);
-}
-
-void cc_deadlock_set_where(void (*where)(char *buf, size_t n)) { where_hook = where; }
-
-void cc_deadlock_set_name(const char *name) {
-  snprintf(my_name, sizeof my_name, "%s", name);
-  if (me)
-    snprintf(me->name, sizeof me->name, "%s", my_name);
 }
 
 /* The calling thread's entry, taken at its first need; NULL when the table
@@ -93,7 +83,7 @@ static party *mine(void) {
       continue;
     p->pid = cc_pid();
     p->slot = cc_proc_self_slot();
-    memcpy(p->name, my_name, sizeof p->name);
+    snprintf(p->name, sizeof p->name, "%s", cc_ident_name());
     atomic_store(&p->seq, 0);
     atomic_store(&p->sleeps, 0);
     atomic_store(&p->mark_seq, 0);
@@ -143,9 +133,8 @@ static void record(party *p, const cc_waiting *w) {
   p->owner = (uintptr_t)w->owner;
   p->target = w->target;
   snprintf(p->label, sizeof p->label, "%s", w->label ? w->label : "");
-  p->where[0] = '\0';
-  if (where_hook)
-    where_hook(p->where, sizeof p->where);
+  snprintf(p->name, sizeof p->name, "%s", cc_ident_name()); /* it may have been renamed */
+  cc_ident_where(p->where, sizeof p->where);
   atomic_store(&p->seq, atomic_fetch_add(&D->next_seq, 1) + 1);
   recorded = w;
 }

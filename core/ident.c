@@ -1,4 +1,4 @@
-/* ident - who the caller is: its process and thread ids, and whether a thread lives */
+/* ident - who the caller is: its process and thread ids, name and place; whether a thread lives */
 #include "concur/ident.h"
 
 #include <errno.h>
@@ -14,6 +14,23 @@
 static _Thread_local int cached_tid;
 static int cached_pid;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+/* Threads: each thread's name is its own; the hook is set before a second
+ * thread exists and only read after. */
+static _Thread_local char my_name[CC_IDENT_NAME_MAX] = "MainThread";
+static void (*where_hook)(char *buf, size_t n);
+
+void cc_ident_set_name(const char *name) { snprintf(my_name, sizeof my_name, "%s", name); }
+
+const char *cc_ident_name(void) { return my_name; }
+
+void cc_ident_set_where(void (*where)(char *buf, size_t n)) { where_hook = where; }
+
+void cc_ident_where(char *buf, size_t n) {
+  if (n)
+    buf[0] = '\0';
+  if (where_hook && n)
+    where_hook(buf, n);
+}
 
 static void forget(void) {
   cached_tid = 0;

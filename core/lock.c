@@ -2,6 +2,7 @@
 #include "concur/lock.h"
 #include "concur/error.h"
 #include "concur/ident.h"
+#include "concur/lockorder.h"
 #include "concur/wait.h"
 
 const cc_type cc_lock_type = {"Lock", sizeof(cc_lock), NULL};
@@ -9,8 +10,10 @@ const cc_type cc_rlock_type = {"RLock", sizeof(cc_lock), NULL};
 
 cc_lock *cc_lock_new(int recursive) {
   cc_lock *l = cc_obj_new(recursive ? &cc_rlock_type : &cc_lock_type);
-  if (l)
+  if (l) {
     cc_lock_init(l, recursive);
+    cc_lock_set_known(l, &l->hdr);
+  }
   return l;
 }
 
@@ -18,12 +21,21 @@ void cc_lock_init(cc_lock *l, int recursive) {
   atomic_store(&l->word, 0);
   atomic_store(&l->owner_pid, 0);
   l->count = 0;
-  l->recursive = (uint32_t)recursive;
+  l->recursive = (uint16_t)(recursive != 0);
+  l->known = 0;
 }
 
-static void owned(cc_lock *l) {
+void cc_lock_set_known(cc_lock *l, const cc_obj *by) {
+  l->known = (uint16_t)((const char *)l - (const char *)by + 1);
+}
+
+/* l is the calling thread's now; want: it could have waited for it, and
+ * the order of l after the locks it holds is yet to be written. */
+static void owned(cc_lock *l, int want) {
   atomic_store_explicit(&l->owner_pid, cc_pid(), memory_order_relaxed);
   l->count = 1;
+  if (l->known)
+    cc__lockorder_took(l, want);
 }
 
 /* Spins for the lock (cc_spin_take): a holder usually lets go within a few
@@ -39,7 +51,7 @@ int cc_lock_acquire(cc_lock *l, int64_t deadline) {
   uint32_t me = (uint32_t)cc_tid();
   uint32_t w = 0;
   if (atomic_compare_exchange_strong(&l->word, &w, me)) {
-    owned(l);
+    owned(l, deadline != 0);
     return 0;
   }
   if (l->recursive && (w & CC_LOCK_TID) == me) {
@@ -51,15 +63,18 @@ int cc_lock_acquire(cc_lock *l, int64_t deadline) {
     if (w & CC_LOCK_TID && !cc__tid_alive((int)(w & CC_LOCK_TID))) {
       int dead = atomic_load(&l->owner_pid);
       if (atomic_compare_exchange_strong(&l->word, &w, me | (w & CC_LOCK_WAITERS))) {
-        owned(l);
+        owned(l, 0);
         l->dead_pid = dead;
         return CC_EOWNERDEAD;
       }
     }
     return CC_ETIMEDOUT;
   }
+  /* The order is written before the wait: a run that deadlocks has it. */
+  if (l->known && cc__held.n)
+    cc__lockorder_want(l);
   if (spin(l, me, deadline)) {
-    owned(l);
+    owned(l, 0);
     return 0;
   }
   cc_waiting wt = {.kind = CC_WAIT_ACQUIRE, .obj = &l->hdr, .owner = &l->word,
@@ -83,7 +98,7 @@ static int sleep_for(cc_lock *l, uint32_t me, int64_t deadline) {
     if (w == 0) {
       /* Others may still sleep here: keep the waiters bit. */
       if (atomic_compare_exchange_strong(&l->word, &w, me | CC_LOCK_WAITERS)) {
-        owned(l);
+        owned(l, 0);
         return 0;
       }
       continue;
@@ -103,7 +118,7 @@ static int sleep_for(cc_lock *l, uint32_t me, int64_t deadline) {
       if (atomic_load(&l->word) == w && !cc__tid_alive((int)(w & CC_LOCK_TID))) {
         int dead = atomic_load(&l->owner_pid);
         if (atomic_compare_exchange_strong(&l->word, &w, me | CC_LOCK_WAITERS)) {
-          owned(l);
+          owned(l, 0);
           l->dead_pid = dead;
           return CC_EOWNERDEAD;
         }
@@ -116,7 +131,7 @@ static int sleep_for(cc_lock *l, uint32_t me, int64_t deadline) {
      * while the holder keeps taking it back, each time paying a wake-up.
      * Others may still sleep here: keep the waiters bit. */
     if (r == 0 && spin(l, me | CC_LOCK_WAITERS, deadline)) {
-      owned(l);
+      owned(l, 0);
       return 0;
     }
   }
@@ -134,6 +149,8 @@ int cc_lock_release(cc_lock *l) {
     if (--l->count > 0)
       return 0;
   }
+  if (l->known) /* off the releaser's stack: found only if it held l */
+    cc__lockorder_gave(l);
   if (atomic_exchange(&l->word, 0) & CC_LOCK_WAITERS)
     cc_futex_wake(&l->word, 1);
   return 0;

@@ -3,6 +3,7 @@
 #include "concur/barrier.h"
 #include "concur/cond.h"
 #include "concur/deadlock.h"
+#include "concur/lockorder.h"
 #include "concur/dict.h"
 #include "concur/error.h"
 #include "concur/event.h"
@@ -70,6 +71,8 @@ int cc_runtime_init(size_t arena_size, unsigned max_processes) {
   r = cc_proctab_init(max_processes);
   if (!r)
     r = cc_deadlock_init();
+  if (!r)
+    r = cc_lockorder_init();
   if (r) {
     cc_arena_fini();
     return r;

@@ -64,6 +64,7 @@ cc_shm *cc_shm_new_locked(char typecode) {
   if (!li)
     return NULL;
   cc_lock_init(&li->lock, 1);
+  cc_lock_set_known(&li->lock, &li->lock.hdr); /* get_lock() gives it to its user */
   cc_shm *s = cc_shm_new(typecode, 0, 1, &li->lock);
   cc_obj_unref(&li->lock.hdr); /* s holds it now, or nobody does */
   if (s)

@@ -65,11 +65,14 @@ end
 -- The schema
 
 local EXPERIMENT_KEYS = {"name", "script", "command", "params", "repeat", "timeout",
-                         "time_scale", "env", "expect", "outcome_of", "exclusive"}
+                         "time_scale", "env", "expect", "outcome_of", "exclusive", "strict_locks"}
 local DEFAULT_KEYS = {"params", "repeat", "timeout", "time_scale", "env", "expect",
-                      "outcome_of", "exclusive"}
+                      "outcome_of", "exclusive", "strict_locks"}
 local EXPECT_KEYS = {"outcome", "exit", "stdout", "check", "interesting"}
-local OUTCOMES = {ok = true, error = true, deadlock = true, timeout = true, crash = true}
+-- lock_order: a run with strict_locks whose locks were taken in orders that
+-- can deadlock (concur run --strict-locks).
+local OUTCOMES = {ok = true, error = true, deadlock = true, timeout = true, crash = true,
+                  lock_order = true}
 
 local function checker(file)
   local C = {}
@@ -252,10 +255,14 @@ local function validate(doc, file)
     for k, v in pairs(validate_expect(C, d.expect, "defaults")) do expect[k] = v end
     for k, v in pairs(validate_expect(C, e.expect, what)) do expect[k] = v end
     for _, src in ipairs{{e, what}, {d, "defaults"}} do
-      if src[1].exclusive ~= nil and type(src[1].exclusive) ~= "boolean" then
-        C.at(src[1], "exclusive", src[2], "exclusive must be true or false")
+      for _, key in ipairs{"exclusive", "strict_locks"} do
+        if src[1][key] ~= nil and type(src[1][key]) ~= "boolean" then
+          C.at(src[1], key, src[2], "%s must be true or false", key)
+        end
       end
     end
+    local strict = e.strict_locks
+    if strict == nil then strict = d.strict_locks end
     local outcome_of = e.outcome_of or d.outcome_of
     if outcome_of ~= nil and type(outcome_of) ~= "string" then
       C.at(e, "outcome_of", what, "outcome_of names one metric")
@@ -263,7 +270,8 @@ local function validate(doc, file)
     out[#out + 1] = {name = name, script = script, command = e.command, params = merged,
                      rep = rep, timeout = timeout, time_scale = ts, env = env,
                      expect = expect, outcome_of = outcome_of,
-                     exclusive = e.exclusive == nil and d.exclusive or e.exclusive}
+                     exclusive = e.exclusive == nil and d.exclusive or e.exclusive,
+                     strict_locks = strict and e.script ~= nil}
   end
   return out
 end
@@ -374,6 +382,7 @@ local function argv_of(run, files)
   if e.script then
     local a = {binary, "run", e.script, "--time-scale", tostring(e.time_scale),
                "--timeout", tostring(e.timeout)}
+    if e.strict_locks then a[#a + 1] = "--strict-locks" end
     for _, k in ipairs(sorted_keys(run.params)) do
       a[#a + 1] = "-p"
       a[#a + 1] = k .. "=" .. tostring(run.params[k])
@@ -402,8 +411,11 @@ local function classify(run, info, killed, files)
   if killed then return "timeout" end
   if info.signal then return "crash" end
   local code = info.exit
-  local cause = (read_file(files.status, 64) or ""):match("^(%a+)")
-  if cause == "deadlock" or cause == "timeout" or cause == "interrupted" then return cause end
+  local cause = (read_file(files.status, 64) or ""):match("^([%a_]+)")
+  if cause == "deadlock" or cause == "timeout" or cause == "interrupted"
+     or cause == "lock_order" then
+    return cause
+  end
   if code == 0 then return "ok" end
   if not run.exp.script and code == 3 then return "deadlock" end
   if not run.exp.script and code == 4 then return "timeout" end

@@ -25,6 +25,7 @@ typedef struct run_opts {
   const char **args; /* the script's own arguments, in order */
   int nargs;
   const char *metrics;
+  int strict_locks; /* a lock-order warning fails the run */
   cc_config cfg;
 } run_opts;
 

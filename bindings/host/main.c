@@ -13,7 +13,7 @@
 
 static const char usage[] =
     "usage: concur run SCRIPT [ARG]... [-p KEY=VALUE]... [--config FILE] [--time-scale X]\n"
-    "                         [--timeout S] [--metrics FILE] [-- ARG...]\n"
+    "                         [--timeout S] [--metrics FILE] [--strict-locks] [-- ARG...]\n"
     "       concur batch FILE.yaml [--jobs N] [--out DIR] [--format table|md|csv|json]\n"
     "                              [--filter GLOB] [--shard I/N]\n"
     "       concur report DIR|FILE... [--format table|md|csv|json]\n"
@@ -38,7 +38,10 @@ static const char help[] =
     "  --timeout S         end the run after S seconds (limits.run_timeout)\n"
     "  --metrics FILE      append what concur.report records, as JSON lines\n"
     "                      (default: $CONCUR_METRICS, set by concur batch)\n"
-    "exit status: 0 ok, 1 script error, 2 usage or config error, 3 deadlock,\n"
+    "  --strict-locks      a lock-order warning (locks taken in both orders)\n"
+    "                      fails the run: exit 1\n"
+    "exit status: 0 ok, 1 script error (or a lock-order warning with\n"
+    "             --strict-locks), 2 usage or config error, 3 deadlock,\n"
     "             4 timeout, 130 interrupted (Ctrl-C)\n";
 
 static int bad(const char *fmt, const char *arg) {
@@ -101,6 +104,8 @@ static int parse_run(int argc, char **argv, run_opts *o) {
         return bad("--timeout takes seconds%s", "");
       if (number_arg(a, "seconds, 0 or more (0: no limit)", argv[++i], &timeout))
         return EXIT_USAGE;
+    } else if (!strcmp(a, "--strict-locks")) {
+      o->strict_locks = 1;
     } else if (!strcmp(a, "--metrics")) {
       if (!more)
         return bad("--metrics takes a file%s", "");

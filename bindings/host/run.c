@@ -2,6 +2,7 @@
 #include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/fault.h"
+#include "concur/lockorder.h"
 #include "concur/proc.h"
 #include "concur/wait.h"
 #include "host.h"
@@ -276,6 +277,14 @@ int host_run(const run_opts *o) {
   kill_all();
   if (!cause && interrupted && code == EXIT_INTERRUPTED)
     cause = "interrupted";
+  /* Every process of the run has ended: its lock orders are all in. */
+  fflush(stdout);
+  if (cc_lockorder_report(stderr) && o->strict_locks && code == EXIT_OK) {
+    fprintf(stderr, "concur: the run fails (--strict-locks): locks were taken in orders that "
+                    "can deadlock; take them in one order everywhere\n");
+    code = EXIT_SCRIPT;
+    cause = "lock_order";
+  }
   /* Exit codes 3 and 4 are also a script's own (os.exit(3)): whoever ran
    * this (the batch runner) learns the real cause from $CONCUR_STATUS. */
   const char *status = getenv("CONCUR_STATUS");

@@ -487,7 +487,7 @@ T.test("a deadlock ends the run with exit 3 and the cycle; waits that can end ar
   T.eq(code, 3, "exit status of the lesson's deadlock")
   assert(out:find("has A"), out)
   assert(err:find("concur: deadlock: 2 threads wait for each other's locks, forever:", 1, true), err)
-  assert(err:find("Thread%-%d of MainProcess %(pid %d+%) holds Lock%-%d+ and waits to acquire Lock%-%d+ at scripts/threads/deadlock.lua:%d+"), err)
+  assert(err:find("Thread%-%d of MainProcess %(pid %d+%) holds Lock '[AB]' and waits to acquire Lock '[AB]' at scripts/threads/deadlock.lua:%d+"), err)
   code, _, err = T.sh(bin .. " run " .. T.script([[
     local concur = require "concur"
     local A, B = concur.RLock{name = "A"}, concur.Lock()

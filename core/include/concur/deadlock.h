@@ -8,14 +8,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* DESIGN. Each thread of the run that takes a Lock, or waits long, has an
- * entry in a table in the arena (its party): its tid, process and name, the
- * Locks and RLocks it holds, and its long wait. Holds are written as locks
- * are taken and given (lock.c); a wait is written by wait.c's observer,
- * once it has lasted CC_DEADLOCK_AFTER_NS with no deadline: what it waits
- * for (kind, object, a lock's owner word or a join's tid), where (the Lua
- * file:line, from the bindings' hook), and a number for this one wait. Each
- * of its sleeps after that (at most a wait slice apart) counts one, and
+/* DESIGN. Each thread of the run that waits long has an entry in a table
+ * in the arena (its party): its tid, process and name, and its long wait,
+ * written by wait.c's observer once the wait has lasted
+ * CC_DEADLOCK_AFTER_NS with no deadline: what it waits for (kind, object,
+ * a lock's owner word or a join's tid), where (the Lua file:line,
+ * cc_ident_where), and a number for this one wait. Each of its sleeps
+ * after that (at most a wait slice apart) counts one, and
  * looks for two kinds of deadlock:
  *
  * - A cycle: the lock's owner (from the lock word) or the thread joined,
@@ -49,12 +48,6 @@ int cc_deadlock_init(void);
 /* The process the reporter tells, with SIGUSR1; 0 (the default): nobody,
  * the wait fails with CC_EDEADLK instead. */
 void cc_deadlock_set_supervisor(int pid);
-/* The calling thread's name in reports ("MainThread" until set); copied. */
-void cc_deadlock_set_name(const char *name);
-/* Where the calling thread waits, in words ("deadlock.lua:14"), written
- * into buf; set by the layer above (the Lua bindings), called by the
- * waiting thread before it lets go of the GIL. NULL: nowhere said. */
-void cc_deadlock_set_where(void (*where)(char *buf, size_t n));
 /* The calling thread ends: its entry goes. */
 void cc_deadlock_thread_end(void);
 /* The process pid was reaped: its threads' entries go. */

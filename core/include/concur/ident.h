@@ -1,8 +1,9 @@
-/* ident - who the caller is: its process and thread ids, and whether a thread lives */
+/* ident - who the caller is: its process and thread ids, name and place; whether a thread lives */
 #ifndef CONCUR_IDENT_H
 #define CONCUR_IDENT_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Words that name their owner (a lock's, a waiter's) hold its kernel tid
@@ -21,6 +22,18 @@ void cc__tid_reset(void);
 /* True when the thread (or process) tid exists and is not a zombie (reads
  * /proc: microseconds; for what is looked at rarely). */
 int cc__tid_alive(int tid);
+
+/* The calling thread's name, for reports and warnings ("MainThread" until
+ * set); copied, cut at CC_IDENT_NAME_MAX - 1 bytes. */
+#define CC_IDENT_NAME_MAX 32
+void cc_ident_set_name(const char *name);
+const char *cc_ident_name(void);
+/* Where the calling thread is, in words ("deadlock.lua:14"), written into
+ * buf ("" when nowhere is said). The hook is set by the layer above (the
+ * Lua bindings) before a second thread exists, and is called only by a
+ * thread that may run it (one holding the GIL). */
+void cc_ident_set_where(void (*where)(char *buf, size_t n));
+void cc_ident_where(char *buf, size_t n);
 
 /* A token a thread holds while it is in a shared place (a Condition's wait,
  * a Barrier): a robust process-shared mutex in the arena, which the kernel

@@ -19,7 +19,11 @@ typedef struct cc_lock {
   _Atomic uint32_t word;
   _Atomic int32_t owner_pid; /* process of the owner thread, for messages */
   uint32_t count;            /* recursion depth of an RLock's owner */
-  uint32_t recursive;
+  uint16_t recursive;
+  /* 0: a lock inside another object, whose order is not recorded; else
+   * 1 + how many bytes before the lock its user's object begins (itself,
+   * a Condition), by which lockorder.c names it. */
+  uint16_t known;
   int32_t dead_pid; /* the holder that died, after CC_EOWNERDEAD */
 } cc_lock;
 
@@ -29,8 +33,13 @@ extern const cc_type cc_rlock_type;
 /* A new Lock (recursive = 0) or RLock in the arena with one reference owned by
  * the caller; NULL when the arena is full. */
 cc_lock *cc_lock_new(int recursive);
-/* Sets up a lock embedded in another object. */
+/* Sets up a lock embedded in another object; its order is not recorded
+ * (lockorder.h) unless cc_lock_set_known says by what its user knows it. */
 void cc_lock_init(cc_lock *l, int recursive);
+/* The object (l itself, or the one l is inside, at most 64 KiB before it)
+ * by which l's user knows it: from now on the order in which threads take
+ * l and other locks is recorded. */
+void cc_lock_set_known(cc_lock *l, const cc_obj *by);
 
 /* Acquires l before the deadline (0: try once). Returns 0; CC_EOWNERDEAD when
  * acquired from a holder that died (the caller now owns it; the protected
