@@ -12,7 +12,7 @@ local argv = table.move(arg, 3, #arg, 1, {})
 
 local USAGE = [[
 usage: concur batch FILE.yaml [--jobs N] [--out DIR] [--format table|md|csv|json]
-                              [--filter GLOB] [--shard I/N]
+                              [--filter GLOB] [--exclude GLOB] [--repeat N] [--shard I/N]
        concur report DIR|FILE... [--format table|md|csv|json]
 ]]
 
@@ -808,7 +808,8 @@ local function parse_options(args, allowed)
 end
 
 local function cmd_batch(args)
-  local o = parse_options(args, {jobs = true, out = true, format = true, filter = true, shard = true})
+  local o = parse_options(args, {jobs = true, out = true, format = true, filter = true, shard = true,
+                                 exclude = true, ["repeat"] = true})
   if #o.positional ~= 1 then refuse("batch takes one experiments file\n%s", USAGE) end
   local file = o.positional[1]
   local jobs = host.cpu_count()
@@ -833,6 +834,18 @@ local function cmd_batch(args)
     for _, e in ipairs(exps) do if host.fnmatch(o.filter, e.name) then kept[#kept + 1] = e end end
     if #kept == 0 then refuse("--filter '%s' matches no experiment of %s", o.filter, file) end
     exps = kept
+  end
+  if o.exclude then
+    local kept = {}
+    for _, e in ipairs(exps) do if not host.fnmatch(o.exclude, e.name) then kept[#kept + 1] = e end end
+    if #kept == #exps then refuse("--exclude '%s' matches no experiment of %s", o.exclude, file) end
+    if #kept == 0 then refuse("--exclude '%s' leaves no experiment of %s", o.exclude, file) end
+    exps = kept
+  end
+  if o["repeat"] then
+    local n = math.tointeger(tonumber(o["repeat"]))
+    if not n or n < 1 then refuse("--repeat takes a whole number of at least 1 (got '%s')", o["repeat"]) end
+    for _, e in ipairs(exps) do e.rep = n end
   end
   local runs = expand(exps, interleaved)
   local mine = {}

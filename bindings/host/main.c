@@ -15,7 +15,8 @@ static const char usage[] =
     "usage: concur run SCRIPT [ARG]... [-p KEY=VALUE]... [--config FILE] [--time-scale X]\n"
     "                         [--timeout S] [--metrics FILE] [--strict-locks] [-- ARG...]\n"
     "       concur batch FILE.yaml [--jobs N] [--out DIR] [--format table|md|csv|json]\n"
-    "                              [--filter GLOB] [--shard I/N]\n"
+    "                              [--filter GLOB] [--exclude GLOB] [--repeat N]\n"
+    "                              [--shard I/N]\n"
     "       concur report DIR|FILE... [--format table|md|csv|json]\n"
     "       concur --help | --version\n";
 

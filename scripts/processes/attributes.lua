@@ -2,14 +2,18 @@
 local concur = require "concur"
 io.stdout:setvbuf("line")
 
+-- The child says it has reported its pid (the lesson sleeps for that,
+-- which a loaded machine at 100 times the speed may outlast).
+local reported = concur.Event()
 local p = concur.Process{target = function()
   concur.report{child_pid = concur.getpid()}
+  reported:set()
   concur.sleep(100)
 end}
 local q = concur.Process{target = function() end}
 print("names:", p.name, q.name)
 p:start()
-concur.sleep(0.5) -- let it start and report its pid
+reported:wait()
 p:terminate()
 -- The signal may not have arrived yet: CPython's lesson shows True here.
 print("alive right after terminate:", p:is_alive())
