@@ -28,10 +28,8 @@ static int sentinel_gc(lua_State *L) {
   lua_pop(L, 1);
   if (!current)
     return 0;
-  if (cc_proc_self_slot() == 0) {
+  if (cc_proc_self_slot() == 0)
     finish(L);
-    cc_lockorder_report(stderr); /* as the host does after the run */
-  }
   cc_gil_freeze(); /* also when the joins were interrupted */
   return 0;
 }
@@ -39,7 +37,9 @@ static int sentinel_gc(lua_State *L) {
 /* os.exit(n) under a stock lua5.4 exits without closing the state (no
  * sentinel runs): the children are still ended as CPython's atexit ends
  * them, daemons terminated and the others joined. A child never runs it
- * (it ends by _exit, or is not the run's main process). */
+ * (it ends by _exit, or is not the run's main process). Every end of the
+ * main process comes here last, so the lock-order warnings are written
+ * here, once, as the host writes them after the run. */
 static void at_exit(void) {
   if (cc_proc_self_slot() == 0 && cc_proc_children())
     cc_proc_finish_children();

@@ -83,7 +83,6 @@ static party *mine(void) {
       continue;
     p->pid = cc_pid();
     p->slot = cc_proc_self_slot();
-    snprintf(p->name, sizeof p->name, "%s", cc_ident_name());
     atomic_store(&p->seq, 0);
     atomic_store(&p->sleeps, 0);
     atomic_store(&p->mark_seq, 0);
@@ -133,7 +132,7 @@ static void record(party *p, const cc_waiting *w) {
   p->owner = (uintptr_t)w->owner;
   p->target = w->target;
   snprintf(p->label, sizeof p->label, "%s", w->label ? w->label : "");
-  snprintf(p->name, sizeof p->name, "%s", cc_ident_name()); /* it may have been renamed */
+  snprintf(p->name, sizeof p->name, "%s", cc_ident_name());
   cc_ident_where(p->where, sizeof p->where);
   atomic_store(&p->seq, atomic_fetch_add(&D->next_seq, 1) + 1);
   recorded = w;

@@ -120,8 +120,6 @@ T.test("the lesson's deadlock, with luck on its side, is still warned of", funct
 end)
 
 T.test("under a stock lua5.4 the warning comes at the end of the script", function()
-  local dir = assert(os.getenv("CONCUR_MODULE_DIR"), "ctest sets CONCUR_MODULE_DIR")
-  local preload = os.getenv("CONCUR_MODULE_PRELOAD") or ""
   local path = T.script([[
     local c = require "concur"
     local a, b = c.Lock{name = "a"}, c.Lock{name = "b"}
@@ -131,12 +129,12 @@ T.test("under a stock lua5.4 the warning comes at the end of the script", functi
     t:join()
     print("done")
   ]])
-  local code, out, err = T.sh("LD_PRELOAD='" .. preload .. "' LUA_CPATH='" .. dir ..
-                              "/?.so' timeout 60 lua5.4 " .. path)
+  local code, out, err = T.lua54(path)
   os.remove(path)
   T.eq(code, 0, "exit status\n" .. err)
   T.eq(out, "done\n")
   assert(err:find("concur: warning: lock order: Lock 'a' and Lock 'b' are taken in both orders", 1, true), err)
+  T.eq(select(2, err:gsub("concur: warning: lock order", "")), 1, "warnings\n" .. err)
 end)
 
 T.test("a batch refuses a strict_locks that is not true or false", function()
