@@ -153,6 +153,14 @@ function T.sh(cmd)
   return code, out, e
 end
 
+-- Runs a stock lua5.4 with concur's module (where ctest built it) on args
+-- (a script's path, or -e and a chunk), for at most 60 s; returns as T.sh.
+function T.lua54(args)
+  local dir = assert(os.getenv("CONCUR_MODULE_DIR"), "ctest sets CONCUR_MODULE_DIR")
+  local preload = os.getenv("CONCUR_MODULE_PRELOAD") or ""
+  return T.sh("LD_PRELOAD='" .. preload .. "' LUA_CPATH='" .. dir .. "/?.so' timeout 60 lua5.4 " .. args)
+end
+
 -- Writes text to a new temporary file (name ending in suffix) and returns
 -- its path: scripts, configurations.
 function T.file(text, suffix)

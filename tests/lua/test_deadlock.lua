@@ -166,8 +166,6 @@ end)
 T.test("under a stock lua5.4 the wait that finds it raises Deadlock", function()
   -- Each wait that answers true or false (Event, JoinableQueue, Thread
   -- join, poll) raises, as a Lock's acquire does.
-  local dir = assert(os.getenv("CONCUR_MODULE_DIR"), "ctest sets CONCUR_MODULE_DIR")
-  local preload = os.getenv("CONCUR_MODULE_PRELOAD") or ""
   local path = T.script([[
     local c = require "concur"
     local e, q = c.Event{name = "e"}, c.JoinableQueue(0, {name = "j"})
@@ -183,8 +181,7 @@ T.test("under a stock lua5.4 the wait that finds it raises Deadlock", function()
     e:set()
     t:join()
   ]])
-  local code, out, err = T.sh("LD_PRELOAD='" .. preload .. "' LUA_CPATH='" .. dir ..
-                              "/?.so' timeout 60 lua5.4 " .. path)
+  local code, out, err = T.lua54(path)
   os.remove(path)
   T.eq(code, 0, "exit status\n" .. err)
   T.eq(out, ("false\ttrue\ttrue\n"):rep(4))

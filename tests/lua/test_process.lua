@@ -443,11 +443,8 @@ T.test("params and the module under a stock lua5.4", function()
   T.eq(code, 0)
   T.eq(out, "42\ttrue\tx\n")
   os.remove(path)
-  local dir = assert(os.getenv("CONCUR_MODULE_DIR"), "ctest sets CONCUR_MODULE_DIR")
-  local preload = os.getenv("CONCUR_MODULE_PRELOAD") or ""
   do
-    code, out = T.sh("LD_PRELOAD='" .. preload .. "' " ..
-      "LUA_CPATH='" .. dir .. "/?.so' lua5.4 -e '" ..
+    code, out = T.lua54("-e '" ..
       "local c = require \"concur\"; local l = c.Lock(); " ..
       "local p = c.Process{target = function() l:acquire() end}; p:start(); p:join(); " ..
       "print(p.exitcode, l:locked())'")
@@ -470,7 +467,7 @@ T.test("params and the module under a stock lua5.4", function()
     concur.Thread{target = function() concur.sleep(0.4) print("thread done") end}:start()
     concur.Process{daemon = true, target = function() concur.sleep(30) print("daemon!") end}:start()
     local later = {concur.Queue(), concur.Event(), concur.Lock()}]])
-  code, out = T.sh("LD_PRELOAD='" .. preload .. "' LUA_CPATH='" .. dir .. "/?.so' lua5.4 " .. path)
+  code, out = T.lua54(path)
   T.eq(code, 0)
   local lines = {}
   for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
@@ -484,7 +481,7 @@ T.test("params and the module under a stock lua5.4", function()
     concur.Process{target = function() concur.sleep(0.2) print("child done") end}:start()
     concur.Process{daemon = true, target = function() concur.sleep(30) print("daemon!") end}:start()
     os.exit(3)]])
-  code, out = T.sh("LD_PRELOAD='" .. preload .. "' LUA_CPATH='" .. dir .. "/?.so' lua5.4 " .. path)
+  code, out = T.lua54(path)
   T.eq(code, 3)
   T.eq(out, "child done\n")
   T.eq(survivors(path), 0)
