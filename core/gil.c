@@ -94,10 +94,12 @@ void cc_gil_check(void) {
   uint32_t sn = atomic_load(&switches);
   atomic_fetch_add(&yielders, 1);
   cc_gil_release();
-  /* Forced switching: wait (a little) until another thread took it. */
-  int64_t until = cc_now() + interval;
-  while (atomic_load(&switches) == sn && atomic_load(&waiters) > 0 && cc_now() < until)
-    cc_futex_wait_plain(&switches, sn, until);
+  /* Forced switching: wait until another thread took it, or nobody wants
+   * it any more, however long a loaded machine takes to run the waiter.
+   * Taking it straight back after one interval would let this thread keep
+   * it for good while the waiter is not yet scheduled. */
+  while (atomic_load(&switches) == sn && atomic_load(&waiters) > 0)
+    cc_futex_wait_plain(&switches, sn, cc_now() + interval);
   atomic_fetch_sub(&yielders, 1);
   cc_gil_acquire();
 }

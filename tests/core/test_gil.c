@@ -65,8 +65,10 @@ static void a_waiter_pokes_the_holder(void **state) {
   assert_false(atomic_load(&has_it));
   cc_gil_check(); /* lets go, waits for the switch, takes it again */
   assert_true(cc_gil_held());
+  assert_true(atomic_load(&has_it)); /* the switch happened */
+  cc_gil_release(); /* a join never waits holding the GIL */
   assert_int_equal(pthread_join(t, NULL), 0);
-  assert_true(atomic_load(&has_it));
+  cc_gil_acquire();
   cc_gil_set_poke(NULL);
 }
 
