@@ -1,6 +1,7 @@
 /* lobj - Lua wrappers of arena objects, deadlines, and lock guards */
 #include "concur/error.h"
 #include "concur/proctab.h"
+#include "concur/trace.h"
 #include "concur/wait.h"
 #include "lconcur.h"
 
@@ -146,6 +147,7 @@ void cc__lname_obj(lua_State *L, cc_obj *o, const cc_lopts *opts) {
     int r = cc_obj_set_name(o, opts->name, opts->len);
     if (r)
       cc__lraise_code(L, r, NULL);
+    cc__trace_named(o);
   }
 }
 

@@ -3,6 +3,7 @@
 #include "concur/gil.h"
 #include "concur/lock.h"
 #include "concur/proc.h"
+#include "concur/trace.h"
 #include "concur/wait.h"
 #include "lconcur.h"
 
@@ -217,6 +218,31 @@ static int l_newtable(lua_State *L) {
   return 1;
 }
 
+/* _trace_now() -> the time now in ns, or nil when the run is not traced. */
+static int l_trace_now(lua_State *L) {
+  int64_t t = cc__trace_now();
+  if (t)
+    lua_pushinteger(L, (lua_Integer)t);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* _trace_task(since, fn): a pool task that ran fn from since (ns) to now;
+ * the span says where fn was written. */
+static int l_trace_task(lua_State *L) {
+  lua_Integer since = luaL_checkinteger(L, 1);
+  char what[160] = "";
+  lua_Debug ar;
+  if (lua_type(L, 2) == LUA_TFUNCTION) {
+    lua_pushvalue(L, 2);
+    if (lua_getinfo(L, ">S", &ar))
+      snprintf(what, sizeof what, "%s:%d", ar.short_src, ar.linedefined);
+  }
+  cc__trace_span(CC_TRACE_TASK, NULL, (int64_t)since, what);
+  return 0;
+}
+
 void cc__open_runtime(lua_State *L) {
   static const luaL_Reg funcs[] = {{"sleep", l_sleep},
                                    {"time", l_time},
@@ -227,6 +253,8 @@ void cc__open_runtime(lua_State *L) {
                                    {"_slice", l_slice},
                                    {"_newtable", l_newtable},
                                    {"_view", l_view},
+                                   {"_trace_now", l_trace_now},
+                                   {"_trace_task", l_trace_task},
                                    {"report", l_report},
                                    {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);

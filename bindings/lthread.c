@@ -6,6 +6,7 @@
 #include "concur/ident.h"
 #include "concur/lock.h"
 #include "concur/proctab.h"
+#include "concur/trace.h"
 #include "concur/wait.h"
 #include "lconcur.h"
 
@@ -207,6 +208,7 @@ static void *thread_main(void *arg) {
   current = t;
   running_L = t->L1;
   cc_ident_set_name(t->name);
+  cc__trace_thread(t->name);
   lua_State *L1 = t->L1;
   /* L1's stack: msgh, fn. */
   if (lua_pcall(L1, 0, 0, 1) != LUA_OK) {
@@ -221,6 +223,7 @@ static void *thread_main(void *arg) {
   lua_pushnil(L1);
   lua_rawset(L1, -3);
   lua_pop(L1, 1);
+  cc__trace_end();
   cc_event_set(&t->done);
   current = NULL;
   running_L = NULL;

@@ -170,11 +170,12 @@ local function worker(conn, others, progress, initializer, initargs, maxtasks)
       for fid, fn in pairs(msg.fns) do fns[fid] = fn end
     end
     for i = 1, msg.n, 5 do
-      local t0 = concur.time()
+      local t0, traced = concur.time(), concur._trace_now()
       progress[1] = progress[1] + 1
       local good, value = xpcall(run_task, task_failed, fns[msg[i + 1]], msg[i + 2], msg[i + 3],
                                  msg[i + 4])
       progress[2] = progress[2] + 1
+      if traced then concur._trace_task(traced, fns[msg[i + 1]]) end
       out[nout * 3 + 1], out[nout * 3 + 2], out[nout * 3 + 3] = msg[i], good, value
       nout = nout + 1
       local t1 = concur.time()

@@ -1,6 +1,7 @@
 /* event - Event: a flag that processes and threads wait for */
 #include "concur/event.h"
 #include "concur/error.h"
+#include "concur/trace.h"
 #include "concur/wait.h"
 
 #include <stdint.h>
@@ -11,11 +12,17 @@ cc_event *cc_event_new(void) { return cc_obj_new(&cc_event_type); }
 
 void cc_event_set(cc_event *e) {
   atomic_store(&e->flag, 1);
+  if (cc__trace_on)
+    cc__trace_event(CC_TRACE_SET, &e->hdr, 0, 0, NULL);
   if (atomic_load(&e->waiters))
     cc_futex_wake(&e->flag, INT32_MAX);
 }
 
-void cc_event_clear(cc_event *e) { atomic_store(&e->flag, 0); }
+void cc_event_clear(cc_event *e) {
+  atomic_store(&e->flag, 0);
+  if (cc__trace_on)
+    cc__trace_event(CC_TRACE_CLEAR, &e->hdr, 0, 0, NULL);
+}
 int cc_event_is_set(cc_event *e) { return atomic_load(&e->flag) != 0; }
 
 int cc_event_wait(cc_event *e, int64_t deadline) {

@@ -3,6 +3,7 @@
 #include "concur/error.h"
 #include "concur/ident.h"
 #include "concur/lockorder.h"
+#include "concur/trace.h"
 #include "concur/wait.h"
 
 const cc_type cc_lock_type = {"Lock", sizeof(cc_lock), NULL};
@@ -29,14 +30,26 @@ void cc_lock_set_known(cc_lock *l, const cc_obj *by) {
   l->known = (uint16_t)((const char *)l - (const char *)by + 1);
 }
 
+/* The object its user knows l by (itself, a Condition, a Value). */
+static const cc_obj *user_object(const cc_lock *l) {
+  return (const cc_obj *)((const char *)l - (l->known - 1));
+}
+
 /* l is the calling thread's now; want: it could have waited for it, and
  * the order of l after the locks it holds is yet to be written. */
 static void owned(cc_lock *l, int want) {
   atomic_store_explicit(&l->owner_pid, cc_pid(), memory_order_relaxed);
   l->count = 1;
-  if (l->known)
+  if (l->known) {
     cc__lockorder_took(l, want);
+    if (cc__trace_on) {
+      int64_t now = cc__trace_now();
+      cc__lockorder_stamp(l, now);
+      cc__trace_at(CC_TRACE_TAKE, user_object(l), now);
+    }
+  }
 }
+
 
 /* Spins for the lock (cc_spin_take): a holder usually lets go within a few
  * hundred nanoseconds, sooner than sleeping in the kernel and being woken. */
@@ -149,10 +162,15 @@ int cc_lock_release(cc_lock *l) {
     if (--l->count > 0)
       return 0;
   }
+  int64_t taken_at = cc__trace_on && l->known ? cc__lockorder_taken_at(l) : 0;
   if (l->known) /* off the releaser's stack: found only if it held l */
     cc__lockorder_gave(l);
   if (atomic_exchange(&l->word, 0) & CC_LOCK_WAITERS)
     cc_futex_wake(&l->word, 1);
+  /* The span ends after the wake-up, which it holds: the flow from the
+   * wake-up to the waiter starts inside it. */
+  if (taken_at)
+    cc__trace_span(CC_TRACE_HOLD, user_object(l), taken_at, NULL);
   return 0;
 }
 

@@ -106,8 +106,10 @@ static void prune(void) {
   uint32_t me = (uint32_t)cc_tid(), k = 0;
   for (uint32_t i = 0; i < cc__held.n; i++) {
     cc_lock *h = cc__held.l[i];
-    if ((atomic_load_explicit(&h->word, memory_order_relaxed) & CC_LOCK_TID) == me)
+    if ((atomic_load_explicit(&h->word, memory_order_relaxed) & CC_LOCK_TID) == me) {
+      cc__held.at[k] = cc__held.at[i];
       cc__held.l[k++] = h;
+    }
   }
   cc__held.n = k;
 }
@@ -142,6 +144,7 @@ void cc__lockorder_drop(cc_lock *l) {
     if (cc__held.l[i] != l)
       continue;
     memmove(&cc__held.l[i], &cc__held.l[i + 1], (cc__held.n - i - 1) * sizeof *cc__held.l);
+    memmove(&cc__held.at[i], &cc__held.at[i + 1], (cc__held.n - i - 1) * sizeof *cc__held.at);
     cc__held.n--;
     return;
   }

@@ -11,6 +11,7 @@
 #include "concur/queue.h"
 #include "concur/sem.h"
 #include "concur/shm.h"
+#include "concur/trace.h"
 #include "concur/wait.h"
 
 #include <dirent.h>
@@ -200,8 +201,11 @@ int cc_proc_start(cc_proc *p) {
     p->pid = getpid();
     p->state = CC_PROC_STARTED;
     p->parent_pid = (int)e->ppid;
+    cc__trace_process(p->name);
+    cc__trace_thread("MainThread");
     return 0;
   }
+  cc__trace_event(CC_TRACE_FORK, NULL, pid, 0, p->name);
   atomic_store(&e->pid, pid);
   p->pid = pid;
   p->slot = slot;
@@ -233,6 +237,7 @@ static int exitcode_of(int status) {
  * thread that waits on it. */
 static void reaped(cc_proc *p, int status, int found) {
   p->exitcode = found ? exitcode_of(status) : -SIGKILL;
+  cc__trace_event(CC_TRACE_REAP, NULL, p->pid, p->exitcode, NULL);
   /* Whoever reaped it released its entry; reaped elsewhere, its pid may
    * already be another process's of the run. */
   if (found)
@@ -353,6 +358,8 @@ int cc_proc_finish_children(void) {
 
 _Noreturn void cc_proc_exit(int code) {
   fflush(NULL);
+  cc__trace_event(CC_TRACE_EXIT, NULL, code, 0, NULL);
+  cc__trace_end();
   cc_proc_threads_end();
   cc_holds_release(cc_proc_self_slot());
   _exit(code);

@@ -1,6 +1,7 @@
 /* queue - Queue, JoinableQueue and SimpleQueue: messages in shared segments */
 #include "concur/queue.h"
 #include "concur/error.h"
+#include "concur/trace.h"
 #include "concur/wait.h"
 
 #include <stdlib.h>
@@ -318,6 +319,8 @@ static int put(cc_queue *q, const cc_msg *m, int64_t deadline, cc_waiting *w) {
         q->fresh = 0;
       }
       unlock(q);
+      if (cc__trace_on)
+        cc__trace_event(CC_TRACE_PUT, &q->hdr, count(t) + 1 - count(h), 0, NULL);
       bump(&q->put_seq, &q->get_waiters);
       return 0;
     }
@@ -380,6 +383,8 @@ static int get(cc_queue *q, cc_msg *m, int64_t deadline, cc_waiting *w) {
       unlock(q);
       if (out)
         cc_arena_free(cc_arena_ptr(out));
+      if (cc__trace_on)
+        cc__trace_event(CC_TRACE_GET, &q->hdr, count(t) - count(h) - 1, 0, NULL);
       bump(&q->get_seq, &q->put_waiters);
       return 0;
     }

@@ -1,6 +1,7 @@
 /* sem - Semaphore and BoundedSemaphore between processes and threads */
 #include "concur/sem.h"
 #include "concur/error.h"
+#include "concur/trace.h"
 #include "concur/wait.h"
 
 const cc_type cc_sem_type = {"Semaphore", sizeof(cc_sem), NULL};
@@ -23,8 +24,11 @@ void cc_sem_init(cc_sem *s, uint32_t value, int bounded) {
 int cc_sem_trywait(cc_sem *s) {
   uint32_t v = atomic_load(&s->value);
   while (v > 0)
-    if (atomic_compare_exchange_weak(&s->value, &v, v - 1))
+    if (atomic_compare_exchange_weak(&s->value, &v, v - 1)) {
+      if (cc__trace_on)
+        cc__trace_event(CC_TRACE_VALUE, &s->hdr, v - 1, 0, NULL);
       return 0;
+    }
   return CC_ETIMEDOUT;
 }
 
@@ -58,6 +62,8 @@ int cc_sem_post_n(cc_sem *s, uint32_t n) {
     if (n > most || v > most - n)
       return CC_EVALUE;
   } while (!atomic_compare_exchange_weak(&s->value, &v, v + n));
+  if (cc__trace_on)
+    cc__trace_event(CC_TRACE_VALUE, &s->hdr, v + n, 0, NULL);
   cc_futex_wake_some(&s->value, &s->waiters, n);
   return 0;
 }

@@ -20,6 +20,7 @@
 static volatile sig_atomic_t interrupted;
 static const cc_wait_hooks *hooks;
 static const cc_wait_observer *observer;
+static const cc_wait_tracer *tracer;
 /* The calling thread's begun wait: each thread's own. */
 static _Thread_local cc_waiting *current;
 
@@ -34,6 +35,7 @@ const char *cc_wait_verb(int kind) {
 }
 
 void cc_wait_set_observer(const cc_wait_observer *o) { observer = o; }
+void cc_wait_set_tracer(const cc_wait_tracer *t) { tracer = t; }
 
 void cc_wait_begin(cc_waiting *w) {
   if (current == w)
@@ -41,6 +43,7 @@ void cc_wait_begin(cc_waiting *w) {
   w->mine = !current;
   if (w->mine) {
     w->since = cc_now();
+    w->traced = 0;
     current = w;
   }
 }
@@ -51,10 +54,16 @@ void cc_wait_end(cc_waiting *w) {
   current = NULL;
   if (observer)
     observer->ended(w);
+  if (tracer && w->traced)
+    tracer->ended(w);
 }
 
 /* Before a sleep: what the observer says of the thread's wait (0: sleep). */
 static int observe(void) {
+  if (tracer && current && !current->traced) {
+    current->traced = 1;
+    tracer->began(current);
+  }
   return observer && current ? observer->sleeping(current) : 0;
 }
 
@@ -177,6 +186,8 @@ static int futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline,
   around(word, 0);
   if (r == 0) {
     *woken = 1;
+    if (tracer && current)
+      tracer->woken(word);
     return 0;
   }
   if (e == EINTR)
@@ -207,6 +218,18 @@ int cc_futex_wait_counted(_Atomic uint32_t *word, uint32_t expect, _Atomic uint3
   return r;
 }
 
+/* A FUTEX_WAKE that the tracer is told about (sleepers may be NULL). */
+static void traced_wake(_Atomic uint32_t *word, int n, _Atomic uint32_t *sleepers) {
+  int64_t since = cc_now();
+  uint32_t flow = tracer->wake(word);
+  long woken = syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+  if (woken > 0) {
+    if (sleepers)
+      atomic_fetch_sub(sleepers, (uint32_t)woken);
+    tracer->woke(flow, since, (int)woken);
+  }
+}
+
 void cc_futex_wake_one(_Atomic uint32_t *word, _Atomic uint32_t *sleepers) {
   cc_futex_wake_some(word, sleepers, 1);
 }
@@ -215,6 +238,10 @@ void cc_futex_wake_some(_Atomic uint32_t *word, _Atomic uint32_t *sleepers, uint
   uint32_t asleep = atomic_load(sleepers);
   if (!asleep)
     return;
+  if (tracer) {
+    traced_wake(word, (int)(n < asleep ? n : asleep), sleepers);
+    return;
+  }
   long woken = syscall(SYS_futex, word, FUTEX_WAKE, (int)(n < asleep ? n : asleep), NULL, NULL, 0);
   if (woken > 0)
     atomic_fetch_sub(sleepers, (uint32_t)woken);
@@ -228,7 +255,10 @@ int cc_futex_wait_plain(_Atomic uint32_t *word, uint32_t expect, int64_t deadlin
 }
 
 void cc_futex_wake(_Atomic uint32_t *word, int n) {
-  syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+  if (tracer)
+    traced_wake(word, n, NULL);
+  else
+    syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 int cc_wait_fds(struct pollfd *fds, int n, int64_t deadline) {
@@ -277,7 +307,18 @@ int cc_wait_fd_soon(int fd, short events, int64_t deadline) {
   return cc_wait_fd(fd, events, deadline);
 }
 
+static int sleep_until(int64_t deadline);
+
 int cc_sleep_until(int64_t deadline) {
+  if (!tracer)
+    return sleep_until(deadline);
+  int64_t since = cc_now();
+  int r = sleep_until(deadline);
+  tracer->slept(since);
+  return r;
+}
+
+static int sleep_until(int64_t deadline) {
   for (;;) {
     if (cc_interrupted())
       return CC_EINTR;
@@ -331,7 +372,7 @@ int cc_wait_child(int pid, int pidfd, int *status, struct rusage *usage, int64_t
       w = cc_wait_fd(pidfd, POLLIN, deadline);
     } else {
       int64_t next = now + CHILD_LOOK_NS;
-      w = cc_sleep_until(next < deadline ? next : deadline);
+      w = sleep_until(next < deadline ? next : deadline);
     }
     if (w == CC_EINTR || w == CC_EDEADLK)
       return w;

@@ -26,6 +26,7 @@ typedef struct run_opts {
   int nargs;
   const char *metrics;
   int strict_locks; /* a lock-order warning fails the run */
+  const char *trace; /* where the trace goes, or NULL */
   cc_config cfg;
 } run_opts;
 

@@ -13,7 +13,8 @@
 
 static const char usage[] =
     "usage: concur run SCRIPT [ARG]... [-p KEY=VALUE]... [--config FILE] [--time-scale X]\n"
-    "                         [--timeout S] [--metrics FILE] [--strict-locks] [-- ARG...]\n"
+    "                         [--timeout S] [--metrics FILE] [--strict-locks]\n"
+    "                         [--trace FILE] [-- ARG...]\n"
     "       concur batch FILE.yaml [--jobs N] [--out DIR] [--format table|md|csv|json]\n"
     "                              [--filter GLOB] [--exclude GLOB] [--repeat N]\n"
     "                              [--shard I/N]\n"
@@ -41,6 +42,8 @@ static const char help[] =
     "                      (default: $CONCUR_METRICS, set by concur batch)\n"
     "  --strict-locks      a lock-order warning (locks taken in both orders)\n"
     "                      fails the run: exit 1\n"
+    "  --trace FILE        write what every thread of the run did, and when,\n"
+    "                      as Chrome trace-event JSON (open it in Perfetto)\n"
     "exit status: 0 ok, 1 script error (or a lock-order warning with\n"
     "             --strict-locks), 2 usage or config error, 3 deadlock,\n"
     "             4 timeout, 130 interrupted (Ctrl-C)\n";
@@ -107,6 +110,10 @@ static int parse_run(int argc, char **argv, run_opts *o) {
         return EXIT_USAGE;
     } else if (!strcmp(a, "--strict-locks")) {
       o->strict_locks = 1;
+    } else if (!strcmp(a, "--trace")) {
+      if (!more)
+        return bad("--trace takes a file%s", "");
+      o->trace = argv[++i];
     } else if (!strcmp(a, "--metrics")) {
       if (!more)
         return bad("--metrics takes a file%s", "");

@@ -4,6 +4,7 @@
 #include "concur/fault.h"
 #include "concur/lockorder.h"
 #include "concur/proc.h"
+#include "concur/trace.h"
 #include "concur/wait.h"
 #include "host.h"
 #include "lconcur.h"
@@ -77,7 +78,23 @@ static void report_error(lua_State *L) {
   fflush(stderr);
 }
 
+static int run_script(const run_opts *o);
+
+/* The runner: the script's run, traced from its first step to its end
+ * when the run is. */
 static int runner(const run_opts *o) {
+  if (o->trace) {
+    cc_trace_start();
+    cc__trace_process("MainProcess");
+    cc__trace_thread("MainThread");
+  }
+  int code = run_script(o);
+  cc__trace_event(CC_TRACE_EXIT, NULL, code, 0, NULL);
+  cc__trace_end();
+  return code;
+}
+
+static int run_script(const run_opts *o) {
   lua_State *L = luaL_newstate();
   if (!L) {
     fprintf(stderr, "concur: not enough memory for Lua\n");
@@ -171,6 +188,21 @@ static void kill_all(void) {
   }
 }
 
+/* Writes the trace of the run, whose every process has ended, and closes
+ * f. Says on stderr what went wrong or was dropped. */
+static void write_trace(FILE *f, const char *path, int main_pid) {
+  long n = cc_trace_write(f, main_pid);
+  if (fclose(f) != 0 && n >= 0)
+    n = CC_ESYS;
+  if (n < 0)
+    fprintf(stderr, "concur: cannot write the trace '%s': %s\n", path,
+            n == CC_ESYS ? strerror(errno) : cc_strerror((int)n));
+  uint64_t dropped = cc_trace_dropped();
+  if (dropped)
+    fprintf(stderr, "concur: the trace's buffer was full: %llu events were not recorded "
+                    "(trace a shorter run)\n", (unsigned long long)dropped);
+}
+
 int host_run(const run_opts *o) {
   /* A syntax error is reported before anything runs. */
   lua_State *C = luaL_newstate();
@@ -186,6 +218,22 @@ int host_run(const run_opts *o) {
     fprintf(stderr, "concur: cannot make an arena of %zu bytes: %s\n",
             o->cfg.arena_size, cc_strerror(r));
     return EXIT_USAGE;
+  }
+  /* The trace's file is opened first: a run whose trace cannot be kept
+   * does not start. */
+  FILE *trace = NULL;
+  if (o->trace) {
+    trace = fopen(o->trace, "w");
+    if (!trace) {
+      fprintf(stderr, "concur: cannot write the trace '%s': %s\n", o->trace, strerror(errno));
+      return EXIT_USAGE;
+    }
+    r = cc_trace_init(0);
+    if (r) {
+      fprintf(stderr, "concur: cannot make the trace's buffer: %s\n", cc_strerror(r));
+      fclose(trace);
+      return EXIT_USAGE;
+    }
   }
   if (cc_fault_from_env())
     return EXIT_USAGE;
@@ -275,6 +323,8 @@ int host_run(const run_opts *o) {
     }
   }
   kill_all();
+  if (trace)
+    write_trace(trace, o->trace, pid);
   if (!cause && interrupted && code == EXIT_INTERRUPTED)
     cause = "interrupted";
   /* Every process of the run has ended: its lock orders are all in. */

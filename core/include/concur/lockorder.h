@@ -34,6 +34,7 @@ struct cc_lock;
 typedef struct cc__lockorder_held {
   uint32_t n;
   struct cc_lock *l[CC_LOCKORDER_HELD_MAX];
+  int64_t at[CC_LOCKORDER_HELD_MAX]; /* traced: when each was taken */
 } cc__lockorder_held;
 
 /* The calling thread's stack (read by the inline calls below). */
@@ -67,6 +68,21 @@ static inline void cc__lockorder_took(struct cc_lock *l, int want) {
     return;
   }
   cc__lockorder_push(l, want);
+}
+
+/* lock.c's, tracing: l, just taken, was taken at t. */
+static inline void cc__lockorder_stamp(struct cc_lock *l, int64_t t) {
+  uint32_t n = cc__held.n;
+  if (n && cc__held.l[n - 1] == l)
+    cc__held.at[n - 1] = t;
+}
+
+/* lock.c's, tracing: when the calling thread took l (0: not known). */
+static inline int64_t cc__lockorder_taken_at(const struct cc_lock *l) {
+  for (uint32_t i = cc__held.n; i-- > 0;)
+    if (cc__held.l[i] == l)
+      return cc__held.at[i];
+  return 0;
 }
 
 /* lock.c's: l is free again, released by the calling thread. */

@@ -172,6 +172,7 @@ typedef struct cc_waiting {
   int64_t deadline;              /* the caller's, CC_FOREVER for none */
   int64_t since;                 /* set by cc_wait_begin */
   int mine;                      /* set by cc_wait_begin: 1 when it is the thread's */
+  int traced;                    /* the tracer was told it began */
 } cc_waiting;
 
 /* Begins w as the calling thread's wait unless one is begun already (w
@@ -189,5 +190,21 @@ typedef struct cc_wait_observer {
 } cc_wait_observer;
 /* observer (kept), or NULL; set before a second thread exists. */
 void cc_wait_set_observer(const cc_wait_observer *observer);
+
+/* Who records what the waits do (tracing): told when a begun wait first
+ * sleeps and when it ends (if it slept), when a sleep ends, and around each FUTEX_WAKE: before it,
+ * for a number that the woken find with the word (`woken`, told to a
+ * thread whose begun wait a FUTEX_WAKE ended), and after it, with how many
+ * it woke (only when it woke some). `since`: when it began. */
+typedef struct cc_wait_tracer {
+  void (*began)(const cc_waiting *w); /* at its first sleep */
+  void (*ended)(const cc_waiting *w);
+  void (*slept)(int64_t since);
+  uint32_t (*wake)(const void *word);
+  void (*woke)(uint32_t flow, int64_t since, int n);
+  void (*woken)(const void *word);
+} cc_wait_tracer;
+/* tracer (kept), or NULL; set before a second thread exists. */
+void cc_wait_set_tracer(const cc_wait_tracer *tracer);
 
 #endif
