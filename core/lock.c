@@ -43,9 +43,9 @@ static void owned(cc_lock *l, int want) {
   if (l->known) {
     cc__lockorder_took(l, want);
     if (cc__trace_on) {
-      int64_t now = cc__trace_now();
+      int64_t now = cc__trace_ticks();
       cc__lockorder_stamp(l, now);
-      cc__trace_at(CC_TRACE_TAKE, user_object(l), now);
+      cc__trace_take(user_object(l), now);
     }
   }
 }
@@ -170,7 +170,7 @@ int cc_lock_release(cc_lock *l) {
   /* The span ends after the wake-up, which it holds: the flow from the
    * wake-up to the waiter starts inside it. */
   if (taken_at)
-    cc__trace_span(CC_TRACE_HOLD, user_object(l), taken_at, NULL);
+    cc__trace_give(user_object(l), taken_at);
   return 0;
 }
 

@@ -25,7 +25,7 @@ typedef struct head {
   uint64_t room;         /* bytes of chunks there are */
   _Atomic uint64_t dropped;
   _Atomic uint32_t next_flow;
-  int64_t t0;
+  int64_t t0, tsc0; /* the clock and the ticks at the start */
   /* The last wake-up of each word (hashed): the word's tag << 32 | flow. */
   _Atomic uint64_t flows[FLOW_SLOTS];
 } head;
@@ -33,6 +33,7 @@ typedef struct head {
 #define HEAD_ROOM (((sizeof(head) + CC_TRACE_CHUNK - 1) / CC_TRACE_CHUNK) * CC_TRACE_CHUNK)
 
 int cc__trace_on;
+int cc__trace_tsc;
 /* Threads: the mapping is made before the run's first fork and is the same
  * in every process; each thread writes only into its own chunk. */
 static head *H;
@@ -48,6 +49,29 @@ static cc__trace_rec *chunks(void) { return (cc__trace_rec *)((char *)H + HEAD_R
 /* A child's forking thread must not go on writing into its parent's chunk. */
 static void forget_chunk(void) { memset(&me, 0, sizeof me); }
 
+/* Whether the processor's time stamp counter runs at one rate on every
+ * core, whatever the power state (Linux says so in its flags). */
+static int steady_tsc(void) {
+#if defined(__x86_64__)
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (!f)
+    return 0;
+  char line[4096];
+  int constant = 0, nonstop = 0;
+  while (fgets(line, sizeof line, f) && !(constant && nonstop)) {
+    if (strncmp(line, "flags", 5))
+      continue;
+    constant = strstr(line, " constant_tsc") != NULL;
+    nonstop = strstr(line, " nonstop_tsc") != NULL;
+    break;
+  }
+  fclose(f);
+  return constant && nonstop;
+#else
+  return 0;
+#endif
+}
+
 int cc_trace_init(size_t size) {
   if (!size)
     size = CC_TRACE_SIZE_DEFAULT;
@@ -59,7 +83,10 @@ int cc_trace_init(size_t size) {
     return CC_ESYS;
   H = m;
   mapped = size;
+  forget_chunk();
   H->room = (size - HEAD_ROOM) / CC_TRACE_CHUNK * CC_TRACE_CHUNK;
+  cc__trace_tsc = steady_tsc();
+  H->tsc0 = cc__trace_ticks();
   H->t0 = cc_now();
   static int registered;
   if (!registered++)
@@ -147,9 +174,24 @@ void cc__trace_span(int kind, const cc_obj *o, int64_t since, const char *text) 
   }
 }
 
-void cc__trace_at(int kind, const cc_obj *o, int64_t ts) {
-  if (cc__trace_on && (!o || o->type))
-    emit(kind, o, ts, 0, 0, 0, NULL);
+/* Holds: times in ticks, said so by sub. */
+#define TICKS 1
+
+void cc__trace_take(const cc_obj *o, int64_t ticks) {
+  if (o->type)
+    emit(CC_TRACE_TAKE, o, ticks, 0, 0, TICKS, NULL);
+}
+
+void cc__trace_give(const cc_obj *o, int64_t ticks) {
+  int64_t now = cc__trace_ticks();
+  cc__trace_rec *r = me.at ? me.at - 1 : NULL;
+  if (r && atomic_load_explicit(&r->kind, memory_order_relaxed) == CC_TRACE_TAKE &&
+      r->ts == ticks && r->obj == o->id && r->type == o->type) {
+    r->a = now - ticks;
+    atomic_store_explicit(&r->kind, CC_TRACE_HOLD, memory_order_release);
+  } else if (o->type) {
+    emit(CC_TRACE_HOLD, o, ticks, now - ticks, 0, TICKS, NULL);
+  }
 }
 
 void cc__trace_event(int kind, const cc_obj *o, int64_t a, int64_t b, const char *text) {
@@ -327,7 +369,8 @@ static uint64_t begin_key(int32_t tid, const cc__trace_rec *r, int kind) {
 
 typedef struct writer {
   FILE *f;
-  int64_t t0;
+  int64_t t0, tsc0;
+  double ns_per_tick;
   int main_pid;
   map procs, threads, objs, ends, flows, begun;
   long events;
@@ -550,6 +593,10 @@ static int is_span(const item *it) {
          it->r->kind == CC_TRACE_WAKE;
 }
 
+/* Less than this past the end of the span it is in, a span ends with it:
+ * the two clocks of a trace (ticks for holds) disagree by as much. */
+#define JITTER_NS 1000
+
 static int is_kind(const item *it, int a, int b) {
   return it->r && (it->r->kind == a || it->r->kind == b);
 }
@@ -577,7 +624,9 @@ static long nest(items *s) {
     while (depth && s->v[stack[depth - 1]].end <= it->ts)
       depth--;
     const item *top = depth ? &s->v[stack[depth - 1]] : NULL;
-    if (top && it->end > top->end) {
+    if (top && it->end > top->end && it->end - top->end < JITTER_NS) {
+      it->end = top->end;
+    } else if (top && it->end > top->end) {
       changed++;
       if (is_kind(top, CC_TRACE_WAIT, CC_TRACE_BEGIN) &&
           is_kind(it, CC_TRACE_HOLD, CC_TRACE_TAKE)) {
@@ -603,7 +652,12 @@ static long nest(items *s) {
 long cc_trace_write(FILE *f, int main_pid) {
   if (!H)
     return CC_EVALUE;
-  writer w = {.f = f, .t0 = H->t0, .main_pid = main_pid};
+  writer w = {.f = f, .t0 = H->t0, .tsc0 = H->tsc0, .main_pid = main_pid, .ns_per_tick = 1};
+  if (cc__trace_tsc) {
+    int64_t ticks = cc__trace_ticks(), ns = cc_now();
+    if (ticks > w.tsc0 && ns > w.t0)
+      w.ns_per_tick = (double)(ns - w.t0) / (double)(ticks - w.tsc0);
+  }
   items s = {0};
   int64_t last = cc_now(); /* the run has ended: what is still open ends now */
   uint64_t used = atomic_load(&H->used);
@@ -631,10 +685,15 @@ long cc_trace_write(FILE *f, int main_pid) {
         i += (tlen + REC - 1) / REC;
         continue;
       }
-      item it = {r->ts, r->ts, r, text, tlen, seq++, pid, tid, 0, 0};
+      int64_t ts = r->ts, dur = r->a;
+      if ((kind == CC_TRACE_TAKE || kind == CC_TRACE_HOLD) && r->sub == TICKS) {
+        ts = w.t0 + (int64_t)((double)(r->ts - w.tsc0) * w.ns_per_tick);
+        dur = (int64_t)((double)r->a * w.ns_per_tick);
+      }
+      item it = {ts, ts, r, text, tlen, seq++, pid, tid, 0, 0};
       text = NULL;
       tlen = 0;
-      int64_t at = r->ts;
+      int64_t at = ts;
       switch (kind) {
       case CC_TRACE_PROCESS:
         failed = map_put(&w.procs, key2(pid, 0), it);
@@ -667,7 +726,7 @@ long cc_trace_write(FILE *f, int main_pid) {
         break;
       case CC_TRACE_WAKE:
         failed = map_put(&w.flows, (uint32_t)r->b, it);
-        it.end = r->ts + r->a;
+        it.end = ts + dur;
         at = it.end;
         failed = failed || push(&s, it);
         break;
@@ -684,14 +743,14 @@ long cc_trace_write(FILE *f, int main_pid) {
           }
           b->r = NULL;
         }
-        it.end = r->ts + r->a;
+        it.end = ts + dur;
         at = it.end;
         failed = push(&s, it);
         break;
       }
       case CC_TRACE_SLEEP:
       case CC_TRACE_TASK:
-        it.end = r->ts + r->a;
+        it.end = ts + dur;
         at = it.end;
         failed = failed || push(&s, it);
         break;

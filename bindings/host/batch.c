@@ -1,4 +1,4 @@
-/* batch - concur batch and concur report: runs the embedded batch runner */
+/* batch - concur batch, report and timeline: run the embedded Lua tools */
 #include "host.h"
 
 #include <lauxlib.h>
@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "batch_lua.h"
+#include "timeline_lua.h"
 
 static int msgh(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
@@ -18,7 +19,11 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-int host_batch(int argc, char **argv) {
+/* Runs an embedded chunk (its name, for messages) with
+ * arg = {command, binary, options...}; returns what it returns, its exit
+ * code. */
+static int run_tool(const char *name, const unsigned char *chunk, size_t len, int argc,
+                    char **argv) {
   char self[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) {
@@ -49,14 +54,23 @@ int host_batch(int argc, char **argv) {
   lua_setglobal(L, "arg");
   lua_pushcfunction(L, msgh);
   int code = EXIT_SCRIPT;
-  if (luaL_loadbufferx(L, (const char *)batch_lua, sizeof batch_lua, "=batch", "t") ||
+  char chunkname[64];
+  snprintf(chunkname, sizeof chunkname, "=%s", name);
+  if (luaL_loadbufferx(L, (const char *)chunk, len, chunkname, "t") ||
       lua_pcall(L, 0, 1, -2)) {
-    fprintf(stderr, "concur: internal error in the batch runner: %s\n",
-            lua_tostring(L, -1));
+    fprintf(stderr, "concur: internal error in the %s: %s\n", name, lua_tostring(L, -1));
   } else {
     code = (int)luaL_optinteger(L, -1, EXIT_SCRIPT);
   }
   lua_close(L);
   fflush(NULL);
   return code;
+}
+
+int host_batch(int argc, char **argv) {
+  return run_tool("batch runner", batch_lua, sizeof batch_lua, argc, argv);
+}
+
+int host_timeline(int argc, char **argv) {
+  return run_tool("timeline", timeline_lua, sizeof timeline_lua, argc, argv);
 }

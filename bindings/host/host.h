@@ -27,6 +27,8 @@ typedef struct run_opts {
   const char *metrics;
   int strict_locks; /* a lock-order warning fails the run */
   const char *trace; /* where the trace goes, or NULL */
+  int timeline;      /* print the trace's timeline after the run */
+  const char *width; /* its width (columns), or NULL */
   cc_config cfg;
 } run_opts;
 
@@ -40,5 +42,7 @@ int host_open_host(lua_State *L);
 int host_catch_signals(lua_State *L);
 /* concur batch / concur report: runs the embedded batch runner. */
 int host_batch(int argc, char **argv);
+/* concur timeline FILE [--width N]: argv[0] is "timeline". */
+int host_timeline(int argc, char **argv);
 
 #endif

@@ -14,11 +14,12 @@
 static const char usage[] =
     "usage: concur run SCRIPT [ARG]... [-p KEY=VALUE]... [--config FILE] [--time-scale X]\n"
     "                         [--timeout S] [--metrics FILE] [--strict-locks]\n"
-    "                         [--trace FILE] [-- ARG...]\n"
+    "                         [--trace FILE] [--timeline [--width N]] [-- ARG...]\n"
     "       concur batch FILE.yaml [--jobs N] [--out DIR] [--format table|md|csv|json]\n"
     "                              [--filter GLOB] [--exclude GLOB] [--repeat N]\n"
     "                              [--shard I/N]\n"
     "       concur report DIR|FILE... [--format table|md|csv|json]\n"
+    "       concur timeline FILE.json [--width N]\n"
     "       concur --help | --version\n";
 
 static const char help[] =
@@ -32,6 +33,8 @@ static const char help[] =
     "                      expectation is not met\n"
     "  report DIR...       summarise the runs.jsonl of one or more batches\n"
     "                      (shards of one batch, other machines)\n"
+    "  timeline FILE.json  draw a trace (of run --trace) as swimlanes: one lane\n"
+    "                      per thread, time across, in 80 columns (--width N)\n"
     "options of run:\n"
     "  -p KEY=VALUE        a parameter, in concur.params (numbers and booleans\n"
     "                      are converted); may be repeated\n"
@@ -44,6 +47,8 @@ static const char help[] =
     "                      fails the run: exit 1\n"
     "  --trace FILE        write what every thread of the run did, and when,\n"
     "                      as Chrome trace-event JSON (open it in Perfetto)\n"
+    "  --timeline          after the run, draw its trace as swimlanes (as\n"
+    "                      concur timeline does), in --width N columns\n"
     "exit status: 0 ok, 1 script error (or a lock-order warning with\n"
     "             --strict-locks), 2 usage or config error, 3 deadlock,\n"
     "             4 timeout, 130 interrupted (Ctrl-C)\n";
@@ -114,6 +119,12 @@ static int parse_run(int argc, char **argv, run_opts *o) {
       if (!more)
         return bad("--trace takes a file%s", "");
       o->trace = argv[++i];
+    } else if (!strcmp(a, "--timeline")) {
+      o->timeline = 1;
+    } else if (!strcmp(a, "--width")) {
+      if (!more)
+        return bad("--width takes a number of columns%s", "");
+      o->width = argv[++i];
     } else if (!strcmp(a, "--metrics")) {
       if (!more)
         return bad("--metrics takes a file%s", "");
@@ -129,6 +140,8 @@ static int parse_run(int argc, char **argv, run_opts *o) {
   }
   if (script_at < 0)
     return bad("run needs a script%s", "");
+  if (o->width && !o->timeline)
+    return bad("--width is the width of --timeline's chart: give --timeline too%s", "");
   o->script = argv[script_at];
   o->script_at = script_at;
   if (!o->metrics)
@@ -191,5 +204,7 @@ int main(int argc, char **argv) {
     return cmd_run(argc - 1, argv + 1);
   if (!strcmp(argv[1], "batch") || !strcmp(argv[1], "report"))
     return host_batch(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "timeline"))
+    return host_timeline(argc - 1, argv + 1);
   return bad("unknown command '%s' (try concur --help)", argv[1]);
 }

@@ -82,8 +82,8 @@ static int run_script(const run_opts *o);
 
 /* The runner: the script's run, traced from its first step to its end
  * when the run is. */
-static int runner(const run_opts *o) {
-  if (o->trace) {
+static int runner(const run_opts *o, int traced) {
+  if (traced) {
     cc_trace_start();
     cc__trace_process("MainProcess");
     cc__trace_thread("MainThread");
@@ -222,10 +222,26 @@ int host_run(const run_opts *o) {
   /* The trace's file is opened first: a run whose trace cannot be kept
    * does not start. */
   FILE *trace = NULL;
-  if (o->trace) {
-    trace = fopen(o->trace, "w");
+  char scratch[64] = "";
+  const char *path = o->trace;
+  if (!path && o->timeline) {
+    /* A timeline alone: its trace is kept only until it is drawn. */
+    const char *tmp = getenv("TMPDIR");
+    snprintf(scratch, sizeof scratch, "%.40s/concur-trace-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(scratch);
+    if (fd < 0) {
+      fprintf(stderr, "concur: cannot make a file for the timeline's trace in %s: %s "
+                      "(set TMPDIR to a directory that can be written)\n",
+              tmp && *tmp ? tmp : "/tmp", strerror(errno));
+      return EXIT_USAGE;
+    }
+    close(fd);
+    path = scratch;
+  }
+  if (path) {
+    trace = fopen(path, "w");
     if (!trace) {
-      fprintf(stderr, "concur: cannot write the trace '%s': %s\n", o->trace, strerror(errno));
+      fprintf(stderr, "concur: cannot write the trace '%s': %s\n", path, strerror(errno));
       return EXIT_USAGE;
     }
     r = cc_trace_init(0);
@@ -268,7 +284,7 @@ int host_run(const run_opts *o) {
       _exit(EXIT_USAGE);
     }
     cc_runtime_become_main();
-    exit(runner(o));
+    exit(runner(o, trace != NULL));
   }
   /* tie[0] stays open: the run's processes open theirs through it. */
 
@@ -324,7 +340,16 @@ int host_run(const run_opts *o) {
   }
   kill_all();
   if (trace)
-    write_trace(trace, o->trace, pid);
+    write_trace(trace, path, pid);
+  if (trace && o->timeline) {
+    fflush(stdout);
+    char *targv[] = {"timeline", (char *)path, o->width ? "--width" : NULL, (char *)o->width,
+                     NULL};
+    if (host_timeline(o->width ? 4 : 2, targv) != EXIT_OK && code == EXIT_OK)
+      code = EXIT_USAGE;
+  }
+  if (scratch[0])
+    unlink(scratch);
   if (!cause && interrupted && code == EXIT_INTERRUPTED)
     cause = "interrupted";
   /* Every process of the run has ended: its lock orders are all in. */

@@ -3,7 +3,7 @@
 local concur = require "concur"
 io.stdout:setvbuf("line")
 
-local lock = concur.Lock()
+local lock = concur.Lock{name = "toilet"}
 
 local function visit(i)
   local _ <close> = lock:hold()

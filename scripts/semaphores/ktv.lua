@@ -5,10 +5,10 @@ io.stdout:setvbuf("line")
 
 local use_sem = concur.params.semaphore ~= false
 local people = concur.params.people or (use_sem and 13 or 6)
-local rooms = concur.Semaphore(4)
-local inside = concur.Semaphore(0)  -- its value: how many are inside
-local most = concur.Semaphore(0)    -- its value: the most ever inside
-local mark = concur.Lock()
+local rooms = concur.Semaphore(4, {name = "rooms"})
+local inside = concur.Semaphore(0, {name = "inside"}) -- its value: how many are inside
+local most = concur.Semaphore(0, {name = "most"})     -- its value: the most ever inside
+local mark = concur.Lock{name = "mark"}
 -- The doors open once everybody is there: on a busy machine the last
 -- person could otherwise arrive after the first has left.
 local open = concur.Event()

@@ -2,6 +2,8 @@
 #ifndef CONCUR_TRACE_H
 #define CONCUR_TRACE_H
 
+#include "concur/wait.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +29,12 @@
  * up to the end of their thread. Flows join a FUTEX_WAKE to the wait it
  * ended: the waker numbers its wake-up and leaves the number in a small
  * table keyed by the futex word, where the woken thread finds it.
+ *
+ * A lock's hold costs one record: the one written when it is taken
+ * becomes its hold when it is given, if nothing came between (else a
+ * second is written); holds are timed in the processor's own ticks where
+ * they are steady (x86's invariant TSC, read in a third of the time of a
+ * clock read), turned into the clock's time by the writer.
  *
  * Off (no --trace), every call site costs one load and a branch never
  * taken: cc__trace_on is 0.
@@ -82,6 +90,17 @@ typedef struct cc__trace_rec {
 
 /* Set in every process of a traced run (inherited through fork). */
 extern int cc__trace_on;
+/* The processor's time stamp counter is steady (set by cc_trace_init). */
+extern int cc__trace_tsc;
+
+/* The time of a hold's ends: ticks of the TSC, or the clock's time. */
+static inline int64_t cc__trace_ticks(void) {
+#if defined(__x86_64__)
+  if (cc__trace_tsc)
+    return (int64_t)__builtin_ia32_rdtsc();
+#endif
+  return cc_now();
+}
 
 /* Makes the buffer (size bytes, 0 for the default). Call once, before the
  * first fork of the run: the processes forked after share it. 0, CC_EVALUE
@@ -115,8 +134,9 @@ void cc__trace_end(void);
 /* o was given a name. */
 void cc__trace_named(const struct cc_obj *o);
 void cc__trace_span(int kind, const struct cc_obj *o, int64_t since, const char *text);
-/* A record of o at ts (a lock taken). */
-void cc__trace_at(int kind, const struct cc_obj *o, int64_t ts);
+/* lock.c's: o's lock was taken at `ticks`; it is given now. */
+void cc__trace_take(const struct cc_obj *o, int64_t ticks);
+void cc__trace_give(const struct cc_obj *o, int64_t ticks);
 void cc__trace_event(int kind, const struct cc_obj *o, int64_t a, int64_t b, const char *text);
 /* The time now, for a span's start, or 0 when tracing is off. */
 int64_t cc__trace_now(void);
