@@ -163,14 +163,14 @@ int cc_lock_release(cc_lock *l) {
       return 0;
   }
   int64_t taken_at = cc__trace_on && l->known ? cc__lockorder_taken_at(l) : 0;
+  /* Read before it is free: the next holder's hold begins after it. */
+  int64_t given_at = taken_at ? cc__trace_ticks() : 0;
   if (l->known) /* off the releaser's stack: found only if it held l */
     cc__lockorder_gave(l);
   if (atomic_exchange(&l->word, 0) & CC_LOCK_WAITERS)
     cc_futex_wake(&l->word, 1);
-  /* The span ends after the wake-up, which it holds: the flow from the
-   * wake-up to the waiter starts inside it. */
   if (taken_at)
-    cc__trace_give(user_object(l), taken_at);
+    cc__trace_give(user_object(l), taken_at, given_at);
   return 0;
 }
 

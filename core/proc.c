@@ -460,6 +460,25 @@ int cc_proc_kill_tree(int root, int sig) {
   return n;
 }
 
+int cc_proc_stop_tree(int root) {
+  pidset stopped = {0};
+  for (int round = 0, fresh = 1; fresh && round < 100; round++) {
+    /* A process may have forked before it was stopped: look again until
+     * every descendant is one stopped already. */
+    pidset d = descendants(root);
+    fresh = 0;
+    for (size_t i = 1; i < d.n; i++)
+      if (!pidset_has(&stopped, d.v[i]) && kill(d.v[i], SIGSTOP) == 0) {
+        pidset_add(&stopped, d.v[i]);
+        fresh = 1;
+      }
+    free(d.v);
+  }
+  int n = (int)stopped.n;
+  free(stopped.v);
+  return n;
+}
+
 int cc_proc_reap_orphans(void) {
   if (!subreaper)
     return 0;

@@ -72,6 +72,21 @@ static int steady_tsc(void) {
 #endif
 }
 
+/* A reading of the ticks and the clock at one instant: of a few tries, the
+ * one whose clock reads, before and after the ticks, came closest (one
+ * preempted between its reads would be off by as long as it waited). */
+static void calibrate(int64_t *ticks, int64_t *ns) {
+  int64_t best = INT64_MAX;
+  for (int i = 0; i < 8; i++) {
+    int64_t a = cc_now(), t = cc__trace_ticks(), b = cc_now();
+    if (b - a < best) {
+      best = b - a;
+      *ticks = t;
+      *ns = a + (b - a) / 2;
+    }
+  }
+}
+
 int cc_trace_init(size_t size) {
   if (!size)
     size = CC_TRACE_SIZE_DEFAULT;
@@ -86,8 +101,7 @@ int cc_trace_init(size_t size) {
   forget_chunk();
   H->room = (size - HEAD_ROOM) / CC_TRACE_CHUNK * CC_TRACE_CHUNK;
   cc__trace_tsc = steady_tsc();
-  H->tsc0 = cc__trace_ticks();
-  H->t0 = cc_now();
+  calibrate(&H->tsc0, &H->t0);
   static int registered;
   if (!registered++)
     pthread_atfork(NULL, NULL, forget_chunk);
@@ -182,8 +196,7 @@ void cc__trace_take(const cc_obj *o, int64_t ticks) {
     emit(CC_TRACE_TAKE, o, ticks, 0, 0, TICKS, NULL);
 }
 
-void cc__trace_give(const cc_obj *o, int64_t ticks) {
-  int64_t now = cc__trace_ticks();
+void cc__trace_give(const cc_obj *o, int64_t ticks, int64_t now) {
   cc__trace_rec *r = me.at ? me.at - 1 : NULL;
   if (r && atomic_load_explicit(&r->kind, memory_order_relaxed) == CC_TRACE_TAKE &&
       r->ts == ticks && r->obj == o->id && r->type == o->type) {
@@ -654,7 +667,8 @@ long cc_trace_write(FILE *f, int main_pid) {
     return CC_EVALUE;
   writer w = {.f = f, .t0 = H->t0, .tsc0 = H->tsc0, .main_pid = main_pid, .ns_per_tick = 1};
   if (cc__trace_tsc) {
-    int64_t ticks = cc__trace_ticks(), ns = cc_now();
+    int64_t ticks = 0, ns = 0;
+    calibrate(&ticks, &ns);
     if (ticks > w.tsc0 && ns > w.t0)
       w.ns_per_tick = (double)(ns - w.t0) / (double)(ticks - w.tsc0);
   }

@@ -175,8 +175,12 @@ static int run_script(const run_opts *o) {
   return code;
 }
 
-/* Kills every process below the supervisor and reaps them all. */
+/* Kills every process below the supervisor and reaps them all. They are
+ * all stopped first: killed one by one, a process that still ran would
+ * see another die holding a lock, take it over and say so, after the
+ * run's last word (a deadlock's report). */
 static void kill_all(void) {
+  cc_proc_stop_tree(getpid());
   for (int round = 0; round < 1000; round++) {
     cc_proc_kill_tree(getpid(), SIGKILL);
     int st, pid;

@@ -140,8 +140,8 @@ T.test("a wait for a lock is a cycle; the others are all asleep, each named", fu
       b:join()
     end}
     a:start()
-    b = concur.Thread{name = "B", target = function() a:join() end}
-    b:start()
+    local t = concur.Thread{name = "B", target = function() a:join() end}
+    t:start(); b = t -- only once started: a join before the start raises
     while true do concur.sleep(0.05) end
   ]]) .. " --timeout 30")
   T.eq(code, 3, "exit status\n" .. err)

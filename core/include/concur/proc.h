@@ -87,6 +87,9 @@ int cc_proc_reap_orphans(void);
 int cc_proc_reap_any(int *status);
 /* Sends sig to every descendant of root (not root itself). Returns how many. */
 int cc_proc_kill_tree(int root, int sig);
+/* Stops every descendant of root (SIGSTOP), those forked meanwhile too, so
+ * that none runs on while the others are killed. Returns how many. */
+int cc_proc_stop_tree(int root);
 
 int cc_cpu_count(void);
 

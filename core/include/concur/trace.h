@@ -134,9 +134,9 @@ void cc__trace_end(void);
 /* o was given a name. */
 void cc__trace_named(const struct cc_obj *o);
 void cc__trace_span(int kind, const struct cc_obj *o, int64_t since, const char *text);
-/* lock.c's: o's lock was taken at `ticks`; it is given now. */
+/* lock.c's: o's lock was taken at `ticks`; and given at `given`. */
 void cc__trace_take(const struct cc_obj *o, int64_t ticks);
-void cc__trace_give(const struct cc_obj *o, int64_t ticks);
+void cc__trace_give(const struct cc_obj *o, int64_t ticks, int64_t given);
 void cc__trace_event(int kind, const struct cc_obj *o, int64_t a, int64_t b, const char *text);
 /* The time now, for a span's start, or 0 when tracing is off. */
 int64_t cc__trace_now(void);
