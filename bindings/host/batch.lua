@@ -13,6 +13,7 @@ local argv = table.move(arg, 3, #arg, 1, {})
 local USAGE = [[
 usage: concur batch FILE.yaml [--jobs N] [--out DIR] [--format table|md|csv|json]
                               [--filter GLOB] [--exclude GLOB] [--repeat N] [--shard I/N]
+                              [--keep-traces]
        concur report DIR|FILE... [--format table|md|csv|json]
 ]]
 
@@ -65,9 +66,10 @@ end
 -- The schema
 
 local EXPERIMENT_KEYS = {"name", "script", "command", "params", "repeat", "timeout",
-                         "time_scale", "env", "expect", "outcome_of", "exclusive", "strict_locks"}
+                         "time_scale", "env", "expect", "outcome_of", "exclusive", "strict_locks",
+                         "trace_per_outcome"}
 local DEFAULT_KEYS = {"params", "repeat", "timeout", "time_scale", "env", "expect",
-                      "outcome_of", "exclusive", "strict_locks"}
+                      "outcome_of", "exclusive", "strict_locks", "trace_per_outcome"}
 local EXPECT_KEYS = {"outcome", "exit", "stdout", "check", "interesting"}
 -- lock_order: a run with strict_locks whose locks were taken in orders that
 -- can deadlock (concur run --strict-locks).
@@ -255,7 +257,7 @@ local function validate(doc, file)
     for k, v in pairs(validate_expect(C, d.expect, "defaults")) do expect[k] = v end
     for k, v in pairs(validate_expect(C, e.expect, what)) do expect[k] = v end
     for _, src in ipairs{{e, what}, {d, "defaults"}} do
-      for _, key in ipairs{"exclusive", "strict_locks"} do
+      for _, key in ipairs{"exclusive", "strict_locks", "trace_per_outcome"} do
         if src[1][key] ~= nil and type(src[1][key]) ~= "boolean" then
           C.at(src[1], key, src[2], "%s must be true or false", key)
         end
@@ -263,6 +265,11 @@ local function validate(doc, file)
     end
     local strict = e.strict_locks
     if strict == nil then strict = d.strict_locks end
+    local per_outcome = e.trace_per_outcome
+    if per_outcome == nil then per_outcome = d.trace_per_outcome end
+    if e.trace_per_outcome and not e.script then
+      C.at(e, "trace_per_outcome", what, "trace_per_outcome traces concur runs: it needs script:")
+    end
     local outcome_of = e.outcome_of or d.outcome_of
     if outcome_of ~= nil and type(outcome_of) ~= "string" then
       C.at(e, "outcome_of", what, "outcome_of names one metric")
@@ -271,7 +278,8 @@ local function validate(doc, file)
                      rep = rep, timeout = timeout, time_scale = ts, env = env,
                      expect = expect, outcome_of = outcome_of,
                      exclusive = e.exclusive == nil and d.exclusive or e.exclusive,
-                     strict_locks = strict and e.script ~= nil}
+                     strict_locks = strict and e.script ~= nil,
+                     trace_per_outcome = per_outcome and e.script ~= nil}
   end
   return out
 end
@@ -383,6 +391,10 @@ local function argv_of(run, files)
     local a = {binary, "run", e.script, "--time-scale", tostring(e.time_scale),
                "--timeout", tostring(e.timeout)}
     if e.strict_locks then a[#a + 1] = "--strict-locks" end
+    if run.trace then
+      a[#a + 1] = "--trace"
+      a[#a + 1] = run.trace
+    end
     for _, k in ipairs(sorted_keys(run.params)) do
       a[#a + 1] = "-p"
       a[#a + 1] = k .. "=" .. tostring(run.params[k])
@@ -453,7 +465,7 @@ local function progress(state, run)
   io.stderr:flush()
 end
 
-local function execute(runs, jobs, tmpdir)
+local function execute(runs, jobs, tmpdir, keep_traces)
   local state = {done = 0, total = #runs, failed = 0, tty = host.isatty(2), t0 = host.now()}
   local queue, running = 1, {}
   local interrupted = false
@@ -475,6 +487,11 @@ local function execute(runs, jobs, tmpdir)
       local base = ("%s/run-%d"):format(tmpdir, run.index)
       local files = {stdout = base .. ".out", stderr = base .. ".err", metrics = base .. ".metrics",
                      status = base .. ".status"}
+      -- Traced when its trace may be kept (it is kept or removed once
+      -- the run is judged).
+      if run.exp.script and (keep_traces or run.exp.trace_per_outcome) then
+        run.trace = base .. ".trace.json"
+      end
       run.started = host.now()
       local pid, fd = host.spawn{argv = argv_of(run, files), env = env_of(run, files),
                                  stdout = files.stdout, stderr = files.stderr}
@@ -572,6 +589,46 @@ local function judge(runs)
   end
 end
 
+-- Keeps the traces a batch asked for in outdir/traces, and removes the
+-- others: with keep_traces, every run's whose expectation failed; with an
+-- experiment's trace_per_outcome, the first of each distinct outcome (of
+-- its outcome table's metric, or its outcome) of each combination. A kept
+-- trace's path goes into its run's record. Returns how many were kept.
+local function keep_traces(runs, outdir, keep_failed)
+  local seen, kept = {}, 0
+  local function safe(s) return (s:gsub("[^%w%-_.=]+", "_")) end
+  for _, r in ipairs(runs) do
+    if r.trace then
+      local keep = keep_failed and r.met == false
+      if r.exp.trace_per_outcome and r.outcome ~= "interrupted" then
+        local o = r.exp.outcome_of and tostring(r.outcome_value) or r.outcome
+        local k = r.exp.name .. "\0" .. r.combo .. "\0" .. o
+        if not seen[k] then
+          seen[k] = true
+          keep = true
+        end
+      end
+      local f = io.open(r.trace)
+      if f then f:close() else keep = false end -- killed before it wrote one
+      if keep then
+        host.mkdir(outdir .. "/traces")
+        -- A name a file system takes: a long one is cut, and the run's
+        -- index keeps it apart from others cut alike.
+        local name = safe(r.exp.name) .. (r.combo ~= "" and ("-" .. safe(r.combo)) or "")
+        if #name > 160 then name = name:sub(1, 160) .. "-" .. r.index end
+        local to = ("%s/traces/%s-%d.json"):format(outdir, name, r.rep)
+        assert(os.rename(r.trace, to))
+        r.trace = to
+        kept = kept + 1
+      else
+        os.remove(r.trace)
+        r.trace = nil
+      end
+    end
+  end
+  return kept
+end
+
 local function record(r)
   return {experiment = r.exp and r.exp.name or r.experiment, params = r.params,
           combo = r.combo, rep = r.rep, index = r.index, outcome = r.outcome,
@@ -579,7 +636,7 @@ local function record(r)
           maxrss_kb = r.maxrss_kb, metrics = r.metrics, met = r.met,
           reasons = r.reasons, outcome_of = r.exp and r.exp.outcome_of or r.outcome_of,
           outcome_value = r.outcome_value, label = r.label,
-          stdout_tail = r.stdout_tail, stderr_tail = r.stderr_tail}
+          stdout_tail = r.stdout_tail, stderr_tail = r.stderr_tail, trace = r.trace}
 end
 
 --------------------------------------------------------------------------
@@ -792,9 +849,14 @@ local function parse_options(args, allowed)
     local name = a:match("^%-%-([%w-]+)$")
     if name then
       if not allowed[name] then refuse("unknown option '%s'\n%s", a, USAGE) end
-      if args[i + 1] == nil then refuse("%s needs a value\n%s", a, USAGE) end
-      o[name] = args[i + 1]
-      i = i + 2
+      if allowed[name] == "flag" then
+        o[name] = true
+        i = i + 1
+      else
+        if args[i + 1] == nil then refuse("%s needs a value\n%s", a, USAGE) end
+        o[name] = args[i + 1]
+        i = i + 2
+      end
     elseif a:sub(1, 1) == "-" and #a > 1 then
       refuse("unknown option '%s'\n%s", a, USAGE)
     else
@@ -809,7 +871,7 @@ end
 
 local function cmd_batch(args)
   local o = parse_options(args, {jobs = true, out = true, format = true, filter = true, shard = true,
-                                 exclude = true, ["repeat"] = true})
+                                 exclude = true, ["repeat"] = true, ["keep-traces"] = "flag"})
   if #o.positional ~= 1 then refuse("batch takes one experiments file\n%s", USAGE) end
   local file = o.positional[1]
   local jobs = host.cpu_count()
@@ -860,14 +922,18 @@ local function cmd_batch(args)
   if outdir then host.mkdir(outdir) else outdir = host.mkdir_new("results/" .. host.timestamp()) end
   local tmpdir = outdir .. "/tmp"
   host.mkdir(tmpdir)
-  local finished = execute(mine, jobs, tmpdir)
-  os.remove(tmpdir)
+  local finished = execute(mine, jobs, tmpdir, o["keep-traces"])
   local done = {}
   for _, r in ipairs(mine) do if r.outcome then done[#done + 1] = r end end
   host.interruptible(true)
   local judged, err = pcall(judge, done)
   host.interruptible(false)
   if not judged and err ~= "interrupted" then error(err, 0) end
+  local traces = keep_traces(done, outdir, o["keep-traces"] and judged)
+  for _, r in ipairs(mine) do
+    if r.trace and not r.outcome then os.remove(r.trace) end -- never started
+  end
+  os.remove(tmpdir)
   local path = outdir .. "/runs.jsonl"
   local f = assert(io.open(path, "w"))
   local records = {}
@@ -887,6 +953,10 @@ local function cmd_batch(args)
     print_summary(rows, o.format)
   end
   io.stderr:write(said)
+  if traces > 0 then
+    io.stderr:write(("concur: %d trace%s kept in %s/traces (concur timeline FILE, or open "
+      .. "one in https://ui.perfetto.dev)\n"):format(traces, traces == 1 and "" or "s", outdir))
+  end
   if not finished or not judged then
     local left = #mine - #done
     io.stderr:write(("concur: interrupted%s; the runs that ended are recorded%s\n"):format(

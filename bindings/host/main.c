@@ -17,7 +17,7 @@ static const char usage[] =
     "                         [--trace FILE] [--timeline [--width N]] [-- ARG...]\n"
     "       concur batch FILE.yaml [--jobs N] [--out DIR] [--format table|md|csv|json]\n"
     "                              [--filter GLOB] [--exclude GLOB] [--repeat N]\n"
-    "                              [--shard I/N]\n"
+    "                              [--shard I/N] [--keep-traces]\n"
     "       concur report DIR|FILE... [--format table|md|csv|json]\n"
     "       concur timeline FILE.json [--width N]\n"
     "       concur --help | --version\n";

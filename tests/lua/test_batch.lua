@@ -368,6 +368,88 @@ for _, case in ipairs(refusals) do
   end)
 end
 
+T.test("--keep-traces keeps the trace of each run whose expectation failed, named in its line",
+       function()
+  local out = dir .. "/kt"
+  local code = batch(([[
+experiments:
+  - name: good
+    script: %s/ok.lua
+    params: {n: 1}
+  - name: bad
+    script: %s/fail.lua
+    repeat: 2
+]]):format(dir, dir), "--jobs 2 --keep-traces --out " .. out)
+  T.eq(code, 1, "a failed expectation")
+  local kept = {}
+  for _, r in ipairs(records(out)) do
+    if r.experiment == "good" then
+      T.eq(r.trace, nil, "a met run's trace is not kept")
+    else
+      T.eq(r.met, false)
+      assert(r.trace and r.trace:find("/traces/bad%-%d%.json$"), tostring(r.trace))
+      local f = assert(io.open(r.trace))
+      local doc = cjson.decode(f:read("a"))
+      f:close()
+      assert(#doc.traceEvents > 0, "a trace")
+      kept[r.trace] = true
+    end
+  end
+  local n = 0
+  for _ in pairs(kept) do n = n + 1 end
+  T.eq(n, 2, "one trace for each failed run")
+  local _, ls = T.sh("ls " .. out .. "/traces " .. out)
+  T.eq(select(2, ls:gsub("%-%d%.json\n", "")), 2, "nothing else is left: " .. ls)
+  assert(not ls:find("\ntmp\n"), "the scratch folder is gone: " .. ls)
+end)
+
+T.test("trace_per_outcome keeps one trace for each distinct outcome", function()
+  write("alternate.lua", ([[
+local concur = require "concur"
+local path = %q
+local f = io.open(path)
+local n = f and tonumber(f:read("a")) or 0
+if f then f:close() end
+f = io.open(path, "w"); f:write(tostring(n + 1)); f:close()
+concur.report{v = n %% 2}
+]]):format(dir .. "/alternate.count"))
+  local out = dir .. "/tpo"
+  local code, stdout = batch(([[
+experiments:
+  - name: alt
+    script: %s/alternate.lua
+    repeat: 5
+    outcome_of: v
+    trace_per_outcome: true
+]]):format(dir), "--jobs 1 --out " .. out)
+  T.eq(code, 0, stdout)
+  local by_value = {}
+  for _, r in ipairs(records(out)) do
+    if r.trace then
+      T.eq(by_value[r.outcome_value], nil, "one trace per outcome")
+      by_value[r.outcome_value] = r.trace
+      T.eq(r.rep, r.outcome_value + 1, "the first run of each outcome")
+    end
+  end
+  assert(by_value[0] and by_value[1], "both outcomes kept")
+  code, _, err = batch([[
+experiments:
+  - name: cmd
+    command: "true"
+    trace_per_outcome: true
+]], "--out " .. dir .. "/tpo2")
+  T.eq(code, 2, "refused")
+  assert(err:find("trace_per_outcome traces concur runs: it needs script:", 1, true), err)
+  code, _, err = batch(([[
+experiments:
+  - name: alt
+    script: %s/ok.lua
+    trace_per_outcome: yes please
+]]):format(dir), "--out " .. dir .. "/tpo3")
+  T.eq(code, 2, "refused")
+  assert(err:find("trace_per_outcome must be true or false", 1, true), err)
+end)
+
 T.test("bad options", function()
   local code, _, err = T.sh(bin .. " batch config/scenarios.yaml --shard 4/3")
   T.eq(code, 2); assert(err:find("%-%-shard takes I/N"), err)

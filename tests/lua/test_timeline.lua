@@ -82,7 +82,7 @@ T.test("run --timeline draws the run's chart after its output", function()
   local code, out, err = T.sh(bin .. " run scripts/locks/toilet.lua --time-scale 0.05 --timeline" ..
                               " --width 60")
   T.eq(code, 0, "exit status\n" .. err)
-  assert(out:find("^1 in\n1 out\n"), out)
+  assert(out:find("^(%d) in\n%1 out\n(%d) in\n%2 out\n(%d) in\n%3 out\nMainProcess "), out)
   local holders = 0
   for line in out:gmatch("[^\n]+") do
     assert(#line <= 60, "60 columns: " .. line)
