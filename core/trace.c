@@ -587,6 +587,20 @@ static void write_item(writer *w, const item *it) {
   }
 }
 
+/* The M events that name the processes (on their pid's track) or the
+ * threads (`what`). */
+static void write_names(writer *w, const map *m, const char *what, int processes) {
+  for (size_t i = 0; i < m->cap; i++) {
+    if (!m->keys[i])
+      continue;
+    const item *it = &m->vals[i];
+    begin_event(w, 'M', it->pid, processes ? it->pid : it->tid, it->ts);
+    fprintf(w->f, ",\"name\":\"%s\",\"args\":{", what);
+    put_named(w, "{name", it->text, it->tlen);
+    fputs("}}", w->f);
+  }
+}
+
 static int by_thread_time(const void *x, const void *y) {
   const item *a = x, *b = y;
   if (a->pid != b->pid)
@@ -808,24 +822,8 @@ long cc_trace_write(FILE *f, int main_pid) {
     failed = 1;
   if (!failed) {
     fputs("{\"traceEvents\":[\n", f);
-    for (size_t i = 0; i < w.procs.cap; i++) {
-      if (!w.procs.keys[i])
-        continue;
-      item *p = &w.procs.vals[i];
-      begin_event(&w, 'M', p->pid, p->pid, p->ts);
-      fputs(",\"name\":\"process_name\",\"args\":{", f);
-      put_named(&w, "{name", p->text, p->tlen);
-      fputs("}}", f);
-    }
-    for (size_t i = 0; i < w.threads.cap; i++) {
-      if (!w.threads.keys[i])
-        continue;
-      item *t = &w.threads.vals[i];
-      begin_event(&w, 'M', t->pid, t->tid, t->ts);
-      fputs(",\"name\":\"thread_name\",\"args\":{", f);
-      put_named(&w, "{name", t->text, t->tlen);
-      fputs("}}", f);
-    }
+    write_names(&w, &w.procs, "process_name", 1);
+    write_names(&w, &w.threads, "thread_name", 0);
     for (size_t i = 0; i < s.n; i++)
       write_item(&w, &s.v[i]);
     fprintf(f, "\n],\"displayTimeUnit\":\"ms\",\"otherData\":{\"clock\":\"CLOCK_MONOTONIC\","
