@@ -223,8 +223,8 @@ static void *thread_main(void *arg) {
   lua_pushnil(L1);
   lua_rawset(L1, -3);
   lua_pop(L1, 1);
-  cc__trace_end();
   cc_event_set(&t->done);
+  cc__trace_end(); /* after the wake-up of its joiners, which it made */
   current = NULL;
   running_L = NULL;
   cc_deadlock_thread_end();
@@ -326,8 +326,10 @@ static void join_zombies(void) {
   while (zombies) {
     zombie *z = zombies;
     zombies = z->next;
+    /* Microseconds, not the program's sleep: a plain wait, untraced. */
+    _Atomic uint32_t never = 0;
     while (pthread_tryjoin_np(z->pt, NULL) == EBUSY)
-      cc_sleep_until(cc_now() + 20000);
+      cc_futex_wait_plain(&never, 0, cc_now() + 20000);
     free(z);
   }
 }

@@ -12,7 +12,7 @@ cc_event *cc_event_new(void) { return cc_obj_new(&cc_event_type); }
 
 void cc_event_set(cc_event *e) {
   atomic_store(&e->flag, 1);
-  if (cc__trace_on)
+  if (CC_TRACING())
     cc__trace_event(CC_TRACE_SET, &e->hdr, 0, 0, NULL);
   if (atomic_load(&e->waiters))
     cc_futex_wake(&e->flag, INT32_MAX);
@@ -20,7 +20,7 @@ void cc_event_set(cc_event *e) {
 
 void cc_event_clear(cc_event *e) {
   atomic_store(&e->flag, 0);
-  if (cc__trace_on)
+  if (CC_TRACING())
     cc__trace_event(CC_TRACE_CLEAR, &e->hdr, 0, 0, NULL);
 }
 int cc_event_is_set(cc_event *e) { return atomic_load(&e->flag) != 0; }

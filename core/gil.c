@@ -2,6 +2,7 @@
 #include "concur/gil.h"
 #include "concur/error.h"
 #include "concur/ident.h"
+#include "concur/trace.h"
 #include "concur/wait.h"
 
 #include <stdatomic.h>
@@ -35,7 +36,7 @@ static void taken(void) {
   atomic_store(&drop, 0);
   atomic_fetch_add(&switches, 1);
   if (atomic_load(&yielders))
-    cc_futex_wake(&switches, INT32_MAX);
+    cc_futex_wake_plain(&switches, INT32_MAX);
 }
 
 void cc_gil_acquire(void) {
@@ -44,6 +45,9 @@ void cc_gil_acquire(void) {
     taken();
     return;
   }
+  /* Traced: the wait for the GIL is a span of its own (its wake-ups are
+   * not: they are the GIL's, not the program's). */
+  int64_t since = CC_TRACING() ? cc_now() : 0;
   atomic_fetch_add(&waiters, 1);
   for (;;) {
     z = 0;
@@ -60,6 +64,8 @@ void cc_gil_acquire(void) {
   }
   atomic_fetch_sub(&waiters, 1);
   taken();
+  if (since)
+    cc__trace_span(CC_TRACE_GIL, NULL, since, NULL);
 }
 
 void cc_gil_release(void) {
@@ -67,7 +73,7 @@ void cc_gil_release(void) {
   atomic_store_explicit(&holder, 0, memory_order_relaxed);
   atomic_store(&word, 0);
   if (atomic_load(&waiters))
-    cc_futex_wake(&word, 1);
+    cc_futex_wake_plain(&word, 1);
 }
 
 /* A spin pays only if the thread that would end it can run meanwhile: not

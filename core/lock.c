@@ -42,7 +42,7 @@ static void owned(cc_lock *l, int want) {
   l->count = 1;
   if (l->known) {
     cc__lockorder_took(l, want);
-    if (cc__trace_on) {
+    if (CC_TRACING()) {
       int64_t now = cc__trace_ticks();
       cc__lockorder_stamp(l, now);
       cc__trace_take(user_object(l), now);
@@ -90,8 +90,9 @@ int cc_lock_acquire(cc_lock *l, int64_t deadline) {
     owned(l, 0);
     return 0;
   }
-  cc_waiting wt = {.kind = CC_WAIT_ACQUIRE, .obj = &l->hdr, .owner = &l->word,
-                   .deadline = deadline};
+  /* A Condition's lock is waited for as the Condition, its user's name. */
+  cc_waiting wt = {.kind = CC_WAIT_ACQUIRE, .obj = l->known ? user_object(l) : &l->hdr,
+                   .owner = &l->word, .deadline = deadline};
   cc_wait_begin(&wt);
   int r = sleep_for(l, me, deadline);
   cc_wait_end(&wt);
@@ -152,6 +153,19 @@ static int sleep_for(cc_lock *l, uint32_t me, int64_t deadline) {
 
 int cc_lock_dead_owner(cc_lock *l) { return l->dead_pid; }
 
+/* cc_lock_release's end, traced: the hold ends when it is free (read
+ * before, as the next holder's begins after). A Lock released by another
+ * thread than its holder (on whose stack it is not) is said given, so that
+ * the holder's hold ends. */
+static int release_traced(cc_lock *l) {
+  int64_t taken_at = cc__lockorder_taken_at(l), given_at = cc__trace_ticks();
+  cc__lockorder_gave(l);
+  if (atomic_exchange(&l->word, 0) & CC_LOCK_WAITERS)
+    cc_futex_wake(&l->word, 1);
+  cc__trace_give(user_object(l), taken_at, given_at);
+  return 0;
+}
+
 int cc_lock_release(cc_lock *l) {
   uint32_t w = atomic_load(&l->word);
   if (!(w & CC_LOCK_TID))
@@ -162,15 +176,12 @@ int cc_lock_release(cc_lock *l) {
     if (--l->count > 0)
       return 0;
   }
-  int64_t taken_at = cc__trace_on && l->known ? cc__lockorder_taken_at(l) : 0;
-  /* Read before it is free: the next holder's hold begins after it. */
-  int64_t given_at = taken_at ? cc__trace_ticks() : 0;
+  if (CC_TRACING() && l->known)
+    return release_traced(l);
   if (l->known) /* off the releaser's stack: found only if it held l */
     cc__lockorder_gave(l);
   if (atomic_exchange(&l->word, 0) & CC_LOCK_WAITERS)
     cc_futex_wake(&l->word, 1);
-  if (taken_at)
-    cc__trace_give(user_object(l), taken_at, given_at);
   return 0;
 }
 

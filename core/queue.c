@@ -318,9 +318,11 @@ static int put(cc_queue *q, const cc_msg *m, int64_t deadline, cc_waiting *w) {
         q->tseg = q->fresh;
         q->fresh = 0;
       }
+      /* Said under the lock, so that the lengths come in their order. */
+      if (CC_TRACING())
+        cc__trace_event(CC_TRACE_PUT, &q->hdr, count(t) + 1 - count(atomic_load(&q->head)), 0,
+                        NULL);
       unlock(q);
-      if (cc__trace_on)
-        cc__trace_event(CC_TRACE_PUT, &q->hdr, count(t) + 1 - count(h), 0, NULL);
       bump(&q->put_seq, &q->get_waiters);
       return 0;
     }
@@ -380,11 +382,12 @@ static int get(cc_queue *q, cc_msg *m, int64_t deadline, cc_waiting *w) {
         q->hseg = cc_arena_off(s);
         retire(q, hs);
       }
+      if (CC_TRACING())
+        cc__trace_event(CC_TRACE_GET, &q->hdr, count(atomic_load(&q->tail)) - count(h) - 1, 0,
+                        NULL);
       unlock(q);
       if (out)
         cc_arena_free(cc_arena_ptr(out));
-      if (cc__trace_on)
-        cc__trace_event(CC_TRACE_GET, &q->hdr, count(t) - count(h) - 1, 0, NULL);
       bump(&q->get_seq, &q->put_waiters);
       return 0;
     }

@@ -25,7 +25,9 @@ int cc_sem_trywait(cc_sem *s) {
   uint32_t v = atomic_load(&s->value);
   while (v > 0)
     if (atomic_compare_exchange_weak(&s->value, &v, v - 1)) {
-      if (cc__trace_on)
+      /* Traced: the value it made, said just after; two changes at once
+       * may be said in the other order. */
+      if (CC_TRACING())
         cc__trace_event(CC_TRACE_VALUE, &s->hdr, v - 1, 0, NULL);
       return 0;
     }
@@ -62,7 +64,7 @@ int cc_sem_post_n(cc_sem *s, uint32_t n) {
     if (n > most || v > most - n)
       return CC_EVALUE;
   } while (!atomic_compare_exchange_weak(&s->value, &v, v + n));
-  if (cc__trace_on)
+  if (CC_TRACING())
     cc__trace_event(CC_TRACE_VALUE, &s->hdr, v + n, 0, NULL);
   cc_futex_wake_some(&s->value, &s->waiters, n);
   return 0;

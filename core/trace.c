@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 
 #define REC sizeof(cc__trace_rec)
-#define PER_CHUNK (CC_TRACE_CHUNK / REC)
+#define PER_CHUNK (CC_TRACE_CHUNK_BYTES / REC)
 /* The longest text a record carries (a name, a Lua place). */
 #define TEXT_MAX 160
 #define FLOW_SLOTS 4096
@@ -30,10 +30,10 @@ typedef struct head {
   _Atomic uint64_t flows[FLOW_SLOTS];
 } head;
 
-#define HEAD_ROOM (((sizeof(head) + CC_TRACE_CHUNK - 1) / CC_TRACE_CHUNK) * CC_TRACE_CHUNK)
+#define HEAD_ROOM (((sizeof(head) + CC_TRACE_CHUNK_BYTES - 1) / CC_TRACE_CHUNK_BYTES) * CC_TRACE_CHUNK_BYTES)
 
-int cc__trace_on;
-int cc__trace_tsc;
+int cc__trace_on __attribute__((visibility("hidden")));
+int cc__trace_tsc __attribute__((visibility("hidden")));
 /* Threads: the mapping is made before the run's first fork and is the same
  * in every process; each thread writes only into its own chunk. */
 static head *H;
@@ -66,7 +66,16 @@ static int steady_tsc(void) {
     break;
   }
   fclose(f);
-  return constant && nonstop;
+  /* And the kernel keeps time with it: it found it in step on every core
+   * (not so on some machines, and in some virtual ones). */
+  char source[32] = "";
+  f = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "r");
+  if (f) {
+    if (!fgets(source, sizeof source, f))
+      source[0] = '\0';
+    fclose(f);
+  }
+  return constant && nonstop && !strcmp(source, "tsc\n");
 #else
   return 0;
 #endif
@@ -90,7 +99,7 @@ static void calibrate(int64_t *ticks, int64_t *ns) {
 int cc_trace_init(size_t size) {
   if (!size)
     size = CC_TRACE_SIZE_DEFAULT;
-  if (size < HEAD_ROOM + 4 * CC_TRACE_CHUNK)
+  if (size < HEAD_ROOM + 4 * CC_TRACE_CHUNK_BYTES)
     return CC_EVALUE;
   void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
                  -1, 0);
@@ -99,7 +108,7 @@ int cc_trace_init(size_t size) {
   H = m;
   mapped = size;
   forget_chunk();
-  H->room = (size - HEAD_ROOM) / CC_TRACE_CHUNK * CC_TRACE_CHUNK;
+  H->room = (size - HEAD_ROOM) / CC_TRACE_CHUNK_BYTES * CC_TRACE_CHUNK_BYTES;
   cc__trace_tsc = steady_tsc();
   calibrate(&H->tsc0, &H->t0);
   static int registered;
@@ -116,8 +125,8 @@ static cc__trace_rec *claim(unsigned n) {
     return r;
   }
   if (!me.full) {
-    uint64_t off = atomic_fetch_add(&H->used, CC_TRACE_CHUNK);
-    if (off + CC_TRACE_CHUNK <= H->room) {
+    uint64_t off = atomic_fetch_add(&H->used, CC_TRACE_CHUNK_BYTES);
+    if (off + CC_TRACE_CHUNK_BYTES <= H->room) {
       cc__trace_rec *c = chunks() + off / REC;
       c->ts = cc_now();
       c->a = cc_pid();
@@ -197,6 +206,11 @@ void cc__trace_take(const cc_obj *o, int64_t ticks) {
 }
 
 void cc__trace_give(const cc_obj *o, int64_t ticks, int64_t now) {
+  if (!ticks) {
+    if (o->type)
+      emit(CC_TRACE_GIVE, o, now, 0, 0, TICKS, NULL);
+    return;
+  }
   cc__trace_rec *r = me.at ? me.at - 1 : NULL;
   if (r && atomic_load_explicit(&r->kind, memory_order_relaxed) == CC_TRACE_TAKE &&
       r->ts == ticks && r->obj == o->id && r->type == o->type) {
@@ -239,7 +253,11 @@ static void slept(int64_t since) {
   emit(CC_TRACE_SLEEP, NULL, since, cc_now() - since, 0, 0, text);
 }
 
-static size_t slot(const void *word) { return ((uintptr_t)word >> 2) * 2654435761u % FLOW_SLOTS; }
+/* The high bits of a multiplicative hash: words a cache line apart differ
+ * there. */
+static size_t slot(const void *word) {
+  return (size_t)(((uint64_t)(uintptr_t)word * 0x9e3779b97f4a7c15ull) >> 52) % FLOW_SLOTS;
+}
 static uint64_t tag(const void *word) { return (uint32_t)((uintptr_t)word >> 2); }
 
 /* The number is left before the FUTEX_WAKE: the woken may look at once. */
@@ -292,6 +310,7 @@ typedef struct item {
   int32_t pid, tid;
   int part;    /* a span cut in two at another's end: its second part */
   int unended; /* a wait or hold that its thread's end cut short */
+  int64_t full_end; /* before it was cut: a wait's flow ends there */
 } item;
 
 typedef struct items {
@@ -387,7 +406,32 @@ typedef struct writer {
   int main_pid;
   map procs, threads, objs, ends, flows, begun;
   long events;
+  uint32_t next_flow;
 } writer;
+
+/* The length of the UTF-8 sequence at s (of n bytes), or 0 when it is not
+ * one: no overlong forms, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+  unsigned char c = s[0];
+  size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+  if (!len || len > n)
+    return 0;
+  unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range */
+  if (c == 0xe0)
+    lo = 0xa0;
+  else if (c == 0xed)
+    hi = 0x9f;
+  else if (c == 0xf0)
+    lo = 0x90;
+  else if (c == 0xf4)
+    hi = 0x8f;
+  if (s[1] < lo || s[1] > hi)
+    return 0;
+  for (size_t k = 2; k < len; k++)
+    if ((s[k] & 0xc0) != 0x80)
+      return 0;
+  return len;
+}
 
 /* Writes s (n bytes) as a JSON string: bytes that are not UTF-8 become
  * U+FFFD. */
@@ -403,11 +447,8 @@ static void put_str(FILE *f, const char *s, size_t n) {
     } else if (c < 0x80) {
       fputc(c, f);
     } else {
-      size_t len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-      int ok = len && i + len <= n;
-      for (size_t k = 1; ok && k < len; k++)
-        ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
-      if (ok) {
+      size_t len = utf8_len((const unsigned char *)s + i, n - i);
+      if (len) {
         fwrite(s + i, 1, len, f);
         i += len - 1;
       } else {
@@ -530,10 +571,14 @@ static void write_item(writer *w, const item *it) {
       snprintf(name, sizeof name, "waits %s %.*s", cc_wait_verb(r->sub), (int)nrest,
                rest ? rest : "");
     write_span(w, it, "wait", name);
-    uint32_t flow = (uint32_t)r->b;
-    if (flow && !it->part && map_get(&w->flows, flow)) {
-      int64_t d = it->end - it->ts;
-      write_flow(w, it, 'f', flow, it->end - (d > 2 ? 1 : 0));
+    /* Its own arrow from the wake-up that ended it (one wake-up may end
+     * several waits: each has an arrow), at its end. */
+    item *wake = r->b ? map_get(&w->flows, (uint32_t)r->b) : NULL;
+    if (wake && it->end == it->full_end) {
+      uint32_t id = ++w->next_flow;
+      int64_t d = wake->end - wake->ts, e = it->end - it->ts;
+      write_flow(w, wake, 's', id, wake->ts + (d > 2 ? 1 : 0));
+      write_flow(w, it, 'f', id, it->end - (e > 2 ? 1 : 0));
     }
     break;
   }
@@ -545,6 +590,9 @@ static void write_item(writer *w, const item *it) {
   case CC_TRACE_SLEEP:
     write_span(w, it, "sleep", "sleeps");
     break;
+  case CC_TRACE_GIL:
+    write_span(w, it, "gil", "waits for the GIL");
+    break;
   case CC_TRACE_TASK:
     snprintf(name, sizeof name, "task %.*s", (int)it->tlen, it->text ? it->text : "");
     write_span(w, it, "task", name);
@@ -552,8 +600,6 @@ static void write_item(writer *w, const item *it) {
   case CC_TRACE_WAKE:
     snprintf(name, sizeof name, "wakes %d", (int)(r->b >> 32));
     write_span(w, it, "wake", name);
-    if (!it->part)
-      write_flow(w, it, 's', (uint32_t)r->b, it->ts + (it->end - it->ts) / 2);
     break;
   case CC_TRACE_FORK:
     snprintf(name, sizeof name, "starts %.*s", (int)it->tlen, it->text ? it->text : "");
@@ -599,6 +645,58 @@ static void write_names(writer *w, const map *m, const char *what, int processes
     put_named(w, "{name", it->text, it->tlen);
     fputs("}}", w->f);
   }
+}
+
+static int by_object_time(const void *x, const void *y) {
+  const item *a = x, *b = y;
+  if (a->r->type != b->r->type)
+    return a->r->type < b->r->type ? -1 : 1;
+  if (a->r->obj != b->r->obj)
+    return a->r->obj < b->r->obj ? -1 : 1;
+  if (a->ts != b->ts)
+    return a->ts < b->ts ? -1 : 1;
+  return (a->r->kind == CC_TRACE_GIVE) - (b->r->kind == CC_TRACE_GIVE); /* takes first */
+}
+
+/* A Lock given by another thread than its holder ends the hold of the
+ * last thread that took it before: in each object's order of time, a GIVE
+ * closes the latest TAKE still open. The closed holds go into s. Returns
+ * nonzero out of memory. */
+static int give_back(writer *w, items *gives, items *s) {
+  if (!gives->n)
+    return 0;
+  items all = {0};
+  for (size_t i = 0; i < w->begun.cap; i++)
+    if (w->begun.keys[i] && w->begun.vals[i].r && w->begun.vals[i].r->kind == CC_TRACE_TAKE) {
+      item it = w->begun.vals[i];
+      it.seq = (uint32_t)i; /* where it is in the map */
+      if (push(&all, it))
+        return free(all.v), 1;
+    }
+  for (size_t i = 0; i < gives->n; i++)
+    if (push(&all, gives->v[i]))
+      return free(all.v), 1;
+  qsort(all.v, all.n, sizeof *all.v, by_object_time);
+  int failed = 0;
+  for (size_t i = 0; i < all.n && !failed; i++) {
+    const item *g = &all.v[i];
+    if (g->r->kind != CC_TRACE_GIVE)
+      continue;
+    for (size_t k = i; k-- > 0;) {
+      item *t = &all.v[k];
+      if (t->r->type != g->r->type || t->r->obj != g->r->obj)
+        break;
+      if (t->r->kind != CC_TRACE_TAKE || !w->begun.vals[t->seq].r)
+        continue;
+      item span = w->begun.vals[t->seq];
+      span.end = g->ts;
+      w->begun.vals[t->seq].r = NULL; /* closed */
+      failed = push(s, span);
+      break;
+    }
+  }
+  free(all.v);
+  return failed;
 }
 
 static int by_thread_time(const void *x, const void *y) {
@@ -686,7 +784,7 @@ long cc_trace_write(FILE *f, int main_pid) {
     if (ticks > w.tsc0 && ns > w.t0)
       w.ns_per_tick = (double)(ns - w.t0) / (double)(ticks - w.tsc0);
   }
-  items s = {0};
+  items s = {0}, gives = {0};
   int64_t last = cc_now(); /* the run has ended: what is still open ends now */
   uint64_t used = atomic_load(&H->used);
   if (used > H->room)
@@ -695,7 +793,7 @@ long cc_trace_write(FILE *f, int main_pid) {
   long failed = 0;
   /* Gathers every record, with the names, the ends of processes and the
    * lives of threads. */
-  for (uint64_t off = 0; off < used && !failed; off += CC_TRACE_CHUNK) {
+  for (uint64_t off = 0; off < used && !failed; off += CC_TRACE_CHUNK_BYTES) {
     const cc__trace_rec *c = chunks() + off / REC;
     if (atomic_load(&c->kind) != CC_TRACE_CHUNK)
       continue;
@@ -709,16 +807,19 @@ long cc_trace_write(FILE *f, int main_pid) {
         break;
       if (kind == CC_TRACE_TEXT) {
         text = (const char *)(r + 1);
-        tlen = (uint32_t)r->a;
+        tlen = r->a > 0 && r->a <= TEXT_MAX ? (uint32_t)r->a : 0;
         i += (tlen + REC - 1) / REC;
+        if (i >= PER_CHUNK)
+          break; /* not written whole: a record follows its text */
         continue;
       }
       int64_t ts = r->ts, dur = r->a;
-      if ((kind == CC_TRACE_TAKE || kind == CC_TRACE_HOLD) && r->sub == TICKS) {
+      if ((kind == CC_TRACE_TAKE || kind == CC_TRACE_HOLD || kind == CC_TRACE_GIVE) &&
+          r->sub == TICKS) {
         ts = w.t0 + (int64_t)((double)(r->ts - w.tsc0) * w.ns_per_tick);
         dur = (int64_t)((double)r->a * w.ns_per_tick);
       }
-      item it = {ts, ts, r, text, tlen, seq++, pid, tid, 0, 0};
+      item it = {ts, ts, r, text, tlen, seq++, pid, tid, 0, 0, ts + (kind == CC_TRACE_WAIT ? dur : 0)};
       text = NULL;
       tlen = 0;
       int64_t at = ts;
@@ -776,7 +877,11 @@ long cc_trace_write(FILE *f, int main_pid) {
         failed = push(&s, it);
         break;
       }
+      case CC_TRACE_GIVE:
+        failed = push(&gives, it);
+        break;
       case CC_TRACE_SLEEP:
+      case CC_TRACE_GIL:
       case CC_TRACE_TASK:
         it.end = ts + dur;
         at = it.end;
@@ -789,6 +894,9 @@ long cc_trace_write(FILE *f, int main_pid) {
         last = at;
     }
   }
+  if (!failed)
+    failed = give_back(&w, &gives, &s);
+  free(gives.v);
   /* A life still open ends with its process (its exit, or when it was
    * reaped), or with the trace. */
   for (size_t i = 0; i < w.threads.cap && !failed; i++) {

@@ -254,11 +254,15 @@ int cc_futex_wait_plain(_Atomic uint32_t *word, uint32_t expect, int64_t deadlin
   return r != 0 && errno == ETIMEDOUT ? CC_ETIMEDOUT : 0;
 }
 
+void cc_futex_wake_plain(_Atomic uint32_t *word, int n) {
+  syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
 void cc_futex_wake(_Atomic uint32_t *word, int n) {
   if (tracer)
     traced_wake(word, n, NULL);
   else
-    syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+    cc_futex_wake_plain(word, n);
 }
 
 int cc_wait_fds(struct pollfd *fds, int n, int64_t deadline) {

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <signal.h>
@@ -192,19 +193,85 @@ static void kill_all(void) {
   }
 }
 
-/* Writes the trace of the run, whose every process has ended, and closes
- * f. Says on stderr what went wrong or was dropped. */
-static void write_trace(FILE *f, const char *path, int main_pid) {
-  long n = cc_trace_write(f, main_pid);
-  if (fclose(f) != 0 && n >= 0)
+/* The run's trace: written into path.part, and renamed to path once it is
+ * whole, so that a run killed while it writes leaves no trace that looks
+ * whole. Without --trace (a timeline alone), path is a scratch file,
+ * removed once drawn. */
+typedef struct trace_file {
+  FILE *f;
+  char path[PATH_MAX], part[PATH_MAX + 8];
+  int scratch;
+} trace_file;
+
+/* Opens the trace's file and makes its buffer, before anything runs: a run
+ * whose trace cannot be kept does not start. 0, or an exit code (said). */
+static int trace_open(trace_file *t, const run_opts *o) {
+  if (o->trace) {
+    if (snprintf(t->path, sizeof t->path, "%s", o->trace) >= (int)sizeof t->path) {
+      fprintf(stderr, "concur: the trace's path is too long: %.60s...\n", o->trace);
+      return EXIT_USAGE;
+    }
+  } else {
+    const char *tmp = getenv("TMPDIR");
+    tmp = tmp && *tmp ? tmp : "/tmp";
+    int fd = -1;
+    if (snprintf(t->path, sizeof t->path, "%s/concur-trace-XXXXXX", tmp) < (int)sizeof t->path)
+      fd = mkstemp(t->path);
+    if (fd < 0) {
+      fprintf(stderr, "concur: cannot make a file for the timeline's trace in %s: %s "
+                      "(set TMPDIR to a directory that can be written)\n",
+              tmp, errno ? strerror(errno) : "the path is too long");
+      return EXIT_USAGE;
+    }
+    close(fd);
+    t->scratch = 1;
+  }
+  snprintf(t->part, sizeof t->part, "%s.part", t->path);
+  /* Close-on-exec: not a file of the run's processes, nor what they exec. */
+  t->f = fopen(t->part, "we");
+  if (!t->f) {
+    fprintf(stderr, "concur: cannot write the trace '%s': %s\n", t->path, strerror(errno));
+    if (t->scratch)
+      unlink(t->path);
+    return EXIT_USAGE;
+  }
+  int r = cc_trace_init(0);
+  if (r) {
+    fprintf(stderr, "concur: cannot make the trace's buffer: %s\n", cc_strerror(r));
+    return EXIT_USAGE;
+  }
+  return 0;
+}
+
+/* Forgets the trace (a run that did not start, a drawn timeline's). */
+static void trace_discard(trace_file *t) {
+  if (t->f)
+    fclose(t->f);
+  t->f = NULL;
+  unlink(t->part);
+  if (t->scratch)
+    unlink(t->path);
+}
+
+/* Writes the trace of the run, whose every process has ended. Says on
+ * stderr what went wrong or was dropped. 0, or -1 (no trace). */
+static int trace_write(trace_file *t, int main_pid) {
+  long n = cc_trace_write(t->f, main_pid);
+  if (fclose(t->f) != 0 && n >= 0)
     n = CC_ESYS;
-  if (n < 0)
-    fprintf(stderr, "concur: cannot write the trace '%s': %s\n", path,
-            n == CC_ESYS ? strerror(errno) : cc_strerror((int)n));
+  t->f = NULL;
+  if (n >= 0 && rename(t->part, t->path) != 0)
+    n = CC_ESYS;
   uint64_t dropped = cc_trace_dropped();
   if (dropped)
     fprintf(stderr, "concur: the trace's buffer was full: %llu events were not recorded "
                     "(trace a shorter run)\n", (unsigned long long)dropped);
+  if (n >= 0)
+    return 0;
+  fprintf(stderr, "concur: cannot write the trace '%s': %s\n", t->path,
+          n == CC_ESYS ? strerror(errno) : cc_strerror((int)n));
+  trace_discard(t);
+  return -1;
 }
 
 int host_run(const run_opts *o) {
@@ -223,40 +290,16 @@ int host_run(const run_opts *o) {
             o->cfg.arena_size, cc_strerror(r));
     return EXIT_USAGE;
   }
-  /* The trace's file is opened first: a run whose trace cannot be kept
-   * does not start. */
-  FILE *trace = NULL;
-  char scratch[64] = "";
-  const char *path = o->trace;
-  if (!path && o->timeline) {
-    /* A timeline alone: its trace is kept only until it is drawn. */
-    const char *tmp = getenv("TMPDIR");
-    snprintf(scratch, sizeof scratch, "%.40s/concur-trace-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    int fd = mkstemp(scratch);
-    if (fd < 0) {
-      fprintf(stderr, "concur: cannot make a file for the timeline's trace in %s: %s "
-                      "(set TMPDIR to a directory that can be written)\n",
-              tmp && *tmp ? tmp : "/tmp", strerror(errno));
-      return EXIT_USAGE;
-    }
-    close(fd);
-    path = scratch;
+  trace_file trace = {0};
+  int traced = o->trace || o->timeline;
+  if (traced && (r = trace_open(&trace, o))) {
+    trace_discard(&trace);
+    return r;
   }
-  if (path) {
-    trace = fopen(path, "w");
-    if (!trace) {
-      fprintf(stderr, "concur: cannot write the trace '%s': %s\n", path, strerror(errno));
-      return EXIT_USAGE;
-    }
-    r = cc_trace_init(0);
-    if (r) {
-      fprintf(stderr, "concur: cannot make the trace's buffer: %s\n", cc_strerror(r));
-      fclose(trace);
-      return EXIT_USAGE;
-    }
-  }
-  if (cc_fault_from_env())
+  if (cc_fault_from_env()) {
+    trace_discard(&trace);
     return EXIT_USAGE;
+  }
   cc_runtime_subreaper();
   /* A deadlock found in the run is reported by one of its threads, which
    * then sends SIGUSR1 here: the run ends with exit 3. */
@@ -272,12 +315,14 @@ int host_run(const run_opts *o) {
   int tie[2];
   if (pipe2(tie, O_CLOEXEC) != 0) {
     fprintf(stderr, "concur: cannot make a pipe: %s\n", strerror(errno));
+    trace_discard(&trace);
     return EXIT_USAGE;
   }
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0) {
     fprintf(stderr, "concur: cannot fork: %s\n", strerror(errno));
+    trace_discard(&trace);
     return EXIT_USAGE;
   }
   if (pid == 0) {
@@ -288,7 +333,7 @@ int host_run(const run_opts *o) {
       _exit(EXIT_USAGE);
     }
     cc_runtime_become_main();
-    exit(runner(o, trace != NULL));
+    exit(runner(o, traced));
   }
   /* tie[0] stays open: the run's processes open theirs through it. */
 
@@ -343,17 +388,7 @@ int host_run(const run_opts *o) {
     }
   }
   kill_all();
-  if (trace)
-    write_trace(trace, path, pid);
-  if (trace && o->timeline) {
-    fflush(stdout);
-    char *targv[] = {"timeline", (char *)path, o->width ? "--width" : NULL, (char *)o->width,
-                     NULL};
-    if (host_timeline(o->width ? 4 : 2, targv) != EXIT_OK && code == EXIT_OK)
-      code = EXIT_USAGE;
-  }
-  if (scratch[0])
-    unlink(scratch);
+  int drawn = traced && trace_write(&trace, pid) == 0 && o->timeline;
   if (!cause && interrupted && code == EXIT_INTERRUPTED)
     cause = "interrupted";
   /* Every process of the run has ended: its lock orders are all in. */
@@ -374,5 +409,16 @@ int host_run(const run_opts *o) {
       fclose(f);
     }
   }
+  /* The chart comes last: after every report of the run, which a trace
+   * too big to draw cannot then lose. */
+  if (drawn) {
+    fflush(NULL);
+    char *targv[] = {"timeline", trace.path, o->width ? "--width" : NULL, (char *)o->width,
+                     NULL};
+    if (host_timeline(o->width ? 4 : 2, targv) != EXIT_OK && code == EXIT_OK)
+      code = EXIT_USAGE;
+  }
+  if (trace.scratch)
+    unlink(trace.path);
   return code;
 }

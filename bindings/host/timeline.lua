@@ -4,13 +4,14 @@
 -- concur.host helpers (JSON through jansson). Reads Chrome trace-event
 -- JSON as concur run --trace writes it: each thread's life is a span of
 -- category "thread", and the spans inside it say what it did: "wait",
--- "hold", "sleep" (and "task", "wake", which count as running). Counters
+-- "hold", "gil", "sleep" (and "task", "wake", which count as running).
+-- Counters
 -- (a Semaphore's value, a Queue's length) get a lane of digits.
 --
 -- DESIGN. Time runs across, in columns of equal length. Each column of a
 -- lane shows what the thread did for most of the column's time, a state
--- at each instant being the first of: waiting, holding a lock, sleeping,
--- running, not alive. So a thread that sleeps while it holds a lock shows
+-- at each instant being the first of: waiting, holding a lock, waiting for
+-- the GIL, sleeping, running, not alive. So a thread that sleeps while it holds a lock shows
 -- the hold, and one that waits while it holds another shows the wait. The
 -- chart depends on nothing but the trace: the same file gives the same
 -- chart.
@@ -21,10 +22,11 @@ local argv = table.move(arg, 3, #arg, 1, {})
 local USAGE = "usage: concur timeline FILE.json [--width N]\n"
 local EXIT_OK, EXIT_USAGE = 0, 2
 
-local GLYPHS = {wait = ".", hold = "#", sleep = "z", run = "=", dead = " "}
-local PRIORITY = {"wait", "hold", "sleep", "run"}
-local LEGEND = {"= running", "# holding a lock", ". waiting", "z sleeping"}
-local COUNTER_LEGEND = "0-9 a counter's value (+ above 9)"
+local GLYPHS = {wait = ".", hold = "#", gil = "-", sleep = "z", run = "=", dead = " "}
+local PRIORITY = {"wait", "hold", "gil", "sleep", "run"}
+local LEGEND = {"= running", "# holding a lock", ". waiting", "- waiting for the GIL",
+                "z sleeping", "(blank) not alive"}
+local COUNTER_LEGEND = "0-9 a counter's value (+ above 9, - below 0)"
 
 -- The legend's items, two spaces apart, in lines of at most width.
 local function legend(width, counters)
@@ -80,7 +82,7 @@ local function lanes_of(events)
       lane.t1 = math.max(lane.t1, e.ts + e.dur)
     end
   end
-  local states = {wait = "wait", hold = "hold", sleep = "sleep"}
+  local states = {wait = "wait", hold = "hold", gil = "gil", sleep = "sleep"}
   for _, e in ipairs(events) do
     local state = e.ph == "X" and states[e.cat]
     local lane = state and by_key[e.pid .. ":" .. e.tid]
@@ -121,7 +123,7 @@ local function render_lane(lane, t0, width, col)
     if a[1] ~= b[1] then return a[1] < b[1] end
     return a[2] < b[2]
   end)
-  local open = {wait = 0, hold = 0, sleep = 0, run = 0}
+  local open = {wait = 0, hold = 0, gil = 0, sleep = 0, run = 0}
   local cover = {}
   for c = 1, width do cover[c] = {} end
   local function state()
@@ -235,6 +237,25 @@ local function main()
   if type(events) ~= "table" then
     return refuse("'%s' is not a trace: it has no traceEvents", path)
   end
+  -- What a chart can use: events with the fields it reads, of their types.
+  local good, n = {}, 0
+  for k in pairs(events) do
+    if math.type(k) == "integer" and k > n then n = k end
+  end
+  for i = 1, n do -- not ipairs: a null in the list is a hole
+    local e = events[i]
+    if type(e) == "table" and type(e.ph) == "string" and type(e.pid) == "number" and
+       type(e.tid) == "number" and (type(e.ts) == "number" or e.ph == "M") then
+      local ok = true
+      if e.ph == "X" then ok = type(e.dur) == "number" and e.dur >= 0 end
+      if e.ph == "M" then
+        ok = type(e.args) == "table" and type(e.args.name) == "string"
+      end
+      if e.ph == "C" then ok = type(e.name) == "string" and type(e.args) == "table" end
+      if ok then good[#good + 1] = e end
+    end
+  end
+  events = good
   local lanes = lanes_of(events)
   if #lanes == 0 then
     return refuse("'%s' has no threads in it (is it a trace of concur run --trace?)", path)
@@ -247,11 +268,13 @@ local function main()
   for _, e in ipairs(events) do
     if e.ph == "C" and type(e.args) == "table" then
       for _, v in pairs(e.args) do
-        if not counters[e.name] then
-          counters[e.name] = {}
-          cnames[#cnames + 1] = e.name
+        if type(v) == "number" then
+          if not counters[e.name] then
+            counters[e.name] = {}
+            cnames[#cnames + 1] = e.name
+          end
+          table.insert(counters[e.name], {e.ts, v})
         end
-        table.insert(counters[e.name], {e.ts, v})
       end
     end
   end

@@ -92,8 +92,8 @@ static void every_party_is_in_the_trace(void **state) {
 static void a_full_buffer_counts_what_it_drops(void **state) {
   (void)state;
   assert_int_equal(cc_trace_init(100), CC_EVALUE);
-  size_t head = 3 * CC_TRACE_CHUNK, chunks = 4;
-  assert_int_equal(cc_trace_init(head + chunks * CC_TRACE_CHUNK), 0);
+  size_t head = 3 * CC_TRACE_CHUNK_BYTES, chunks = 4;
+  assert_int_equal(cc_trace_init(head + chunks * CC_TRACE_CHUNK_BYTES), 0);
   assert_int_equal(cc_trace_start(), 0);
   for (int i = 0; i < 3000; i++)
     cc__trace_event(CC_TRACE_EXIT, NULL, 1, 0, NULL);

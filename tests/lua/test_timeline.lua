@@ -39,6 +39,7 @@ local HAND = [[
 {"ph":"X","pid":1,"tid":2,"ts":20,"dur":20,"cat":"hold","name":"holds Lock 'B'"},
 {"ph":"X","pid":1,"tid":2,"ts":25,"dur":5,"cat":"wait","name":"waits to acquire Lock 'A'"},
 {"ph":"X","pid":5,"tid":5,"ts":50,"dur":0.2,"cat":"thread","name":"MainThread"},
+{"ph":"X","pid":1,"tid":1,"ts":52,"dur":4,"cat":"gil","name":"waits for the GIL"},
 {"ph":"C","pid":1,"tid":0,"ts":0,"name":"Semaphore 'rooms'","args":{"value":2}},
 {"ph":"C","pid":1,"tid":0,"ts":30.5,"name":"Semaphore 'rooms'","args":{"value":12}},
 {"ph":"C","pid":1,"tid":0,"ts":45,"name":"Semaphore 'rooms'","args":{"value":0}}
@@ -61,6 +62,7 @@ T.test("glyphs: a hold shows over a sleep, a wait over a hold, a short life stil
   T.eq(main:sub(12, 30), ("#"):rep(19), "holding, also while it sleeps")
   T.eq(main:sub(33, 40), ("="):rep(8), "running again")
   T.eq(main:sub(42, 50), ("."):rep(9), "waiting")
+  T.eq(main:sub(54, 56), "---", "waiting for the GIL")
   local t = lanes["MainProcess/T"]
   T.eq(t:sub(1, 19), (" "):rep(19), "not alive yet")
   T.eq(t:sub(22, 25), "####", "holding B")
@@ -74,7 +76,8 @@ T.test("glyphs: a hold shows over a sleep, a wait over a hold, a short life stil
   T.eq(rooms:sub(1, 30), ("2"):rep(30), "a counter's value")
   T.eq(rooms:sub(32, 45), ("+"):rep(14), "above 9")
   T.eq(rooms:sub(47), ("0"):rep(15), "and back to 0")
-  assert(out:find("= running  # holding a lock  . waiting  z sleeping", 1, true), out)
+  assert(out:find("= running  # holding a lock  . waiting  - waiting for the GIL  z sleeping",
+                  1, true), out)
   assert(out:find("0-9 a counter's value", 1, true), out)
 end)
 
@@ -93,6 +96,25 @@ T.test("run --timeline draws the run's chart after its output", function()
   code, out, err = T.sh(bin .. " run " .. T.script("") .. " --width 60")
   T.eq(code, 2, "exit status")
   assert(err:find("give --timeline too", 1, true), err)
+end)
+
+T.test("events it cannot use are passed over, not a crash", function()
+  local path = T.file([[
+{"traceEvents":[
+{"ph":"M","pid":1,"tid":1,"name":"process_name"},
+{"ph":"M","pid":1,"tid":1,"name":"thread_name","args":{"name":7}},
+"not an event", 12, null,
+{"ph":"X","pid":1,"tid":1,"ts":0,"cat":"thread","name":"no dur"},
+{"ph":"X","pid":1,"tid":1,"ts":0,"dur":"long","cat":"wait","name":"dur a string"},
+{"ph":"X","pid":1,"tid":1,"ts":0,"dur":10,"cat":"thread","name":"MainThread"},
+{"ph":"C","pid":1,"tid":0,"ts":1,"args":{"value":1}},
+{"ph":"C","pid":1,"tid":0,"ts":1,"name":"Queue 'q'","args":{"length":"three"}},
+{"ph":"C","pid":1,"tid":0,"ts":2,"name":"Queue 'q'","args":{"length":3}}
+]}]], ".json")
+  local code, out, err = T.sh(bin .. " timeline " .. path)
+  T.eq(code, 0, "exit status\n" .. err)
+  assert(out:find("\npid 1 +|=+\n") or out:find("^pid 1 +|=+\n"), out)
+  assert(out:find("Queue 'q' | +3+\n"), out)
 end)
 
 T.test("bad input is refused with what to do", function()

@@ -10,6 +10,7 @@ local function traced(text, extra)
   local code, _, err = T.sh(bin .. " run " .. T.script(text) .. " --trace " .. out ..
                             " --timeout 60 " .. (extra or ""))
   local f = assert(io.open(out), "no trace written\n" .. err)
+  assert(not io.open(out .. ".part"), "the file it was written into is renamed")
   local doc = cjson.decode(f:read("a"))
   f:close()
   os.remove(out)
@@ -185,6 +186,104 @@ T.test("pool tasks, sleeps, forks, exits and reaps", function()
   T.eq(#reaps, 1, "reap")
   T.eq(reaps[1].args.exitcode, 7, "its exit code")
   T.eq(#named(ev, "i", "exits 7"), 1, "its exit")
+end)
+
+T.test("a Lock released by another thread ends its holder's hold there", function()
+  local code, err, ev = traced([[
+    local concur = require "concur"
+    local sig = concur.Lock{name = "sig"}
+    sig:acquire()
+    local t = concur.Thread{target = function() concur.sleep(0.02); sig:release() end}
+    t:start()
+    sig:acquire() -- waits for the other thread's release
+    sig:release()
+    t:join()
+    concur.sleep(0.05)
+  ]])
+  T.eq(code, 0, "exit status\n" .. err)
+  local holds = named(ev, "X", "holds Lock 'sig'")
+  T.eq(#holds, 2, "holds")
+  for _, h in ipairs(holds) do
+    assert(not (h.args and h.args.ended == false), "every hold ended")
+  end
+  assert(holds[1].dur >= 15000 and holds[1].dur < 45000, "the first ends at the release: " ..
+         holds[1].dur)
+end)
+
+T.test("one wake-up of many waiters: an arrow to each, from the wake-up", function()
+  local code, err, ev = traced([[
+    local concur = require "concur"
+    local e = concur.Event{name = "go"}
+    local ready = concur.Semaphore(0)
+    local ps = {}
+    for i = 1, 3 do
+      ps[i] = concur.Process{target = function() ready:release(); e:wait() end}
+      ps[i]:start()
+    end
+    for _ = 1, 3 do ready:acquire() end
+    concur.sleep(0.05) -- all three asleep in their waits
+    e:set()
+    for _, p in ipairs(ps) do p:join() end
+  ]])
+  T.eq(code, 0, "exit status\n" .. err)
+  local waits = named(ev, "X", "waits on Event 'go'")
+  T.eq(#waits, 3, "waits")
+  local s, f = {}, {}
+  for _, x in ipairs(ev) do
+    if x.ph == "s" then s[x.id] = x end
+    if x.ph == "f" then
+      T.eq(f[x.id], nil, "one end for each arrow")
+      f[x.id] = x
+    end
+  end
+  local to_waits = 0
+  for id, x in pairs(f) do
+    assert(s[id], "each arrow starts")
+    assert(s[id].ts <= x.ts, "and starts before it ends")
+    for _, w in ipairs(waits) do
+      if x.pid == w.pid and x.ts >= w.ts and x.ts <= w.ts + w.dur then to_waits = to_waits + 1 end
+    end
+  end
+  T.eq(to_waits, 3, "an arrow to each wait")
+end)
+
+T.test("names are valid UTF-8 JSON; a Condition's lock waits under the Condition's name", function()
+  local code, err, ev = traced([[
+    local concur = require "concur"
+    local c = concur.Condition(nil, {name = "cv"})
+    local l = concur.Lock{name = "\xf8\x80\x80 \xed\xa0\x80 ok \xc3\xa9"}
+    l:acquire(); l:release()
+    c:acquire()
+    local t = concur.Thread{target = function() c:acquire(); c:release() end}
+    t:start()
+    concur.sleep(0.05)
+    c:release()
+    t:join()
+  ]])
+  T.eq(code, 0, "exit status\n" .. err)
+  T.eq(#named(ev, "X", "holds Lock '\u{fffd}\u{fffd}\u{fffd} \u{fffd}\u{fffd}\u{fffd} ok \u{e9}'"),
+       1, "each byte that is not UTF-8 replaced")
+  T.eq(#named(ev, "X", "waits to acquire Condition 'cv'"), 1, "the Condition's name")
+end)
+
+T.test("threads of one process waiting for the GIL", function()
+  local code, err, ev = traced([[
+    local concur = require "concur"
+    local function spin() local t = concur.time() while concur.time() - t < 0.05 do end end
+    local ts = {}
+    for i = 1, 2 do ts[i] = concur.Thread{target = spin}; ts[i]:start() end
+    for _, t in ipairs(ts) do t:join() end
+  ]])
+  T.eq(code, 0, "exit status\n" .. err)
+  local gil = select(ev, function(e) return e.cat == "gil" end)
+  assert(#gil >= 2, "CPU-bound threads take turns: " .. #gil)
+  for _, e in ipairs(ev) do
+    if e.ph == "s" then
+      local ended = false
+      for _, x in ipairs(ev) do ended = ended or (x.ph == "f" and x.id == e.id) end
+      assert(ended, "no arrow is left without its end")
+    end
+  end
 end)
 
 T.test("a trace that cannot be written stops the run before it starts", function()

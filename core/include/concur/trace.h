@@ -13,7 +13,7 @@
  * supervisor makes before it forks the run, so that every process of the
  * run writes into it and whatever a process wrote survives its death (a
  * kill, a crash): the supervisor, which outlives them all, turns it into
- * JSON at the end. The buffer is cut into chunks of CC_TRACE_CHUNK bytes;
+ * JSON at the end. The buffer is cut into chunks of CC_TRACE_CHUNK_BYTES bytes;
  * each thread claims one at a time with one atomic add and fills it with
  * fixed records of its own, no lock and no system call: a record costs a
  * clock read and a few stores. A record's kind is written last, so a
@@ -51,9 +51,11 @@
   X(END, 0)     /* the thread's life ends */                                  \
   X(BEGIN, 0)   /* a wait begins to sleep: its WAIT, from ts, follows */      \
   X(TAKE, 0)    /* a lock taken: its HOLD, from ts, follows */                \
+  X(GIVE, 0)    /* a lock given by another thread than its holder */           \
   X(WAIT, 'X')  /* a wait that slept: sub = CC_WAIT_*, b = flow in */         \
   X(HOLD, 'X')  /* a lock held */                                             \
   X(SLEEP, 'X') /* concur.sleep */                                            \
+  X(GIL, 'X')   /* a wait for the GIL */                                      \
   X(TASK, 'X')  /* a pool task (the text: what runs) */                       \
   X(WAKE, 'X')  /* a FUTEX_WAKE that woke b >> 32 waiters: flow b & ~0u */     \
   X(FORK, 'i')  /* a process started: a = its pid (the text: its name) */     \
@@ -83,15 +85,18 @@ typedef struct cc__trace_rec {
   _Atomic uint16_t kind; /* written last */
 } cc__trace_rec;
 
-#define CC_TRACE_CHUNK 16384
+#define CC_TRACE_CHUNK_BYTES 16384
 /* The buffer's size when none is given: 8 Mi records. Untouched pages cost
  * nothing. */
 #define CC_TRACE_SIZE_DEFAULT (256u << 20)
 
-/* Set in every process of a traced run (inherited through fork). */
-extern int cc__trace_on;
+/* Set in every process of a traced run (inherited through fork). Hidden:
+ * read with one load, not through the global offset table. */
+extern int cc__trace_on __attribute__((visibility("hidden")));
 /* The processor's time stamp counter is steady (set by cc_trace_init). */
-extern int cc__trace_tsc;
+extern int cc__trace_tsc __attribute__((visibility("hidden")));
+/* The branch every place that records takes: not taken while off. */
+#define CC_TRACING() __builtin_expect(cc__trace_on, 0)
 
 /* The time of a hold's ends: ticks of the TSC, or the clock's time. */
 static inline int64_t cc__trace_ticks(void) {
@@ -110,14 +115,16 @@ int cc_trace_init(size_t size);
  * (not in the supervisor, which only writes the JSON). 0, or CC_EVALUE
  * without a buffer. */
 int cc_trace_start(void);
-/* Turns tracing off and unmaps the buffer (tests that make several). */
+/* Turns tracing off and unmaps the buffer (tests that make several, with
+ * no other thread that writes). */
 void cc_trace_fini(void);
 
 /* Writes the trace as JSON to f: every record so far, with the names of
  * processes, threads and objects. Counters go on the track of main_pid's
  * process (one track for each, whoever changed it). Call when nobody else
  * writes (every process of the run has ended). Returns the number of
- * events written, or CC_ESYS when f fails. */
+ * events written, CC_ESYS when f fails, CC_ENOMEM, or CC_EVALUE with no
+ * buffer. */
 long cc_trace_write(FILE *f, int main_pid);
 /* Records dropped because the buffer was full. */
 uint64_t cc_trace_dropped(void);
@@ -134,7 +141,8 @@ void cc__trace_end(void);
 /* o was given a name. */
 void cc__trace_named(const struct cc_obj *o);
 void cc__trace_span(int kind, const struct cc_obj *o, int64_t since, const char *text);
-/* lock.c's: o's lock was taken at `ticks`; and given at `given`. */
+/* lock.c's: o's lock was taken at `ticks`; and given at `given` (ticks 0:
+ * by another thread than the one that took it). */
 void cc__trace_take(const struct cc_obj *o, int64_t ticks);
 void cc__trace_give(const struct cc_obj *o, int64_t ticks, int64_t given);
 void cc__trace_event(int kind, const struct cc_obj *o, int64_t a, int64_t b, const char *text);

@@ -41,6 +41,8 @@ int cc_futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline);
 int cc_futex_wait_plain(_Atomic uint32_t *word, uint32_t expect, int64_t deadline);
 /* Wakes up to n waiters of word (INT32_MAX: all). */
 void cc_futex_wake(_Atomic uint32_t *word, int n);
+/* The same, untold to the tracer: for the GIL's own words. */
+void cc_futex_wake_plain(_Atomic uint32_t *word, int n);
 
 /* Waits on a word that wakers change one at a time (a queue's sequence, a
  * semaphore), counted in *sleepers so that cc_futex_wake_one makes a system
