@@ -208,7 +208,7 @@ static int unsendable(enc *e, const char *what) {
     add_segment(e, &b, &e->path[i]);
   }
   luaL_pushresult(&b);
-  return cc__lraise(e->L, "Unsendable", "%s: %s", lua_tostring(e->L, -1), what);
+  return cc__lraise_code(e->L, CC_EUNSENDABLE, "%s: %s", lua_tostring(e->L, -1), what);
 }
 
 /* A length written after what it counts: the slot of VARINT_SLOT bytes
@@ -746,7 +746,7 @@ typedef struct dec {
 } dec;
 
 static int corrupt(dec *d, const char *why) {
-  return cc__lraise(d->L, "ValueError", "corrupt message: %s (at byte %d)", why,
+  return cc__lraise_code(d->L, CC_EVALUE, "corrupt message: %s (at byte %d)", why,
                     (int)(d->p - d->start));
 }
 
@@ -899,7 +899,7 @@ static void decode_named(dec *d, int custom) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushlstring(L, name, (size_t)(dot - name));
   if (lua_rawget(L, -2) != LUA_TTABLE || lua_getfield(L, -1, dot + 1) != LUA_TFUNCTION)
-    cc__lraise(L, "ValueError", "the function %s is not loaded in this process", name);
+    cc__lraise_code(L, CC_EVALUE, "the function %s is not loaded in this process", name);
   lua_replace(L, -4);
   lua_pop(L, 2);
 }
@@ -974,7 +974,7 @@ static void decode(dec *d) {
     lua_pushlstring(L, (const char *)d->p, n);
     d->p += n;
     if (lua_rawget(L, -2) != LUA_TTABLE)
-      cc__lraise(L, "ValueError", "the module %s is not loaded in this process",
+      cc__lraise_code(L, CC_EVALUE, "the module %s is not loaded in this process",
                  lua_tostring(L, -1));
     lua_remove(L, -2);
     break;
@@ -1173,7 +1173,7 @@ static int l_unpack_into(lua_State *L) {
 }
 
 void cc__open_codec(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"_pack", l_pack}, {"_unpack_into", l_unpack_into}, {NULL, NULL}};
-  luaL_setfuncs(L, funcs, 0);
+  static const luaL_Reg funcs[] = {{"pack", l_pack}, {"unpack_into", l_unpack_into}, {NULL, NULL}};
+  cc__lprivate_funcs(L, funcs);
 }
 

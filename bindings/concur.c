@@ -6,12 +6,26 @@
 #include "concur/wait.h"
 #include "lconcur.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "manager_lua.h"
-#include "thread_lua.h"
 #include "pool_lua.h"
+#include "thread_lua.h"
 
+/* The module's Lua chunks (bindings/lua/), in the order they load: each is
+ * called with the module and the private table, and its results become
+ * the module's fields (Manager also returns its proxies' decoder). */
+static const struct chunk {
+  const char *name;
+  const unsigned char *code;
+  size_t len;
+  const char *fields[2];
+} chunks[] = {
+    {"pool", pool_lua, sizeof pool_lua, {"Pool", NULL}},
+    {"thread", thread_lua, sizeof thread_lua, {"Thread", NULL}},
+    {"manager", manager_lua, sizeof manager_lua, {"Manager", "concur.Proxy"}},
+};
 
 /* Threads: the host's settings, written before luaopen_concur, read after. */
 static cc_lhost host = {(size_t)256 << 20, 512, 1.0, NULL, 0.005, 0};
@@ -25,6 +39,31 @@ void cc_lhost_configure(const cc_lhost *h) {
 void cc_lclose(lua_State *L) {
   cc_gil_freeze();
   lua_close(L);
+}
+
+#define PRIVATE "concur.private"
+
+void cc__lpush_private(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, PRIVATE);
+}
+
+void cc__lset_private(lua_State *L, const char *name) {
+  cc__lpush_private(L);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+void cc__lprivate_funcs(lua_State *L, const luaL_Reg *funcs) {
+  cc__lpush_private(L);
+  luaL_setfuncs(L, funcs, 0);
+  lua_pop(L, 1);
+}
+
+/* require "concur.private" */
+static int open_private(lua_State *L) {
+  cc__lpush_private(L);
+  return 1;
 }
 
 static void runtime(lua_State *L) {
@@ -65,31 +104,32 @@ int luaopen_concur(lua_State *L) {
   cc__open_codec(L);
   if (host.pool_processes) {
     lua_pushinteger(L, host.pool_processes);
-    lua_setfield(L, -2, "_pool_processes");
+    cc__lset_private(L, "pool_processes");
   }
-  /* Pool is Lua, on Pipes and Processes. */
-  if (luaL_loadbufferx(L, (const char *)pool_lua, sizeof pool_lua, "=pool", "t"))
-    lua_error(L);
-  lua_pushvalue(L, -2);
-  lua_call(L, 1, 1);
-  lua_setfield(L, -2, "Pool");
-  /* Thread is Lua, on top of lthread.c's handles. */
-  if (luaL_loadbufferx(L, (const char *)thread_lua, sizeof thread_lua, "=thread", "t"))
-    lua_error(L);
-  lua_pushvalue(L, -2);
-  lua_call(L, 1, 1);
-  lua_setfield(L, -2, "Thread");
-  /* The Manager is Lua, on top of the rest; it returns the class and the
-   * decoder of its proxies. */
-  if (luaL_loadbufferx(L, (const char *)manager_lua, sizeof manager_lua, "=manager", "t"))
-    lua_error(L);
-  lua_pushvalue(L, -2);
-  lua_call(L, 1, 2);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, "concur.codec.types");
-  lua_insert(L, -2);
-  lua_setfield(L, -2, "concur.Proxy");
+  for (size_t i = 0; i < sizeof chunks / sizeof *chunks; i++) {
+    const struct chunk *c = &chunks[i];
+    char name[32];
+    snprintf(name, sizeof name, "=%s", c->name);
+    if (luaL_loadbufferx(L, (const char *)c->code, c->len, name, "t"))
+      lua_error(L);
+    lua_pushvalue(L, -2);
+    cc__lpush_private(L);
+    lua_call(L, 2, 2);
+    /* A second result is a decoder, of the codec's types. */
+    if (c->fields[1]) {
+      luaL_getsubtable(L, LUA_REGISTRYINDEX, "concur.codec.types");
+      lua_insert(L, -2);
+      lua_setfield(L, -2, c->fields[1]);
+      lua_pop(L, 1);
+    } else {
+      lua_pop(L, 1);
+    }
+    lua_setfield(L, -2, c->fields[0]);
+  }
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, open_private);
+  lua_setfield(L, -2, "concur.private");
   lua_pop(L, 1);
-  lua_setfield(L, -2, "Manager");
   lua_pushliteral(L, "concur " CONCUR_VERSION_STRING);
   lua_setfield(L, -2, "_VERSION");
   cc__linstall_sigint(L);

@@ -75,7 +75,7 @@ static int barrier_wait(lua_State *L) {
   if (a.failed)
     return lua_error(L);
   if (r == CC_EBROKEN)
-    return cc__lraise(L, "BrokenBarrier", "barrier is broken (aborted, reset, "
+    return cc__lraise_code(L, CC_EBROKEN, "barrier is broken (aborted, reset, "
                       "or a party timed out)");
   if (r < 0)
     return cc__lraise_code(L, r, NULL);

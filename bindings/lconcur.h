@@ -8,13 +8,21 @@
 #include <lua.h>
 #include <stdint.h>
 
-/* Raises a concur error object {kind=, message=, traceback=}. */
-int cc__lraise(lua_State *L, const char *kind, const char *fmt, ...);
-/* Raises the error object for a core code, with a message of its own or the
+/* Raises the concur error object {kind=, message=, traceback=} of a code
+ * of the one error table (its kind), with a message of its own or the
  * code's message when fmt is NULL. */
 int cc__lraise_code(lua_State *L, int err, const char *fmt, ...);
-/* Pushes an error object (not raised). */
-void cc__lpush_error(lua_State *L, const char *kind, const char *msg);
+/* Pushes the error object of a code (not raised). */
+void cc__lpush_error(lua_State *L, int err, const char *msg);
+
+/* The private table: what the module's embedded Lua chunks (and its tests,
+ * through require "concur.private") use of C, and nobody else; never a
+ * field of the public concur table. cc__lpush_private pushes it (made on
+ * first use); cc__lset_private pops the value on the top into its field
+ * `name`; cc__lprivate_funcs sets functions there. */
+void cc__lpush_private(lua_State *L);
+void cc__lset_private(lua_State *L, const char *name);
+void cc__lprivate_funcs(lua_State *L, const luaL_Reg *funcs);
 
 /* The deadline of an optional timeout argument in seconds (nil: none),
  * scaled by time_scale, or of a {timeout = s} table in its place (lobj.c).

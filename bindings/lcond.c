@@ -42,7 +42,7 @@ static int l_condition(lua_State *L) {
 }
 
 static int not_owner(lua_State *L, const char *what) {
-  return cc__lraise(L, "ValueError",
+  return cc__lraise_code(L, CC_EVALUE,
                     "cannot %s on an un-acquired lock: acquire the "
                     "Condition (or use cond:hold()) first",
                     what);
@@ -60,7 +60,7 @@ static int cond_acquire(lua_State *L) {
 static int cond_release(lua_State *L) {
   cc_cond *c = check_cond(L, 1);
   if (release(&c->hdr))
-    return cc__lraise(L, "ValueError", "release of an unlocked Condition");
+    return cc__lraise_code(L, CC_EVALUE, "release of an unlocked Condition");
   return 0;
 }
 

@@ -63,12 +63,12 @@ static cc_msg *key(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   int t = lua_type(L, idx);
   if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
-    cc__lraise(L, "ValueError", "keys must be strings, numbers or booleans, not %s",
+    cc__lraise_code(L, CC_EVALUE, "keys must be strings, numbers or booleans, not %s",
                luaL_typename(L, idx));
   if (t == LUA_TNUMBER && !lua_isinteger(L, idx)) {
     double d = lua_tonumber(L, idx);
     if (isnan(d))
-      cc__lraise(L, "ValueError", "a key may not be NaN");
+      cc__lraise_code(L, CC_EVALUE, "a key may not be NaN");
     lua_Integer i;
     if (lua_numbertointeger(floor(d), &i) && (double)i == d) {
       lua_pushinteger(L, i);
@@ -246,7 +246,7 @@ static int dict_pop(lua_State *L) {
     lua_pushvalue(L, 3);
     return 1;
   }
-  return cc__lraise(L, "ValueError", "key %s not found", luaL_tolstring(L, 2, NULL));
+  return cc__lraise_code(L, CC_EVALUE, "key %s not found", luaL_tolstring(L, 2, NULL));
 }
 
 static int dict_update(lua_State *L) {
@@ -339,7 +339,7 @@ static int upd_body(lua_State *L) {
       lua_pushinteger(L, 0);
     }
     if (lua_type(L, -1) != LUA_TNUMBER)
-      cc__lraise(L, "ValueError", "incr needs a number, the value is a %s",
+      cc__lraise_code(L, CC_EVALUE, "incr needs a number, the value is a %s",
                  luaL_typename(L, -1));
     lua_pushvalue(L, 2);
     lua_arith(L, LUA_OPADD);
@@ -408,7 +408,7 @@ static uint32_t list_index(lua_State *L, int idx, uint32_t len, int extra) {
   if (i < 0)
     i += (lua_Integer)len + 1; /* -1 is the last */
   if (i < 1 || i > (lua_Integer)len + extra)
-    cc__lraise(L, "ValueError", "index %d is out of range 1..%d", (int)lua_tointeger(L, idx),
+    cc__lraise_code(L, CC_EVALUE, "index %d is out of range 1..%d", (int)lua_tointeger(L, idx),
                (int)len + extra);
   return (uint32_t)(i - 1);
 }
@@ -468,12 +468,12 @@ static int list_pop(lua_State *L) {
   cc_dict *d = check_list(L, 1);
   uint32_t len = length(L, d);
   if (len == 0)
-    return cc__lraise(L, "ValueError", "pop from an empty List");
+    return cc__lraise_code(L, CC_EVALUE, "pop from an empty List");
   uint32_t i = lua_isnoneornil(L, 2) ? len - 1 : list_index(L, 2, len, 0);
   cc_msg *out = cc__lmsg_take(L);
   cc_wrapper *w = busy(L);
   if (!push_out(L, idle(w, d, cc_list_pop(d, i, out)), NULL, out))
-    return cc__lraise(L, "ValueError", "index out of range");
+    return cc__lraise_code(L, CC_EVALUE, "index out of range");
   return 1;
 }
 
@@ -556,10 +556,7 @@ void cc__open_dict(lua_State *L) {
   cc__lnew_class(L, "Namespace", none, ns_meta);
   cc__lnew_class(L, "List", list_methods, list_meta);
   set_methods(L, "List", list_methods);
-  lua_pushcfunction(L, l_dict);
-  lua_setfield(L, -2, "_Dict");
-  lua_pushcfunction(L, l_list);
-  lua_setfield(L, -2, "_List");
-  lua_pushcfunction(L, l_namespace);
-  lua_setfield(L, -2, "_Namespace");
+  static const luaL_Reg internal[] = {
+      {"Dict", l_dict}, {"List", l_list}, {"Namespace", l_namespace}, {NULL, NULL}};
+  cc__lprivate_funcs(L, internal);
 }

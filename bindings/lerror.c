@@ -12,7 +12,9 @@
 
 #define ERROR_MT "concur.Error"
 
-void cc__lpush_error(lua_State *L, const char *kind, const char *msg) {
+/* The error object of a kind: the table's, or one a user named
+ * (concur.error). */
+static void push_error(lua_State *L, const char *kind, const char *msg) {
   lua_createtable(L, 0, 3);
   lua_pushstring(L, kind);
   lua_setfield(L, -2, "kind");
@@ -23,14 +25,18 @@ void cc__lpush_error(lua_State *L, const char *kind, const char *msg) {
   luaL_setmetatable(L, ERROR_MT);
 }
 
+void cc__lpush_error(lua_State *L, int err, const char *msg) {
+  push_error(L, cc_errkind(err), msg);
+}
+
 static int vraise(lua_State *L, const char *kind, const char *fmt, va_list ap) {
   char msg[1024];
   vsnprintf(msg, sizeof msg, fmt, ap);
-  cc__lpush_error(L, kind, msg);
+  push_error(L, kind, msg);
   return lua_error(L);
 }
 
-int cc__lraise(lua_State *L, const char *kind, const char *fmt, ...) {
+static int raise_kind(lua_State *L, const char *kind, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   return vraise(L, kind, fmt, ap);
@@ -59,14 +65,14 @@ int cc__lraise_code(lua_State *L, int err, const char *fmt, ...) {
   if (err == CC_EINTR) {
     cc__linterrupt_take();
     if (!fmt)
-      return cc__lraise(L, "Interrupted", "interrupted (Ctrl-C)");
+      return raise_kind(L, cc_errkind(err), "interrupted (Ctrl-C)");
   }
   if (err == CC_EARENAFULL && !fmt)
-    return cc__lraise(L, "ArenaFull", "%s", cc_arena_full_message());
+    return raise_kind(L, cc_errkind(err), "%s", cc_arena_full_message());
   if (err == CC_EDEADLK && !fmt)
-    return cc__lraise(L, "Deadlock", "%s", cc_deadlock_report());
+    return raise_kind(L, cc_errkind(err), "%s", cc_deadlock_report());
   if (!fmt)
-    return cc__lraise(L, cc_errkind(err), "%s", cc_strerror(err));
+    return raise_kind(L, cc_errkind(err), "%s", cc_strerror(err));
   va_list ap;
   va_start(ap, fmt);
   return vraise(L, cc_errkind(err), fmt, ap);
@@ -126,7 +132,7 @@ void cc__lcheck_fields(lua_State *L, int idx, const char *fn, int arg,
   cc__lcheck_fields_at(L, idx, fn, arg, known, 1);
 }
 
-/* _check_fields(t, fn, arg, {names}, [level=2]): cc__lcheck_fields for the
+/* check_fields(t, fn, arg, {names}, [level=2]): cc__lcheck_fields for the
  * embedded Lua (Pool, Manager, Thread), said at the place `level` up from
  * the Lua function that checks (2: its caller's). */
 static int l_check_fields(lua_State *L) {
@@ -177,11 +183,24 @@ static int l_is(lua_State *L) {
   return 1;
 }
 
+/* raise(code, message): the error of a code of the table, raised. */
+static int l_raise(lua_State *L) {
+  int err = (int)luaL_checkinteger(L, 1);
+  luaL_argcheck(L, err < 0 && -err < CC__I_COUNT, 1, "a code of the error table (E.VALUE, ...)");
+  return cc__lraise_code(L, err, "%s", luaL_optstring(L, 2, ""));
+}
+
+/* kind(code) -> the kind of a code of the table ("ValueError"). */
+static int l_kind(lua_State *L) {
+  lua_pushstring(L, cc_errkind((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
 /* concur.error(kind, message): raises a concur error from Lua. */
 static int l_error(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
   const char *msg = luaL_optstring(L, 2, "");
-  return cc__lraise(L, kind, "%s", msg);
+  return raise_kind(L, kind, "%s", msg);
 }
 
 /* An error object travels (a Queue, a Pipe) as itself: its fields, and
@@ -217,8 +236,20 @@ void cc__open_error(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_is);
   lua_setfield(L, -2, "is");
-  lua_pushcfunction(L, l_check_fields);
-  lua_setfield(L, -2, "_check_fields");
   lua_pushcfunction(L, l_error);
   lua_setfield(L, -2, "error");
+  static const luaL_Reg internal[] = {
+      {"check_fields", l_check_fields}, {"raise", l_raise}, {"kind", l_kind}, {NULL, NULL}};
+  cc__lprivate_funcs(L, internal);
+  /* E: the codes of the one error table, by name (E.VALUE), for the
+   * embedded chunks to raise and test errors by. */
+  cc__lpush_private(L);
+  lua_createtable(L, 0, CC__I_COUNT);
+#define CC__ERR_FIELD(name, kind, msg)                                         \
+  lua_pushinteger(L, CC_E##name);                                              \
+  lua_setfield(L, -2, #name);
+  CC_ERRNO_MAP(CC__ERR_FIELD)
+#undef CC__ERR_FIELD
+  lua_setfield(L, -2, "E");
+  lua_pop(L, 1);
 }

@@ -90,10 +90,10 @@ static int lock_release(lua_State *L) {
   cc_lock *l = check_lock(L, 1);
   int r = cc_lock_release(l);
   if (r == CC_EVALUE)
-    return cc__lraise(L, "ValueError", "release of an unlocked %s",
+    return cc__lraise_code(L, CC_EVALUE, "release of an unlocked %s",
                       cc_obj_typename(&l->hdr));
   if (r == CC_ENOTOWNER)
-    return cc__lraise(L, "ValueError",
+    return cc__lraise_code(L, CC_EVALUE,
                       "cannot release an RLock owned by another thread or process");
   return 0;
 }
@@ -125,7 +125,7 @@ static int lock_with(lua_State *L) {
 static int lock_release_save(lua_State *L) {
   cc_lock *l = check_lock(L, 1);
   if (!cc_lock_is_mine(l))
-    return cc__lraise(L, "ValueError", "cannot release a lock the caller does not hold");
+    return cc__lraise_code(L, CC_EVALUE, "cannot release a lock the caller does not hold");
   lua_pushinteger(L, (lua_Integer)cc__lock_release_all(l));
   return 1;
 }

@@ -61,7 +61,7 @@ static int l_pipe(lua_State *L) {
   push_conn(L);
   push_conn(L);
   if (cc_pipe_new(lua_touserdata(L, -2), lua_touserdata(L, -1), duplex))
-    return cc__lraise(L, "OSError", "cannot make a pipe: %s", strerror(errno));
+    return cc__lraise_code(L, CC_ESYS, "cannot make a pipe: %s", strerror(errno));
   return 2;
 }
 
@@ -70,17 +70,17 @@ static int raise_io(lua_State *L, int r, const char *what) {
   switch (r) {
   case CC_EEOF:
     return strcmp(what, "send") == 0
-               ? cc__lraise(L, "EOF", "send: the other end is closed")
-               : cc__lraise(L, "EOF", "end of file: every sending end of the pipe is closed");
+               ? cc__lraise_code(L, CC_EEOF, "send: the other end is closed")
+               : cc__lraise_code(L, CC_EEOF, "end of file: every sending end of the pipe is closed");
   case CC_ETORN:
-    return cc__lraise(L, "EOF", "a writer died (or closed its end) in the middle of a message: "
+    return cc__lraise_code(L, CC_EEOF, "a writer died (or closed its end) in the middle of a message: "
                       "the rest of this pipe cannot be read");
   case CC_ECLOSED:
-    return cc__lraise(L, "Closed", "%s: the Connection was closed by another thread", what);
+    return cc__lraise_code(L, CC_ECLOSED, "%s: the Connection was closed by another thread", what);
   case CC_ECORRUPT:
-    return cc__lraise(L, "ValueError", "corrupt message: a frame of the pipe is not one");
+    return cc__lraise_code(L, CC_EVALUE, "corrupt message: a frame of the pipe is not one");
   case CC_ESYS:
-    return cc__lraise(L, "OSError", "%s: %s", what, strerror(errno));
+    return cc__lraise_code(L, CC_ESYS, "%s: %s", what, strerror(errno));
   default:
     return cc__lraise_code(L, r, NULL);
   }
@@ -88,12 +88,12 @@ static int raise_io(lua_State *L, int r, const char *what) {
 
 static void check_sends(lua_State *L, cc_conn *c) {
   if (!(c->flags & CC_CONN_WRITE))
-    cc__lraise(L, "ValueError", "this end of the pipe only receives");
+    cc__lraise_code(L, CC_EVALUE, "this end of the pipe only receives");
 }
 
 static void check_receives(lua_State *L, cc_conn *c) {
   if (!(c->flags & CC_CONN_READ))
-    cc__lraise(L, "ValueError", "this end of the pipe only sends");
+    cc__lraise_code(L, CC_EVALUE, "this end of the pipe only sends");
 }
 
 /* Encodes the value at 2 into a buffer of the call's own, with the
@@ -113,7 +113,7 @@ static cc_msg *encode(lua_State *L, cc_conn *c, cc_fds *fds) {
   if (why) {
     cc_msg_unref(m);
     cc__lmsg_give(m);
-    cc__lraise(L, "ValueError", "%s", why);
+    cc__lraise_code(L, CC_EVALUE, "%s", why);
   }
   return m;
 }
@@ -201,7 +201,7 @@ static cc_msg *recv_frame(lua_State *L, cc_conn *c, cc_fds *fds, size_t maxlen, 
   if (r < 0) {
     cc__lmsg_give(m);
     if (r == CC_ETOOLONG)
-      return cc__lraise(L, "OSError", "message longer than maxlength %d; the connection is "
+      return cc__lraise_code(L, CC_ESYS, "message longer than maxlength %d; the connection is "
                         "closed", (int)maxlen), NULL;
     return raise_io(L, r, "recv"), NULL;
   }
@@ -223,7 +223,7 @@ static int conn_recv(lua_State *L) {
   if (n < 0)
     return lua_error(L);
   if (n != 1)
-    return cc__lraise(L, "ValueError", "corrupt message: %d values instead of 1", n);
+    return cc__lraise_code(L, CC_EVALUE, "corrupt message: %d values instead of 1", n);
   return 1;
 }
 
@@ -296,7 +296,7 @@ static int l_descriptor(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (d < 0)
-    return cc__lraise(L, "OSError", "cannot copy descriptor %d: %s", fd, strerror(errno));
+    return cc__lraise_code(L, CC_ESYS, "cannot copy descriptor %d: %s", fd, strerror(errno));
   push_conn(L);
   cc_conn_init(lua_touserdata(L, -1), d, 0);
   return 1;
@@ -306,7 +306,7 @@ static int l_descriptor(lua_State *L) {
 static int conn_detach(lua_State *L) {
   int fd = cc_conn_detach(check_conn(L, 1));
   if (fd < 0)
-    return cc__lraise(L, "ValueError", "cannot detach a Connection another thread is using");
+    return cc__lraise_code(L, CC_EVALUE, "cannot detach a Connection another thread is using");
   lua_pushinteger(L, fd);
   return 1;
 }

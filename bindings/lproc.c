@@ -234,7 +234,7 @@ static int proc_newindex(lua_State *L) {
   }
   if (!strcmp(k, "daemon")) {
     if (p->p.state != CC_PROC_NEW)
-      return cc__lraise(L, "ProcessError", "process has already started: set "
+      return cc__lraise_code(L, CC_EPROC, "process has already started: set "
                         "daemon before start()");
     luaL_argcheck(L, lua_isboolean(L, 3), 3, "daemon must be a boolean");
     p->p.daemon = lua_toboolean(L, 3);
@@ -366,21 +366,21 @@ static int proc_start(lua_State *L) {
   /* First, as it may wait (another thread may start p meanwhile). */
   cc__lthreads_before_fork();
   if (p->role != ROLE_CHILD || p->p.state != CC_PROC_NEW)
-    return cc__lraise(L, "ProcessError", "cannot start a process twice");
+    return cc__lraise_code(L, CC_EPROC, "cannot start a process twice");
   if (p->started_here != getpid())
-    return cc__lraise(L, "ProcessError", "can only start a process object "
+    return cc__lraise_code(L, CC_EPROC, "can only start a process object "
                       "created by the current process");
   lua_settop(L, 1);
   int r = cc_proc_start(&p->p);
   if (r == 0)
     child_main(L, 1);
   if (r == CC_ELIMIT)
-    return cc__lraise(L, "ProcessError",
+    return cc__lraise_code(L, CC_EPROC,
                       "too many processes: limits.max_processes (%u) are alive; "
                       "raise it in concur.yaml if this is intended",
                       cc_proctab_capacity() - 1);
   if (r == CC_EPROC)
-    return cc__lraise(L, "ProcessError",
+    return cc__lraise_code(L, CC_EPROC,
                       "daemonic processes are not allowed to have children");
   if (r < 0)
     return cc__lraise_code(L, r, "cannot start %s: %s", p->p.name, cc_strerror(r));
@@ -396,11 +396,11 @@ static int proc_join(lua_State *L) {
   lproc *p = check_proc(L, 1);
   int64_t dl = cc__ldeadline(L, 2);
   if (p->role == ROLE_SELF)
-    return cc__lraise(L, "ProcessError", "a process cannot join itself");
+    return cc__lraise_code(L, CC_EPROC, "a process cannot join itself");
   if (p->p.state == CC_PROC_NEW)
-    return cc__lraise(L, "ProcessError", "can only join a started process");
+    return cc__lraise_code(L, CC_EPROC, "can only join a started process");
   if (p->role != ROLE_CHILD || p->p.parent_pid != getpid())
-    return cc__lraise(L, "ProcessError", "can only join a child process");
+    return cc__lraise_code(L, CC_EPROC, "can only join a child process");
   int r = cc_proc_join(&p->p, dl);
   if (r == CC_ETIMEDOUT) {
     lua_pushboolean(L, 0);
@@ -420,7 +420,7 @@ static int proc_is_alive(lua_State *L) {
   } else if (p->role == ROLE_OTHER) {
     lua_pushboolean(L, p->p.pid > 0 && cc__tid_alive(p->p.pid));
   } else if (p->p.state == CC_PROC_STARTED && p->p.parent_pid != getpid()) {
-    return cc__lraise(L, "ProcessError", "can only test a child process");
+    return cc__lraise_code(L, CC_EPROC, "can only test a child process");
   } else {
     int alive = cc_proc_poll(&p->p);
     if (!alive && p->p.state == CC_PROC_REAPED)
@@ -433,7 +433,7 @@ static int proc_is_alive(lua_State *L) {
 static int signal_proc(lua_State *L, int sig) {
   lproc *p = check_proc(L, 1);
   if (p->role != ROLE_CHILD)
-    return cc__lraise(L, "ProcessError", "can only %s a child process, not %s (to end this "
+    return cc__lraise_code(L, CC_EPROC, "can only %s a child process, not %s (to end this "
                       "one, use os.exit)", sig == SIGKILL ? "kill" : "terminate",
                       p->role == ROLE_SELF ? "the current one" : "this one's parent");
   cc_proc_signal(&p->p, sig);

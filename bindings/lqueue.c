@@ -44,7 +44,7 @@ static int put(lua_State *L, cc_queue *q, int64_t deadline) {
     cc_msg_unref(m);
   cc__lmsg_give(m);
   if (r == CC_EFULL)
-    return cc__lraise(L, "Full", "queue is full (maxsize %d)", maxsize);
+    return cc__lraise_code(L, CC_EFULL, "queue is full (maxsize %d)", maxsize);
   if (r)
     return cc__lraise_code(L, r, NULL);
   return 0;
@@ -58,13 +58,13 @@ static int get(lua_State *L, cc_queue *q, int64_t deadline) {
   int n = r ? 0 : cc__ldecode(L, m, NULL);
   cc__lmsg_give(m);
   if (r == CC_EEMPTY)
-    return cc__lraise(L, "Empty", "queue is empty");
+    return cc__lraise_code(L, CC_EEMPTY, "queue is empty");
   if (r)
     return cc__lraise_code(L, r, NULL);
   if (n < 0)
     return lua_error(L);
   if (n != 1)
-    return cc__lraise(L, "ValueError", "corrupt message: %d values instead of 1", n);
+    return cc__lraise_code(L, CC_EVALUE, "corrupt message: %d values instead of 1", n);
   return 1;
 }
 
@@ -106,7 +106,7 @@ static int queue_full(lua_State *L) {
 static int queue_task_done(lua_State *L) {
   cc_queue *q = (cc_queue *)cc__lcheck_obj(L, 1, "JoinableQueue");
   if (cc_queue_task_done(q))
-    return cc__lraise(L, "ValueError", "task_done() called more times than there were items");
+    return cc__lraise_code(L, CC_EVALUE, "task_done() called more times than there were items");
   return 0;
 }
 

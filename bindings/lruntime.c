@@ -129,7 +129,7 @@ void cc__lhook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   if (cc__linterrupt_pending() && L == sig_state) {
     cc__linterrupt_take();
-    cc__lraise(L, "Interrupted", "interrupted (Ctrl-C)");
+    cc__lraise_code(L, CC_EINTR, "interrupted (Ctrl-C)");
   }
   /* A one-shot hook (a poke for the GIL): the next poke sets it again. */
   cc__lhook_restore(L);
@@ -173,7 +173,7 @@ static int l_os_exit(lua_State *L) {
     cc_proc_exit(code);
   lua_pushinteger(L, code);
   lua_setfield(L, LUA_REGISTRYINDEX, "concur.exitcode");
-  cc__lpush_error(L, "SystemExit", "os.exit");
+  cc__lpush_error(L, CC_EEXIT, "os.exit");
   lua_pushinteger(L, code);
   lua_setfield(L, -2, "code");
   return lua_error(L);
@@ -248,16 +248,18 @@ void cc__open_runtime(lua_State *L) {
                                    {"time", l_time},
                                    {"cpu_count", l_cpu_count},
                                    {"getpid", l_getpid},
-                                   {"_pid_alive", l_pid_alive},
                                    {"arena_stats", l_arena_stats},
-                                   {"_slice", l_slice},
-                                   {"_newtable", l_newtable},
-                                   {"_view", l_view},
-                                   {"_trace_now", l_trace_now},
-                                   {"_trace_task", l_trace_task},
                                    {"report", l_report},
                                    {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);
+  static const luaL_Reg internal[] = {{"pid_alive", l_pid_alive},
+                                      {"slice", l_slice},
+                                      {"newtable", l_newtable},
+                                      {"view", l_view},
+                                      {"trace_now", l_trace_now},
+                                      {"trace_task", l_trace_task},
+                                      {NULL, NULL}};
+  cc__lprivate_funcs(L, internal);
   luaL_newmetatable(L, CC_LVIEW);
   lua_pushliteral(L, "concur.view");
   lua_setfield(L, -2, "__name");

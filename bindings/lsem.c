@@ -50,7 +50,7 @@ static int sem_release(lua_State *L) {
    * raises. */
   if (n > (lua_Integer)CC_SEM_MAX || cc_sem_post_n(s, (uint32_t)n)) {
     char nm[CC_OBJ_NAME_MAX + 24];
-    return cc__lraise(L, "ValueError", "%s released too many times (its value "
+    return cc__lraise_code(L, CC_EVALUE, "%s released too many times (its value "
                       "may not exceed %d; it is %d)", cc_obj_describe(&s->hdr, nm),
                       s->bounded ? (int)s->bound : (int)CC_SEM_MAX, (int)cc_sem_value(s));
   }

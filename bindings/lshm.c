@@ -74,7 +74,7 @@ static void check_range(lua_State *L, char t, lua_Integer v) {
   default: return; /* l, q: every Lua integer */
   }
   if (v < min || v > max)
-    cc__lraise(L, "ValueError", "%lld is out of range for typecode '%c' (%lld to %lld)",
+    cc__lraise_code(L, CC_EVALUE, "%lld is out of range for typecode '%c' (%lld to %lld)",
                (long long)v, t, (long long)min, (long long)max);
 }
 
@@ -88,12 +88,12 @@ static void store_item(lua_State *L, cc_shm *s, uint32_t i, int idx) {
     size_t n;
     const char *c = lua_tolstring(L, idx, &n);
     if (lua_type(L, idx) != LUA_TSTRING || n != 1)
-      cc__lraise(L, "ValueError", "typecode 'c' takes a string of one byte, not %s",
+      cc__lraise_code(L, CC_EVALUE, "typecode 'c' takes a string of one byte, not %s",
                  lua_type(L, idx) == LUA_TSTRING ? "a longer string" : luaL_typename(L, idx));
     u.c = c[0];
   } else if (t == 'f' || t == 'd') {
     if (lua_type(L, idx) != LUA_TNUMBER)
-      cc__lraise(L, "ValueError", "typecode '%c' takes a number, not %s", t,
+      cc__lraise_code(L, CC_EVALUE, "typecode '%c' takes a number, not %s", t,
                  luaL_typename(L, idx));
     if (t == 'f')
       u.f = (float)lua_tonumber(L, idx);
@@ -103,7 +103,7 @@ static void store_item(lua_State *L, cc_shm *s, uint32_t i, int idx) {
     int isint;
     lua_Integer v = lua_tointegerx(L, idx, &isint);
     if (!isint || lua_type(L, idx) != LUA_TNUMBER)
-      cc__lraise(L, "ValueError", "typecode '%c' takes an integer, not %s", t,
+      cc__lraise_code(L, CC_EVALUE, "typecode '%c' takes an integer, not %s", t,
                  lua_type(L, idx) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, idx));
     check_range(L, t, v);
     switch (s->itemsize) {
@@ -251,7 +251,7 @@ static int shm_index(lua_State *L) {
     else if (s->typecode == 'c')
       push_cvalue(L, s);
     else
-      return cc__lraise(L, "ValueError", "only a 'c' Array has .value; use a[i] or a:totable()");
+      return cc__lraise_code(L, CC_EVALUE, "only a 'c' Array has .value; use a[i] or a:totable()");
     return 1;
   }
   lua_pushvalue(L, 2);
@@ -269,7 +269,7 @@ static int shm_newindex(lua_State *L) {
     int isint;
     lua_Integer i = lua_tointegerx(L, 2, &isint);
     if (!isint || i < 1 || i > (lua_Integer)s->length)
-      return cc__lraise(L, "ValueError", "index %s is out of range 1..%d",
+      return cc__lraise_code(L, CC_EVALUE, "index %s is out of range 1..%d",
                         luaL_tolstring(L, 2, NULL), (int)s->length);
     store_item(L, s, (uint32_t)(i - 1), 3);
     return 0;
@@ -281,13 +281,13 @@ static int shm_newindex(lua_State *L) {
       size_t n;
       const char *v = luaL_checklstring(L, 3, &n);
       if (n > s->length)
-        return cc__lraise(L, "ValueError", "a string of %d bytes does not fit in %d",
+        return cc__lraise_code(L, CC_EVALUE, "a string of %d bytes does not fit in %d",
                           (int)n, (int)s->length);
       memcpy(s->data, v, n);
       if (n < s->length)
         ((char *)s->data)[n] = '\0';
     } else {
-      return cc__lraise(L, "ValueError", "only a 'c' Array has .value");
+      return cc__lraise_code(L, CC_EVALUE, "only a 'c' Array has .value");
     }
     return 0;
   }
@@ -312,7 +312,7 @@ static int shm_totable(lua_State *L) {
 }
 
 static int no_lock(lua_State *L, cc_shm *s) {
-  return cc__lraise(L, "ValueError", "this %s has no lock (it was made Raw or with lock=false)",
+  return cc__lraise_code(L, CC_EVALUE, "this %s has no lock (it was made Raw or with lock=false)",
                     cc_obj_typename(&s->hdr));
 }
 
@@ -347,7 +347,7 @@ static int shm_release(lua_State *L) {
   if (!s->lock)
     return no_lock(L, s);
   if (release(&s->hdr))
-    return cc__lraise(L, "ValueError", "release of a lock that is not held");
+    return cc__lraise_code(L, CC_EVALUE, "release of a lock that is not held");
   return 0;
 }
 

@@ -274,7 +274,7 @@ static int l_thread_start(lua_State *L) {
     lua_pushnil(L);
     lua_rawset(L, -3);
     lua_pop(L, 1);
-    return cc__lraise(L, "OSError", "cannot start a thread: %s", strerror(r));
+    return cc__lraise_code(L, CC_ESYS, "cannot start a thread: %s", strerror(r));
   }
   t->started = 1;
   t->next = unreaped;
@@ -383,7 +383,7 @@ static int join(thr *t, int64_t deadline) {
 static int handle_join(lua_State *L) {
   thr *t = check_handle(L, 1);
   if (t == current)
-    return cc__lraise(L, "ValueError", "cannot join the current thread");
+    return cc__lraise_code(L, CC_EVALUE, "cannot join the current thread");
   int64_t dl = cc__ldeadline(L, 2);
   int r = t->started ? join(t, dl) : 0;
   if (r != 0 && r != CC_ETIMEDOUT) /* Interrupted, Deadlock */
@@ -522,14 +522,12 @@ void cc__open_thread(lua_State *L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
-  lua_pushcfunction(L, l_thread_start);
-  lua_setfield(L, -2, "_thread_start");
-  lua_pushcfunction(L, l_thread_current);
-  lua_setfield(L, -2, "_thread_current");
-  lua_pushcfunction(L, l_thread_number);
-  lua_setfield(L, -2, "_thread_number");
-  lua_pushcfunction(L, l_threads);
-  lua_setfield(L, -2, "_threads");
+  static const luaL_Reg internal[] = {{"thread_start", l_thread_start},
+                                      {"thread_current", l_thread_current},
+                                      {"thread_number", l_thread_number},
+                                      {"threads", l_threads},
+                                      {NULL, NULL}};
+  cc__lprivate_funcs(L, internal);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   running_L = lua_tothread(L, -1);
   lua_pop(L, 1);

@@ -23,6 +23,6 @@ const char *cc_strerror(int err) {
 
 const char *cc_errkind(int err) {
   if (err > 0 || -err >= CC__I_COUNT)
-    return "OSError";
+    return kinds[-CC_ESYS];
   return kinds[-err];
 }

@@ -144,11 +144,11 @@ static int run_script(const run_opts *o) {
     status = lua_pcall(L, o->nargs, 0, -2 - o->nargs);
   }
   if (status != LUA_OK) {
-    if (error_kind_is(L, -1, "SystemExit")) {
+    if (error_kind_is(L, -1, cc_errkind(CC_EEXIT))) {
       lua_getfield(L, -1, "code");
       code = (int)lua_tointeger(L, -1);
       lua_pop(L, 1);
-    } else if (error_kind_is(L, -1, "Interrupted")) {
+    } else if (error_kind_is(L, -1, cc_errkind(CC_EINTR))) {
       fprintf(stderr, "concur: interrupted\n");
       code = EXIT_INTERRUPTED;
     } else {

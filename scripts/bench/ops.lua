@@ -2,6 +2,7 @@
 -- [-p rounds=R: the operation R times, for a whole Pool map is one round].
 -- Reports ops (operations per second); ops.py is the same in CPython.
 local concur = require "concur"
+local P = require "concur.private" -- the view, for the floor of a field's cost
 
 local op = assert(concur.params.op, "-p op=NAME")
 local n = concur.params.n or 1000
@@ -60,7 +61,7 @@ end
 -- API's Value increment.
 function ops.incr_floor()
   local s = "x"
-  local u = debug.setmetatable(concur._view({}, 1, 0), {__index = rawequal, __newindex = rawequal})
+  local u = debug.setmetatable(P.view({}, 1, 0), {__index = rawequal, __newindex = rawequal})
   for _ = 1, n do s:len(); u.value = u.value; s:len() end
 end
 

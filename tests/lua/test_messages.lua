@@ -1,5 +1,6 @@
 -- test_messages: Queue, JoinableQueue, SimpleQueue, Pipe and the codec.
 local concur = require "concur"
+local P = require "concur.private" -- concur's own helpers, for tests of them
 local T = dofile("tests/lua/harness.lua")
 local bin = os.getenv("CONCUR") or "./build/concur"
 
@@ -101,8 +102,8 @@ T.test("codec: values, cycles, functions, objects, Unsendable paths", function()
   local holes = {1, nil, 3, [5] = 5, [-1] = "neg", [0] = "zero", x = {1.5, shared, shared}}
   local list = {}
   for i = 1, 1000 do list[i] = i % 7 == 0 and ("s" .. i) or i end
-  q:put({back, holes, concur._view(list, 10, 20), concur._view({1, nil, 3}, 1, 3),
-         concur._view(list, 5, 4), list})
+  q:put({back, holes, P.view(list, 10, 20), P.view({1, nil, 3}, 1, 3),
+         P.view(list, 5, 4), list})
   local got = q:get()
   for i = 1, 300 do T.eq(got[1][i], i * 2) end
   T.eq(got[2][1], 1); T.eq(got[2][2], nil); T.eq(got[2][3], 3); T.eq(got[2][5], 5)

@@ -1,5 +1,6 @@
 -- test_pool: every method of Pool and AsyncResult, failures and workers.
 local concur = require "concur"
+local P = require "concur.private" -- concur's own helpers, for tests of them
 local T = dofile("tests/lua/harness.lua")
 
 T.test("apply, apply_async, map, starmap, imap, imap_unordered", function()
@@ -53,12 +54,12 @@ T.test("map results of every kind land in place: holes, floats, shared tables, o
   T.eq(table.concat(seq, ","), "1=1,2=nil,3=3")
   -- What _pack makes, _unpack_into places; bad bytes are an error, not a crash.
   local t = {"a"}
-  concur._unpack_into(concur._pack({10, 20}), t, 1)
+  P.unpack_into(P.pack({10, 20}), t, 1)
   T.eq(t[1], "a"); T.eq(t[2], 10); T.eq(t[3], 20)
-  T.raises("ValueError", concur._unpack_into, concur._pack({1, n = 1}), {}, 0)
-  T.eq(concur._pack({concur.Lock()}), nil)
-  T.raises("ValueError", concur._unpack_into, "\1\2\3", {}, 0)
-  T.raises("ValueError", concur._unpack_into, concur._pack({1, 2}):sub(1, -2), {}, 0)
+  T.raises("ValueError", P.unpack_into, P.pack({1, n = 1}), {}, 0)
+  T.eq(P.pack({concur.Lock()}), nil)
+  T.raises("ValueError", P.unpack_into, "\1\2\3", {}, 0)
+  T.raises("ValueError", P.unpack_into, P.pack({1, 2}):sub(1, -2), {}, 0)
 end)
 
 T.test("imap is lazy: the first result before the last task ends", function()

@@ -1,5 +1,6 @@
 -- test_shared: Value, Array, and the Manager's containers and classes.
 local concur = require "concur"
+local P = require "concur.private" -- concur's own helpers, for tests of them
 local T = dofile("tests/lua/harness.lua")
 local bin = os.getenv("CONCUR") or "./build/concur"
 
@@ -228,7 +229,7 @@ T.test("custom manager: proxies across processes, RemoteError, shutdown", functi
   assert(err.message:find("no method 'nosuch'"), err.message)
   local pid = m._server.pid
   m:shutdown()
-  T.eq(concur._pid_alive(pid), false, "the server is gone after shutdown")
+  T.eq(P.pid_alive(pid), false, "the server is gone after shutdown")
   T.raises("ProcessError", acct.deposit, acct, 1)
   T.raises("ProcessError", m.Account, m, 1)
 end)
@@ -335,7 +336,7 @@ T.test("the manager's process is gone at the end of the run", function()
   T.eq(code, 0)
   local pid, seven = out:match("^(%d+)\t(%d+)")
   T.eq(seven, "7")
-  T.eq(concur._pid_alive(tonumber(pid)), false)
+  T.eq(P.pid_alive(tonumber(pid)), false)
   os.remove(path)
 end)
 

@@ -27,7 +27,8 @@
   X(NOMEM, "OSError", "not enough memory")                                     \
   X(TORN, "EOF", "a writer died in the middle of a message")            \
   X(TOOLONG, "OSError", "a message is longer than maxlength")                  \
-  X(CORRUPT, "ValueError", "corrupt message")
+  X(CORRUPT, "ValueError", "corrupt message")                                  \
+  X(EXIT, "SystemExit", "the process exits")
 
 enum cc__err_index {
   CC__I_NONE,

@@ -1,6 +1,7 @@
 -- thread - concur.Thread and friends, on the handles of lthread.c. Embedded
 -- in the module; called with it.
-local concur = ...
+local concur, P = ...
+local E = P.E
 
 -- Threads: this state is the process's, shared by its threads; each change
 -- is one C call that does not wait, or one table store, which no switch of
@@ -27,27 +28,27 @@ local FIELDS = {"target", "args", "name", "daemon"}
 
 local function construct(cls, t)
   if t ~= nil and type(t) ~= "table" then
-    concur.error("ValueError", "Thread takes a table of fields: Thread{target = f, args = {...}}")
+    P.raise(E.VALUE, "Thread takes a table of fields: Thread{target = f, args = {...}}")
   end
   -- The base class takes its own fields only (a subclass's instances may
   -- take any: its run() reads them).
-  if t and rawget(cls, "__base") then concur._check_fields(t, "Thread", 1, FIELDS) end
+  if t and rawget(cls, "__base") then P.check_fields(t, "Thread", 1, FIELDS) end
   local self = setmetatable({}, cls.__instance)
   for k, v in pairs(t or {}) do self[k] = v end
   if self.target ~= nil and type(self.target) ~= "function" and not (getmetatable(self.target) or {}).__call then
-    concur.error("ValueError", "target must be a function")
+    P.raise(E.VALUE, "target must be a function")
   end
   if self.args ~= nil and type(self.args) ~= "table" then
-    concur.error("ValueError", "args must be a table")
+    P.raise(E.VALUE, "args must be a table")
   end
   if self.daemon ~= nil and type(self.daemon) ~= "boolean" then
-    concur.error("ValueError", "daemon must be a boolean")
+    P.raise(E.VALUE, "daemon must be a boolean")
   end
   if self.name ~= nil and type(self.name) ~= "string" then
-    concur.error("ValueError", "name must be a string")
+    P.raise(E.VALUE, "name must be a string")
   end
   if self.name == nil then
-    self.name = "Thread-" .. concur._thread_number()
+    self.name = "Thread-" .. P.thread_number()
   end
   if self.daemon == nil then self.daemon = concur.current_thread().daemon end
   return self
@@ -68,19 +69,19 @@ end
 
 function Thread:start()
   if rawget(self, "_handle") or self == main then
-    concur.error("ValueError", "threads can only be started once")
+    P.raise(E.VALUE, "threads can only be started once")
   end
   -- The new thread may run before _thread_start's caller runs again (a
   -- switch of the GIL right after it returns): it registers itself first,
   -- or current_thread() would be the main thread's there (a Pool's leader
   -- would be taken for another's, and its waits for nobody's).
   local function run()
-    local h = concur._thread_current()
+    local h = P.thread_current()
     rawset(self, "_handle", h)
     by_handle[h] = self
     self:run()
   end
-  local h = concur._thread_start(run, self.name, self.daemon and true or false)
+  local h = P.thread_start(run, self.name, self.daemon and true or false)
   rawset(self, "_handle", h)
   by_handle[h] = self
   return self
@@ -88,13 +89,13 @@ end
 
 function Thread:join(timeout)
   if self == concur.current_thread() then
-    concur.error("ValueError", "a thread cannot join itself (it would wait for its own end)")
+    P.raise(E.VALUE, "a thread cannot join itself (it would wait for its own end)")
   end
   if self == main then
-    concur.error("ValueError", "the main thread cannot be joined: it ends when its process does")
+    P.raise(E.VALUE, "the main thread cannot be joined: it ends when its process does")
   end
   local h = rawget(self, "_handle")
-  if not h then concur.error("ValueError", "cannot join a thread before it is started") end
+  if not h then P.raise(E.VALUE, "cannot join a thread before it is started") end
   return h:join(timeout)
 end
 
@@ -122,14 +123,14 @@ function concur.main_thread()
 end
 
 function concur.current_thread()
-  local h = concur._thread_current()
+  local h = P.thread_current()
   if not h then return concur.main_thread() end
   return by_handle[h] or concur.main_thread()
 end
 
 function concur.enumerate()
   local list = {concur.main_thread()}
-  for _, h in ipairs(concur._threads()) do
+  for _, h in ipairs(P.threads()) do
     if by_handle[h] then list[#list + 1] = by_handle[h] end
   end
   return list

@@ -1,6 +1,7 @@
 -- manager - concur.Manager: shared containers, and registered classes served
 -- by a process of their own. Embedded in the module; called with it.
-local concur = ...
+local concur, P = ...
+local E = P.E
 
 local Manager = {}
 Manager.__index = Manager
@@ -25,10 +26,10 @@ local function reply_queue()
 end
 
 -- concur's error objects share one metatable; take it from one of them.
-local ERROR_MT = getmetatable(select(2, pcall(concur.error, "RemoteError", "")))
+local ERROR_MT = getmetatable(select(2, pcall(P.raise, E.REMOTE, "")))
 
 local function remote_error(err, what)
-  return setmetatable({kind = "RemoteError",
+  return setmetatable({kind = P.kind(E.REMOTE),
                        message = ("%s failed in the manager's process: %s"):format(what, err.msg),
                        remote_traceback = err.tb, traceback = debug.traceback("", 3)}, ERROR_MT)
 end
@@ -36,8 +37,8 @@ end
 -- Sends a request to a server and waits for its answer, looking now and
 -- then whether the server is still there.
 local function request(server, req, what)
-  if not concur._pid_alive(server.pid) then
-    concur.error("ProcessError", ("the manager's process (pid %d) is gone: it was shut down or died; %s cannot run")
+  if not P.pid_alive(server.pid) then
+    P.raise(E.PROC, ("the manager's process (pid %d) is gone: it was shut down or died; %s cannot run")
       :format(server.pid, what))
   end
   local r = reply_queue()
@@ -51,9 +52,9 @@ local function request(server, req, what)
       if not rep.ok then error(remote_error(rep.err, what), 2) end
       return rep.r
     end
-    if not ok and not concur.is(rep, "Empty") then error(rep, 0) end
-    if not concur._pid_alive(server.pid) then
-      concur.error("ProcessError", ("the manager's process (pid %d) died during %s"):format(server.pid, what))
+    if not ok and not concur.is(rep, P.kind(E.EMPTY)) then error(rep, 0) end
+    if not P.pid_alive(server.pid) then
+      P.raise(E.PROC, ("the manager's process (pid %d) died during %s"):format(server.pid, what))
     end
   end
 end
@@ -69,7 +70,7 @@ end
 Proxy.__index = function(p, name)
   if type(name) ~= "string" or name:sub(1, 1) == "_" then return nil end
   local method = function(self, ...)
-    if self ~= p then concur.error("ValueError", ("call %s:%s(...) with a colon"):format(p._type, name)) end
+    if self ~= p then P.raise(E.VALUE, ("call %s:%s(...) with a colon"):format(p._type, name)) end
     local r = request(p._server, {op = "call", id = p._id, method = name,
                                   args = table.pack(...)}, ("%s:%s()"):format(p._type, name))
     return table.unpack(r, 1, r.n)
@@ -132,18 +133,18 @@ end
 
 local function check(m, what)
   if getmetatable(m) == nil or m._closed == nil then
-    concur.error("ValueError", ("call m:%s(...) with a colon, on a Manager"):format(what or "method"))
+    P.raise(E.VALUE, ("call m:%s(...) with a colon, on a Manager"):format(what or "method"))
   end
   if m._closed then
-    concur.error("ProcessError", "the manager is shut down; make a new one")
+    P.raise(E.PROC, "the manager is shut down; make a new one")
   end
 end
 
 -- Manager(): a manager; with registered classes it starts their server.
 local function construct(cls, opts)
   if opts ~= nil then
-    if type(opts) ~= "table" then concur.error("ValueError", "Manager() takes no arguments") end
-    concur._check_fields(opts, "Manager", 1, {})
+    if type(opts) ~= "table" then P.raise(E.VALUE, "Manager() takes no arguments") end
+    P.check_fields(opts, "Manager", 1, {})
   end
   local m = setmetatable({_creator = concur.getpid(), _closed = false}, cls)
   local types = cls:_all_types()
@@ -182,16 +183,16 @@ function Manager:extend()
   cls._types = {}
   cls.register = function(name, ctor)
     if type(name) ~= "string" then
-      concur.error("ValueError", "register takes a name and a constructor: M.register(\"Name\", Class)")
+      P.raise(E.VALUE, "register takes a name and a constructor: M.register(\"Name\", Class)")
     end
     if type(ctor) ~= "function" and not (getmetatable(ctor) or {}).__call then
-      concur.error("ValueError", ("the constructor of '%s' must be callable"):format(name))
+      P.raise(E.VALUE, ("the constructor of '%s' must be callable"):format(name))
     end
     cls._types[name] = ctor
     cls[name] = function(m, ...)
       check(m, name)
       if not m._server then
-        concur.error("ProcessError", ("'%s' was registered after this manager was made; register before making it"):format(name))
+        P.raise(E.PROC, ("'%s' was registered after this manager was made; register before making it"):format(name))
       end
       local id = request(m._server, {op = "create", type = name, args = table.pack(...)},
                          ("%s(...)"):format(name))
@@ -203,7 +204,7 @@ end
 
 -- The containers and every primitive, made by the manager as in CPython.
 local factories = {
-  dict = concur._Dict, list = concur._List, Namespace = concur._Namespace,
+  dict = P.Dict, list = P.List, Namespace = P.Namespace,
   Lock = concur.Lock, RLock = concur.RLock, Semaphore = concur.Semaphore,
   BoundedSemaphore = concur.BoundedSemaphore, Condition = concur.Condition,
   Event = concur.Event, Barrier = concur.Barrier, Queue = concur.Queue,

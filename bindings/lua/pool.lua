@@ -16,7 +16,8 @@
 -- handled a round or stepped down, when one of them leads. A thread that
 -- hands out work while another leads writes to _wake, a pipe the leader
 -- waits on too, so that it sends what could not go at once.
-local concur = ...
+local concur, P = ...
+local E = P.E
 
 local Pool = {}
 Pool.__index = Pool
@@ -40,11 +41,12 @@ local function dq_pop(d)
   return v
 end
 
-local ERROR_MT = getmetatable(select(2, pcall(concur.error, "RemoteError", "")))
+local ERROR_MT = getmetatable(select(2, pcall(P.raise, E.REMOTE, "")))
 
-local function new_error(kind, message, fields)
-  local e = setmetatable({kind = kind, message = message, traceback = debug.traceback("", 3)},
-                         ERROR_MT)
+-- The error object of a code of the error table, not raised.
+local function new_error(code, message, fields)
+  local e = setmetatable({kind = P.kind(code), message = message,
+                          traceback = debug.traceback("", 3)}, ERROR_MT)
   for k, v in pairs(fields or {}) do e[k] = v end
   return e
 end
@@ -71,7 +73,7 @@ local OFFSET <const>, WHOLE <const> = 8, 9
 -- holds objects, which travel only as the message's own references.
 local function run_task(fn, kind, count, payload)
   if kind == CALL then return (fn(table.unpack(payload, 1, count))) end
-  local values = concur._newtable(count)
+  local values = P.newtable(count)
   if kind == MAP then
     for i = 1, count do values[i] = (fn(payload[i])) end
   else
@@ -80,7 +82,7 @@ local function run_task(fn, kind, count, payload)
       values[i] = (fn(table.unpack(args, 1, args.n or #args)))
     end
   end
-  local ok, packed = pcall(concur._pack, values)
+  local ok, packed = pcall(P.pack, values)
   return ok and packed or values
 end
 
@@ -138,7 +140,7 @@ local function worker(conn, others, progress, initializer, initargs, maxtasks)
     if nout == 0 and not last then return end
     out.n, out.last, out.busy = nout * 3, last or nil, busy
     local sent, why = pcall(conn.send, conn, out)
-    if not sent and concur.is(why, "Unsendable") then
+    if not sent and concur.is(why, P.kind(E.UNSENDABLE)) then
       -- Some result cannot travel: each goes on its own, and those that
       -- cannot become errors.
       for i = 1, nout * 3, 3 do
@@ -170,12 +172,12 @@ local function worker(conn, others, progress, initializer, initargs, maxtasks)
       for fid, fn in pairs(msg.fns) do fns[fid] = fn end
     end
     for i = 1, msg.n, 5 do
-      local t0, traced = concur.time(), concur._trace_now()
+      local t0, traced = concur.time(), P.trace_now()
       progress[1] = progress[1] + 1
       local good, value = xpcall(run_task, task_failed, fns[msg[i + 1]], msg[i + 2], msg[i + 3],
                                  msg[i + 4])
       progress[2] = progress[2] + 1
-      if traced then concur._trace_task(traced, fns[msg[i + 1]]) end
+      if traced then P.trace_task(traced, fns[msg[i + 1]]) end
       out[nout * 3 + 1], out[nout * 3 + 2], out[nout * 3 + 3] = msg[i], good, value
       nout = nout + 1
       local t1 = concur.time()
@@ -216,25 +218,25 @@ local function construct(cls, opts)
   opts = opts or {}
   if type(opts) == "number" then opts = {processes = opts} end
   if type(opts) ~= "table" then
-    concur.error("ValueError", "Pool takes a number of processes or a table of options: " ..
+    P.raise(E.VALUE, "Pool takes a number of processes or a table of options: " ..
                  "Pool(4), Pool{processes = 4, maxtasksperchild = 10}")
   end
-  concur._check_fields(opts, "Pool", 1, POOL_OPTIONS)
+  P.check_fields(opts, "Pool", 1, POOL_OPTIONS)
   local init = opts.initializer
   if init ~= nil and type(init) ~= "function" and not (getmetatable(init) or {}).__call then
-    concur.error("ValueError", ("initializer must be a function, not %s"):format(type(init)))
+    P.raise(E.VALUE, ("initializer must be a function, not %s"):format(type(init)))
   end
   if opts.initargs ~= nil and type(opts.initargs) ~= "table" then
-    concur.error("ValueError", ("initargs must be a table of arguments, not %s")
+    P.raise(E.VALUE, ("initargs must be a table of arguments, not %s")
       :format(type(opts.initargs)))
   end
-  local n = opts.processes or concur._pool_processes or concur.cpu_count()
+  local n = opts.processes or P.pool_processes or concur.cpu_count()
   if math.type(n) ~= "integer" or n < 1 then
-    concur.error("ValueError", "processes must be a whole number of at least 1")
+    P.raise(E.VALUE, "processes must be a whole number of at least 1")
   end
   if opts.maxtasksperchild ~= nil and (math.type(opts.maxtasksperchild) ~= "integer"
                                        or opts.maxtasksperchild < 1) then
-    concur.error("ValueError", "maxtasksperchild must be a whole number of at least 1")
+    P.raise(E.VALUE, "maxtasksperchild must be a whole number of at least 1")
   end
   local mutex = concur.RLock()
   local wake_r, wake_w = concur.Pipe(false)
@@ -253,12 +255,12 @@ end
 setmetatable(Pool, {__call = construct})
 
 function Pool:_check()
-  if self._broken then concur.error("ProcessError", self._broken .. ": make a new pool") end
+  if self._broken then P.raise(E.PROC, self._broken .. ": make a new pool") end
   if self._state ~= "running" then
-    concur.error("ProcessError", ("the pool is %s: make a new one"):format(self._state))
+    P.raise(E.PROC, ("the pool is %s: make a new one"):format(self._state))
   end
   if self._creator ~= concur.getpid() then
-    concur.error("ProcessError", "a pool can only be used by the process that made it")
+    P.raise(E.PROC, "a pool can only be used by the process that made it")
   end
 end
 
@@ -267,7 +269,7 @@ end
 function Pool:_submit(job, later)
   local fn = job[FN]
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
-    concur.error("ValueError", "a pool task needs a function")
+    P.raise(E.VALUE, "a pool task needs a function")
   end
   self._next_id = self._next_id + 1
   job[ID] = self._next_id
@@ -336,7 +338,7 @@ end
 -- the front of the queue.
 function Pool:_send(w, jobs)
   local n = #jobs
-  local msg = concur._newtable(n * 5, 2)
+  local msg = P.newtable(n * 5, 2)
   local fns, fids, wfids = nil, self._fids, w.fids
   local last_fn, fid
   for i = 1, n do
@@ -370,7 +372,7 @@ function Pool:_send(w, jobs)
     for i = 1, n do q[q.last + i] = jobs[i] end
     q.last = q.last + n
     if w.budget then w.budget = w.budget - n end
-  elseif concur.is(err, "Unsendable") then
+  elseif concur.is(err, P.kind(E.UNSENDABLE)) then
     if n == 1 then
       self:_finish(jobs[1], false, user_path(jobs[1], err))
     else
@@ -436,11 +438,11 @@ function Pool:_lost(slot)
   for _ = 1, ended do
     local job = dq_pop(w.jobs)
     if not job then break end
-    self:_finish(job, false, new_error("WorkerLost",
+    self:_finish(job, false, new_error(E.LOST,
       ("the worker (pid %d) died (exit code %s) before sending this task's result"):format(w.pid, code)))
   end
   if running > 0 and dq_len(w.jobs) > 0 then
-    self:_finish(dq_pop(w.jobs), false, new_error("WorkerLost",
+    self:_finish(dq_pop(w.jobs), false, new_error(E.LOST,
       ("the worker (pid %d) running this task died (exit code %s)"):format(w.pid, code)))
   end
   for i = w.jobs.last, w.jobs.first, -1 do dq_push_front(self._pending, w.jobs[i]) end
@@ -461,7 +463,7 @@ function Pool:_init_failed(w, err)
   local why = ("the pool's initializer failed in worker %d: %s"):format(w.pid, err.msg)
   self._broken = why
   local function fail(job)
-    self:_finish(job, false, new_error("RemoteError", why, {remote_traceback = err.tb}))
+    self:_finish(job, false, new_error(E.REMOTE, why, {remote_traceback = err.tb}))
   end
   for _, other in pairs(self._workers) do
     while dq_len(other.jobs) > 0 do fail(dq_pop(other.jobs)) end
@@ -481,7 +483,7 @@ function Pool:_handle(w, reply)
   for i = 1, n, 3 do
     local job = q[q.first]
     if not job or job[ID] ~= reply[i] then
-      concur.error("ProcessError", "a pool worker answered out of turn")
+      P.raise(E.PROC, "a pool worker answered out of turn")
     end
     q[q.first] = nil
     q.first = q.first + 1
@@ -489,7 +491,7 @@ function Pool:_handle(w, reply)
       self:_finish(job, true, reply[i + 2])
     else
       local err = reply[i + 2]
-      self:_finish(job, false, new_error("RemoteError",
+      self:_finish(job, false, new_error(E.REMOTE,
         ("a pool task failed in worker %d: %s"):format(reply.pid, err.msg), {remote_traceback = err.tb}))
     end
   end
@@ -539,7 +541,7 @@ function Pool:_pump(timeout)
       local got, reply = pcall(c.recv, c)
       if got then
         self:_handle(w, reply)
-      elseif concur.is(reply, "EOF") or concur.is(reply, "OSError") then
+      elseif concur.is(reply, P.kind(E.EOF)) or concur.is(reply, P.kind(E.SYS)) then
         self:_lost(slot)
       else
         error(reply, 0)
@@ -650,7 +652,7 @@ end
 local TIMEOUT_KEYWORD = {"timeout"}
 local function check_timeout(timeout, fn)
   if type(timeout) == "table" and getmetatable(timeout) == nil then
-    concur._check_fields(timeout, fn, 1, TIMEOUT_KEYWORD, 3) -- the user's get or wait
+    P.check_fields(timeout, fn, 1, TIMEOUT_KEYWORD, 3) -- the user's get or wait
     timeout = timeout.timeout
   end
   if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
@@ -669,14 +671,14 @@ end
 function AsyncResult:get(timeout)
   timeout = check_timeout(timeout, "get")
   if not self:wait(timeout) then
-    concur.error("Timeout", ("the result was not ready after %g s"):format(timeout))
+    P.raise(E.TIMEDOUT, ("the result was not ready after %g s"):format(timeout))
   end
   if self[STATE] ~= "ok" then error(self[VALUE], 2) end
   return self[VALUE]
 end
 
 function AsyncResult:successful()
-  if not self:ready() then concur.error("ValueError", "the result is not ready yet") end
+  if not self:ready() then P.raise(E.VALUE, "the result is not ready yet") end
   return self[STATE] == "ok"
 end
 
@@ -688,7 +690,7 @@ end
 -- An argument list and its length (args.n, else #args); the table is sent
 -- as it is.
 local function arg_count(args)
-  if type(args) ~= "table" then concur.error("ValueError", "args must be a table") end
+  if type(args) ~= "table" then P.raise(E.VALUE, "args must be a table") end
   return args.n or #args
 end
 
@@ -706,7 +708,7 @@ local apply_async = locked(function(self, fn, args, opts)
 end)
 
 function Pool:apply_async(fn, args, opts)
-  if opts ~= nil then concur._check_fields(opts, "apply_async", 3, RESULT_OPTIONS) end
+  if opts ~= nil then P.check_fields(opts, "apply_async", 3, RESULT_OPTIONS) end
   return apply_async(self, fn, args, opts)
 end
 
@@ -728,7 +730,7 @@ function Part:_done(ok, values)
     return
   end
   if type(values) == "string" then
-    concur._unpack_into(values, whole.values, self[OFFSET])
+    P.unpack_into(values, whole.values, self[OFFSET])
   else
     table.move(values, 1, self[COUNT], self[OFFSET] + 1, whole.values)
   end
@@ -747,7 +749,7 @@ local function parts(list, size, star, copy)
     local last = math.min(n, first + size - 1)
     local offset = first - 1
     first = last + 1
-    local payload = (copy and concur._slice or concur._view)(list, offset + 1, last)
+    local payload = (copy and P.slice or P.view)(list, offset + 1, last)
     if star then
       for i = offset + 1, last do arg_count(list[i]) end
     end
@@ -763,9 +765,9 @@ end
 
 local function check_map(self, fn, list, chunksize)
   self:_check()
-  if type(list) ~= "table" then concur.error("ValueError", "map takes a list") end
+  if type(list) ~= "table" then P.raise(E.VALUE, "map takes a list") end
   if chunksize ~= nil and (math.type(chunksize) ~= "integer" or chunksize < 1) then
-    concur.error("ValueError", "chunksize must be a whole number of at least 1")
+    P.raise(E.VALUE, "chunksize must be a whole number of at least 1")
   end
 end
 
@@ -775,7 +777,7 @@ Pool._map_async = locked(function(self, fn, list, chunksize, star, opts, view)
   check_map(self, fn, list, chunksize)
   chunksize = chunksize or default_chunksize(self, #list)
   local r = new_result(self, opts)
-  local whole = {result = r, values = concur._newtable(#list), left = -(-#list // chunksize)}
+  local whole = {result = r, values = P.newtable(#list), left = -(-#list // chunksize)}
   if whole.left == 0 then
     complete(r, true, {})
     return r
@@ -795,12 +797,12 @@ local MAP_KEYWORDS, SYNC_MAP_KEYWORDS = {"chunksize", "callback", "error_callbac
 local function keywords(name, chunksize, opts, async)
   if type(chunksize) == "table" and getmetatable(chunksize) == nil then
     if opts ~= nil then
-      concur.error("ValueError", name .. " takes its keywords in one table, after the list")
+      P.raise(E.VALUE, name .. " takes its keywords in one table, after the list")
     end
-    concur._check_fields(chunksize, name, 3, async and MAP_KEYWORDS or SYNC_MAP_KEYWORDS, 3)
+    P.check_fields(chunksize, name, 3, async and MAP_KEYWORDS or SYNC_MAP_KEYWORDS, 3)
     return chunksize.chunksize, async and chunksize or nil
   end
-  if opts ~= nil then concur._check_fields(opts, name, 4, RESULT_OPTIONS, 3) end
+  if opts ~= nil then P.check_fields(opts, name, 4, RESULT_OPTIONS, 3) end
   return chunksize, opts
 end
 
@@ -832,8 +834,8 @@ function IPart:_done(ok, values)
     return
   end
   if type(values) == "string" then
-    local list = concur._newtable(self[COUNT])
-    concur._unpack_into(values, list, 0)
+    local list = P.newtable(self[COUNT])
+    P.unpack_into(values, list, 0)
     values = list
   end
   local offset = self[OFFSET]
@@ -895,7 +897,7 @@ end)
 -- for the workers to end.
 Pool.join = locked(function(self)
   if self._state == "running" then
-    concur.error("ValueError", "the pool is still running: close() or terminate() it before join()")
+    P.raise(E.VALUE, "the pool is still running: close() or terminate() it before join()")
   end
   while self._outstanding > 0 and self._state ~= "terminated" do self:_wait_some(nil) end
   for slot, w in pairs(self._workers) do
@@ -930,7 +932,7 @@ Pool.terminate = locked(function(self)
   end
   self._conns = nil
   for _, job in ipairs(left) do
-    self:_finish(job, false, new_error("ProcessError", "the pool was terminated before this task ended"))
+    self:_finish(job, false, new_error(E.PROC, "the pool was terminated before this task ended"))
   end
   self:_nudge()
 end)
