@@ -88,20 +88,9 @@ int luaopen_concur(lua_State *L) {
   cc__lset_metrics_path(host.metrics_path);
   cc__lset_switch_interval(host.switch_interval);
   lua_newtable(L);
-  cc__open_error(L);
-  cc__open_lock(L);
-  cc__open_sem(L);
-  cc__open_event(L);
-  cc__open_cond(L);
-  cc__open_barrier(L);
-  cc__open_proc(L);
-  cc__open_queue(L);
-  cc__open_pipe(L);
-  cc__open_shm(L);
-  cc__open_dict(L);
-  cc__open_thread(L);
-  cc__open_runtime(L);
-  cc__open_codec(L);
+#define CC__LOPEN_CALL(name) cc__open_##name(L);
+  CC_LMODULE_MAP(CC__LOPEN_CALL)
+#undef CC__LOPEN_CALL
   if (host.pool_processes) {
     lua_pushinteger(L, host.pool_processes);
     cc__lset_private(L, "pool_processes");

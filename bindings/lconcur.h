@@ -156,19 +156,16 @@ int cc__lpush_acquired(lua_State *L, int r);
  * false, else the timeout's. A block that is not a boolean is refused. */
 int64_t cc__lblock_deadline(lua_State *L, int idx);
 
-/* Each primitive's file adds its constructors to the module at -1. */
-void cc__open_error(lua_State *L);
-void cc__open_lock(lua_State *L);
-void cc__open_sem(lua_State *L);
-void cc__open_event(lua_State *L);
-void cc__open_cond(lua_State *L);
-void cc__open_barrier(lua_State *L);
-void cc__open_proc(lua_State *L);
-void cc__open_queue(lua_State *L);
-void cc__open_pipe(lua_State *L);
-void cc__open_shm(lua_State *L);
-void cc__open_dict(lua_State *L);
-void cc__open_thread(lua_State *L);
+/* The files of the module, in the order they open: l<name>.c (and
+ * codec.c) adds its constructors to the module at -1 in cc__open_<name>.
+ * A new primitive's file is one line here. */
+#define CC_LMODULE_MAP(X)                                                      \
+  X(error) X(lock) X(sem) X(event) X(cond) X(barrier) X(proc) X(queue) X(pipe) \
+  X(shm) X(dict) X(thread) X(runtime) X(codec)
+
+#define CC__LOPEN_DECL(name) void cc__open_##name(lua_State *L);
+CC_LMODULE_MAP(CC__LOPEN_DECL)
+#undef CC__LOPEN_DECL
 /* Threads: joined at the end of a process; reset in a new child. */
 int cc__ljoin_threads(lua_State *L);
 void cc__lthreads_after_fork(lua_State *L);
@@ -178,8 +175,6 @@ void cc__lthreads_after_fork(lua_State *L);
 void cc__lthreads_before_fork(void);
 /* The interpreter hook's normal setting, after Ctrl-C took it over. */
 void cc__lhook_restore(lua_State *L);
-void cc__open_runtime(lua_State *L);
-void cc__open_codec(lua_State *L);
 
 /* The host's settings passed to the module before luaopen_concur. */
 typedef struct cc_lhost {

@@ -1,17 +1,11 @@
 /* proc - processes: fork, join, signals, reaping, and the run's runtime */
 #include "concur/proc.h"
-#include "concur/barrier.h"
-#include "concur/cond.h"
 #include "concur/deadlock.h"
-#include "concur/dict.h"
 #include "concur/error.h"
-#include "concur/event.h"
 #include "concur/lock.h"
 #include "concur/lockorder.h"
-#include "concur/queue.h"
-#include "concur/sem.h"
-#include "concur/shm.h"
 #include "concur/trace.h"
+#include "concur/types.h"
 #include "concur/wait.h"
 
 #include <dirent.h>
@@ -80,10 +74,10 @@ int cc_runtime_init(size_t arena_size, unsigned max_processes) {
   }
   /* Registered in a fixed order before any fork, so tags agree everywhere. */
   static const cc_type *const core_types[] = {
-      &cc_lock_type, &cc_rlock_type, &cc_sem_type,  &cc_bsem_type,
-      &cc_event_type, &cc_cond_type, &cc_barrier_type, &cc_queue_type,
-      &cc_jqueue_type, &cc_squeue_type, &cc_value_type, &cc_array_type,
-      &cc_dict_type, &cc_list_type, &cc_namespace_type};
+#define CC__TYPE_ADDR(sym) &sym,
+      CC_TYPE_MAP(CC__TYPE_ADDR)
+#undef CC__TYPE_ADDR
+  };
   for (size_t i = 0; i < sizeof core_types / sizeof *core_types; i++)
     cc_type_register(core_types[i]);
   return 0;
