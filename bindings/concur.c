@@ -1,4 +1,5 @@
 /* concur - luaopen_concur: the module, its runtime, and every primitive's file */
+#include "concur/config.h"
 #include "concur/error.h"
 #include "concur/fault.h"
 #include "concur/gil.h"
@@ -28,8 +29,16 @@ static const struct chunk {
 };
 
 /* Threads: the host's settings, written before luaopen_concur, read after. */
-static cc_lhost host = {(size_t)256 << 20, 512, 1.0, NULL, 0.005, 0};
+static cc_lhost host;
 static int hosted; /* threads: set by the host before luaopen_concur, then only read */
+
+/* A stock lua5.4's settings: the defaults (config.h). */
+static void defaults(void) {
+  cc_config c;
+  cc_config_defaults(&c);
+  host = (cc_lhost){c.arena_size, c.max_processes, c.time_scale, NULL, c.switch_interval,
+                    c.pool_processes};
+}
 
 void cc_lhost_configure(const cc_lhost *h) {
   host = *h;
@@ -83,6 +92,8 @@ static void runtime(lua_State *L) {
 }
 
 int luaopen_concur(lua_State *L) {
+  if (!hosted)
+    defaults();
   runtime(L);
   cc__lset_time_scale(host.time_scale);
   cc__lset_metrics_path(host.metrics_path);

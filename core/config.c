@@ -13,12 +13,9 @@
 #include <yaml.h>
 
 void cc_config_defaults(cc_config *c) {
-  c->arena_size = (size_t)256 << 20;
-  c->max_processes = 512;
-  c->run_timeout = 0;
-  c->switch_interval = 0.005;
-  c->time_scale = 1.0;
-  c->pool_processes = 0;
+#define CC__CONFIG_DEFAULT(type, field, key, def) c->field = (type)(def);
+  CC_CONFIG_MAP(CC__CONFIG_DEFAULT)
+#undef CC__CONFIG_DEFAULT
 }
 
 long long cc_config_parse_size(const char *s) {
@@ -83,8 +80,10 @@ const char *cc_config_nearest(const char *key, const char *const *known) {
 
 /* The keys, as dotted paths; sections are the prefixes before a dot. */
 static const char *const known_keys[] = {
-    "arena.size",          "limits.max_processes", "limits.run_timeout",
-    "threads.switch_interval", "time_scale",       "pool.processes", NULL};
+#define CC__CONFIG_KEY(type, field, key, def) key,
+    CC_CONFIG_MAP(CC__CONFIG_KEY)
+#undef CC__CONFIG_KEY
+    NULL};
 static const char *const known_sections[] = {"arena", "limits", "threads",
                                              "pool", "time_scale", NULL};
 
@@ -210,9 +209,11 @@ static int unknown(parser *p, yaml_event_t *ev, const char *key,
   snprintf(full, sizeof full, "%s%s%s", prefix ? prefix : "", prefix ? "." : "", key);
   if (near)
     return fail(p, &ev->start_mark, "unknown key '%s'; did you mean '%s'?", full, near);
-  return fail(p, &ev->start_mark, "unknown key '%s'; known keys are arena.size, "
-              "limits.max_processes, limits.run_timeout, threads.switch_interval, "
-              "time_scale, pool.processes", full);
+  char keys[256] = "";
+  for (const char *const *k = known_keys; *k; k++)
+    snprintf(keys + strlen(keys), sizeof keys - strlen(keys), "%s%s", k == known_keys ? "" : ", ",
+             *k);
+  return fail(p, &ev->start_mark, "unknown key '%s'; known keys are %s", full, keys);
 }
 
 /* A section's mapping: key: scalar pairs checked against the dotted keys. */

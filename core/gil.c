@@ -1,5 +1,6 @@
 /* gil - the global interpreter lock of a process's threads */
 #include "concur/gil.h"
+#include "concur/config.h"
 #include "concur/error.h"
 #include "concur/ident.h"
 #include "concur/trace.h"
@@ -20,7 +21,7 @@ static _Atomic int32_t holder;    /* the holder's tid, to poke */
 static void (*poke)(int tid); /* set before the first thread starts */
 static int enabled;
 static _Atomic int frozen; /* read by every thread's hook */
-static int64_t interval = 5000000;
+static int64_t interval; /* set by cc_gil_enable */
 static _Thread_local int held;
 static _Thread_local int released_for_wait;
 
@@ -87,8 +88,9 @@ static const cc_wait_hooks hooks = {may_spin, around_wait};
 void cc_gil_enable(int64_t switch_interval_ns) {
   if (enabled)
     return;
-  if (switch_interval_ns > 0)
-    interval = switch_interval_ns;
+  cc_config c;
+  cc_config_defaults(&c);
+  interval = switch_interval_ns > 0 ? switch_interval_ns : (int64_t)(c.switch_interval * 1e9);
   enabled = 1;
   cc_gil_acquire();
   cc_wait_set_hooks(&hooks);

@@ -73,6 +73,25 @@ static void bad_input_is_refused_precisely(void **state) {
   assert_non_null(strstr(err, "cannot open"));
 }
 
+/* The shipped config/concur.yaml sets every key, each to its default:
+ * loaded over a config of other values, it gives the defaults. */
+static void the_shipped_file_says_the_defaults(void **state) {
+  (void)state;
+  cc_config shipped, defaults;
+  cc_config_defaults(&defaults);
+#define CC__CONFIG_OTHER(type, field, key, def) shipped.field = (type)(defaults.field + 1);
+  CC_CONFIG_MAP(CC__CONFIG_OTHER)
+#undef CC__CONFIG_OTHER
+  char err[512];
+  assert_int_equal(cc_config_load(&shipped, CONCUR_SOURCE_DIR "/config/concur.yaml", err,
+                                  sizeof err), 0);
+#define CC__CONFIG_SAME(type, field, key, def)                                 \
+  if (shipped.field != defaults.field)                                         \
+    fail_msg("config/concur.yaml: %s is not its default (or not there)", key);
+  CC_CONFIG_MAP(CC__CONFIG_SAME)
+#undef CC__CONFIG_SAME
+}
+
 static void sizes(void **state) {
   (void)state;
   assert_int_equal(cc_config_parse_size("4096"), 4096);
@@ -88,6 +107,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(overrides),
       cmocka_unit_test(bad_input_is_refused_precisely),
+      cmocka_unit_test(the_shipped_file_says_the_defaults),
       cmocka_unit_test(sizes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

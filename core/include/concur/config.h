@@ -4,15 +4,24 @@
 
 #include <stddef.h>
 
+/* The settings, each once: its type, its field, its key in the YAML and
+ * its default. Everything that lists them is made from here; the shipped
+ * config/concur.yaml says the same defaults (test_config reads it). */
+#define CC_CONFIG_MAP(X)                                                       \
+  X(size_t, arena_size, "arena.size", (size_t)256 << 20)      /* bytes */      \
+  X(unsigned, max_processes, "limits.max_processes", 512)                      \
+  X(double, run_timeout, "limits.run_timeout", 0)             /* s; 0: none */ \
+  X(double, switch_interval, "threads.switch_interval", 0.005) /* s */         \
+  X(double, time_scale, "time_scale", 1)   /* sleeps and timeouts scaled */    \
+  X(unsigned, pool_processes, "pool.processes", 0)            /* 0: cores */
+
 typedef struct cc_config {
-  size_t arena_size;         /* arena.size, bytes */
-  unsigned max_processes;    /* limits.max_processes */
-  double run_timeout;        /* limits.run_timeout, seconds; 0: none */
-  double switch_interval;    /* threads.switch_interval, seconds */
-  double time_scale;         /* time_scale: sleeps and timeouts are scaled */
-  unsigned pool_processes;   /* pool.processes; 0: cpu_count() */
+#define CC__CONFIG_FIELD(type, field, key, def) type field;
+  CC_CONFIG_MAP(CC__CONFIG_FIELD)
+#undef CC__CONFIG_FIELD
 } cc_config;
 
+/* Fills c with the defaults. */
 void cc_config_defaults(cc_config *c);
 /* Overrides c with the settings of the YAML file at path. On failure returns
  * CC_ECONFIG and writes "path:line:col: what is wrong and what to do" to err;
