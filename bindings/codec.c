@@ -31,9 +31,9 @@
  */
 
 enum {
-  VERSION = 1,
+  VERSION = 2,
   T_NIL = 0, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_FUNC,
-  T_CFUNC, T_OBJ, T_CONN, T_CUSTOM, T_END, T_MODULE
+  T_CFUNC, T_OBJ, T_SENDABLE, T_CUSTOM, T_END, T_MODULE
 };
 
 #define MAX_DEPTH 200
@@ -92,7 +92,7 @@ typedef struct seg {
   const char *name; /* SEG_UPVALUE */
 } seg;
 
-typedef struct enc {
+typedef struct cc_lenc {
   lua_State *L;
   cc_msg *m;
   cc_fds *fds;
@@ -451,38 +451,69 @@ static void encode_function(enc *e, int idx) {
   }
 }
 
-/* A view goes as the list it shows (items only: nil ones too). */
-static void encode_view(enc *e, int idx, const cc_lview *v) {
+/* The send protocol's types, by their wire number (their index here):
+ * registered when the module opens, before any fork or thread, in the same
+ * order in every process. */
+#define SENDABLES_MAX 16
+static const cc_lsendable *sendables[SENDABLES_MAX];
+static int nsendables;
+#define SENDABLE_KEY "__concur_sendable"
+
+void cc__lcodec_register(lua_State *L, const cc_lsendable *t) {
+  int id = 0;
+  while (id < nsendables && sendables[id] != t)
+    id++;
+  if (id == nsendables) {
+    if (nsendables == SENDABLES_MAX)
+      luaL_error(L, "more than %d types of userdata that travel", SENDABLES_MAX);
+    sendables[nsendables++] = t;
+  }
+  luaL_getmetatable(L, t->tname);
+  lua_pushinteger(L, id);
+  lua_setfield(L, -2, SENDABLE_KEY);
+  lua_pop(L, 1);
+}
+
+void cc__lput_byte(cc_lenc *e, int b) { put_byte(e, b); }
+void cc__lput_varint(cc_lenc *e, uint64_t v) { put_varint(e, v); }
+int cc__lunsendable(cc_lenc *e, const char *what) { return unsendable(e, what); }
+
+void cc__lput_item(cc_lenc *e, lua_Integer i, int idx) {
   lua_State *L = e->L;
-  if (seen_before(e, idx)) /* it takes an id, as the table it becomes */
+  if (lua_type(L, idx) == LUA_TNUMBER && lua_isinteger(L, idx)) {
+    put_int(e, lua_tointeger(L, idx));
     return;
-  lua_getiuservalue(L, idx, 1);
-  int t = lua_gettop(L);
-  lua_Integer n = v->last >= v->first ? v->last - v->first + 1 : 0;
+  }
+  e->path[e->depth + 1] = (seg){.kind = SEG_INDEX, .i = i};
+  e->depth++;
+  encode(e, lua_absindex(L, idx));
+  e->depth--;
+}
+
+int cc__lput_list(cc_lenc *e, int idx, lua_Integer n) {
+  if (seen_before(e, idx)) /* it takes an id, as the table it becomes */
+    return 0;
   put_byte(e, T_TABLE);
   put_varint(e, (uint64_t)n);
-  for (lua_Integer i = 0; i < n; i++) {
-    if (lua_rawgeti(L, t, v->first + i) == LUA_TNUMBER && lua_isinteger(L, -1)) {
-      put_int(e, lua_tointeger(L, -1));
-    } else {
-      e->path[e->depth + 1] = (seg){.kind = SEG_INDEX, .i = i + 1};
-      e->depth++;
-      encode(e, lua_gettop(L));
-      e->depth--;
-    }
-    lua_pop(L, 1);
+  return 1;
+}
+
+void cc__lput_list_end(cc_lenc *e) { put_byte(e, T_END); }
+
+int cc__lput_fd(cc_lenc *e, int fd, const char *what) {
+  if (!e->fds) {
+    char why[96];
+    snprintf(why, sizeof why, "a %s travels through a Pipe, not through a Queue", what);
+    unsendable(e, why);
   }
-  put_byte(e, T_END);
-  lua_pop(L, 1);
+  if (e->fds->n >= (int)(sizeof e->fds->fd / sizeof *e->fds->fd))
+    unsendable(e, "more than 16 descriptors in one message");
+  e->fds->fd[e->fds->n] = fd;
+  return e->fds->n++;
 }
 
 static void encode_userdata(enc *e, int idx) {
   lua_State *L = e->L;
-  const cc_lview *v = luaL_testudata(L, idx, CC_LVIEW);
-  if (v) {
-    encode_view(e, idx, v);
-    return;
-  }
   cc_obj *o = cc__ltest_obj(L, idx, NULL);
   if (o) {
     uint32_t off = cc_arena_off(o);
@@ -505,18 +536,18 @@ static void encode_userdata(enc *e, int idx) {
     put_varint(e, i);
     return;
   }
-  int flags;
-  int fd = cc__lpipe_fd(L, idx, &flags);
-  if (fd >= 0) {
-    if (!e->fds)
-      unsendable(e, "a Connection travels through a Pipe, not through a Queue");
-    if (e->fds->n >= (int)(sizeof e->fds->fd / sizeof *e->fds->fd))
-      unsendable(e, "more than 16 Connections in one message");
-    e->fds->fd[e->fds->n] = fd;
-    put_byte(e, T_CONN);
-    put_varint(e, (uint64_t)e->fds->n++);
-    put_byte(e, flags);
-    return;
+  if (luaL_getmetafield(L, idx, SENDABLE_KEY) == LUA_TNUMBER) {
+    lua_Integer id = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (id >= 0 && id < nsendables) {
+      const cc_lsendable *t = sendables[id];
+      if (t->decode) {
+        put_byte(e, T_SENDABLE);
+        put_varint(e, (uint64_t)id);
+      }
+      t->encode(e, L, lua_absindex(L, idx));
+      return;
+    }
   }
   if (luaL_getmetafield(L, idx, "__concur_encode") != LUA_TNIL) {
     lua_pop(L, 1);
@@ -734,7 +765,7 @@ void cc__lmsg_give(cc_msg *m) {
 
 /* ---------------------------------------------------------------- decode */
 
-typedef struct dec {
+typedef struct cc_ldec {
   lua_State *L;
   const unsigned char *p, *start, *end;
   const cc_msg *m;
@@ -749,6 +780,8 @@ static int corrupt(dec *d, const char *why) {
   return cc__lraise_code(d->L, CC_EVALUE, "corrupt message: %s (at byte %d)", why,
                     (int)(d->p - d->start));
 }
+
+int cc__lcorrupt(cc_ldec *d, const char *why) { return corrupt(d, why); }
 
 static int get_byte(dec *d) {
   if (d->p >= d->end)
@@ -768,6 +801,15 @@ static uint64_t get_varint(dec *d) {
   }
   corrupt(d, "a number is too long");
   return 0;
+}
+
+int cc__lget_byte(cc_ldec *d) { return get_byte(d); }
+uint64_t cc__lget_varint(cc_ldec *d) { return get_varint(d); }
+
+int cc__lget_fd(cc_ldec *d, uint64_t i) {
+  if (!d->fds || i >= (uint64_t)d->fds->n)
+    corrupt(d, "a descriptor that did not come with the message");
+  return d->fds->fd[i];
 }
 
 static size_t get_len(dec *d) {
@@ -957,12 +999,11 @@ static void decode(dec *d) {
   case T_OBJ:
     decode_obj(d);
     break;
-  case T_CONN: {
-    uint64_t i = get_varint(d);
-    int flags = get_byte(d);
-    if (!d->fds || i >= (uint64_t)d->fds->n)
-      corrupt(d, "a Connection without its descriptor");
-    cc__lpipe_wrap(L, d->fds->fd[i], flags);
+  case T_SENDABLE: {
+    uint64_t id = get_varint(d);
+    if (id >= (uint64_t)nsendables || !sendables[id]->decode)
+      corrupt(d, "a value of an unknown type");
+    sendables[id]->decode(d, L);
     break;
   }
   case T_CUSTOM:

@@ -31,18 +31,24 @@ static void push_conn(lua_State *L) {
   luaL_setmetatable(L, CONN_MT);
 }
 
-int cc__lpipe_fd(lua_State *L, int idx, int *flags) {
-  cc_conn *c = luaL_testudata(L, idx, CONN_MT);
-  if (!c || !cc_conn_open(c))
-    return -1;
-  *flags = c->flags & (CC_CONN_READ | CC_CONN_WRITE);
-  return c->fd;
+/* The send protocol: a Connection travels through a Pipe as its
+ * descriptor (beside the message, SCM_RIGHTS) and which ways it goes. */
+static void conn_encode(cc_lenc *e, lua_State *L, int idx) {
+  cc_conn *c = lua_touserdata(L, idx);
+  if (!cc_conn_open(c))
+    cc__lunsendable(e, "a closed Connection");
+  cc__lput_varint(e, (uint64_t)cc__lput_fd(e, c->fd, "Connection"));
+  cc__lput_byte(e, c->flags & (CC_CONN_READ | CC_CONN_WRITE));
 }
 
-void cc__lpipe_wrap(lua_State *L, int fd, int flags) {
+static void conn_decode(cc_ldec *d, lua_State *L) {
+  int fd = cc__lget_fd(d, cc__lget_varint(d));
+  int flags = cc__lget_byte(d);
   push_conn(L);
   cc_conn_init(lua_touserdata(L, -1), fd, flags & (CC_CONN_READ | CC_CONN_WRITE));
 }
+
+static const cc_lsendable conn_sendable = {CONN_MT, conn_encode, conn_decode};
 
 /* Pipe([duplex=true]) or Pipe{duplex = b}, as Python's keyword -> a, b; one
  * way: a only receives, b only sends. */
@@ -356,6 +362,7 @@ void cc__open_pipe(lua_State *L) {
   luaL_setfuncs(L, methods, 0);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+  cc__lcodec_register(L, &conn_sendable);
   lua_pushcfunction(L, l_pipe);
   lua_setfield(L, -2, "Pipe");
   lua_pushcfunction(L, l_wait);

@@ -1,4 +1,5 @@
 /* lruntime - concur's functions: sleep, time, cpu_count, getpid, params, report */
+#include "codec.h"
 #include "concur/error.h"
 #include "concur/gil.h"
 #include "concur/lock.h"
@@ -243,6 +244,26 @@ static int l_trace_task(lua_State *L) {
   return 0;
 }
 
+/* The send protocol: a view goes as the list it shows (its items, nil
+ * ones too), and arrives as that list. */
+static void view_encode(cc_lenc *e, lua_State *L, int idx) {
+  const cc_lview *v = lua_touserdata(L, idx);
+  lua_Integer n = v->last >= v->first ? v->last - v->first + 1 : 0;
+  if (!cc__lput_list(e, idx, n))
+    return;
+  lua_getiuservalue(L, idx, 1);
+  int t = lua_gettop(L);
+  for (lua_Integer i = 0; i < n; i++) {
+    lua_rawgeti(L, t, v->first + i);
+    cc__lput_item(e, i + 1, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  cc__lput_list_end(e);
+}
+
+static const cc_lsendable view_sendable = {CC_LVIEW, view_encode, NULL};
+
 void cc__open_runtime(lua_State *L) {
   static const luaL_Reg funcs[] = {{"sleep", l_sleep},
                                    {"time", l_time},
@@ -264,6 +285,7 @@ void cc__open_runtime(lua_State *L) {
   lua_pushliteral(L, "concur.view");
   lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
+  cc__lcodec_register(L, &view_sendable);
   if (lua_getfield(L, -1, "params") != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
