@@ -1,5 +1,6 @@
 /* codec - Lua values to bytes and back, for queues, pipes, pools and managers */
 #include "codec.h"
+#include "sign.h"
 #include "concur/arena.h"
 #include "concur/error.h"
 #include "concur/proctab.h"
@@ -40,44 +41,6 @@ enum {
 #define UP_VALUE 0
 #define UP_ENV 1
 
-/* SipHash-2-4 (Aumasson and Bernstein), 64-bit output. */
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                               \
-  do {                                                                         \
-    v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                  \
-    v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                     \
-    v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                     \
-    v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                  \
-  } while (0)
-
-static uint64_t siphash(const uint8_t *in, size_t n, const uint8_t k[16]) {
-  uint64_t k0, k1;
-  memcpy(&k0, k, 8);
-  memcpy(&k1, k + 8, 8);
-  uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
-  uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
-  uint64_t b = (uint64_t)n << 56, m;
-  const uint8_t *end = in + n - (n % 8);
-  for (; in != end; in += 8) {
-    memcpy(&m, in, 8);
-    v3 ^= m;
-    SIPROUND;
-    SIPROUND;
-    v0 ^= m;
-  }
-  for (int i = (int)(n % 8) - 1; i >= 0; i--)
-    b |= (uint64_t)in[i] << (8 * i);
-  v3 ^= b;
-  SIPROUND;
-  SIPROUND;
-  v0 ^= b;
-  v2 ^= 0xff;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  return v0 ^ v1 ^ v2 ^ v3;
-}
 
 /* ---------------------------------------------------------------- encode */
 
@@ -427,7 +390,7 @@ static void encode_function(enc *e, int idx) {
   put_byte(e, T_FUNC);
   put_varint(e, n);
   put(e, code, n);
-  uint64_t tag = siphash((const uint8_t *)code, n, cc_arena_secret());
+  uint64_t tag = cc__lsign(code, n);
   put(e, &tag, sizeof tag);
   lua_pop(L, 2);
   int nups = 0;
@@ -885,7 +848,7 @@ static void decode_function(dec *d) {
   uint64_t tag;
   memcpy(&tag, d->p, 8);
   d->p += 8;
-  if (tag != siphash(code, n, cc_arena_secret()))
+  if (tag != cc__lsign(code, n))
     corrupt(d, "a function does not come from this run (bad signature)");
   if (luaL_loadbufferx(L, (const char *)code, n, "=message", "b") != LUA_OK)
     corrupt(d, lua_tostring(L, -1));
@@ -1172,34 +1135,9 @@ static int unpack_all(lua_State *L) {
   return 0;
 }
 
-/* _pack(list) -> string, or nil when the list holds objects or Connections
- * (which travel only as a message's own references). */
-static int l_pack(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  cc_msg *m = cc__lmsg_take(L);
-  cc_fds fds;
-  if (cc__lencode(L, 1, 1, m, &fds, "list") != LUA_OK) {
-    cc__lmsg_give(m);
-    return lua_error(L);
-  }
-  int plain = m->nrefs == 0 && fds.n == 0;
-  cc_msg_unref(m);
-  if (plain)
-    lua_pushlstring(L, m->data, m->len); /* a memory error here loses m (see above) */
-  cc__lmsg_give(m);
-  if (!plain)
-    lua_pushnil(L);
-  return 1;
-}
-
-/* _unpack_into(s, target, offset): puts the list _pack made into
- * target[offset + 1 ...], without a list of its own on the way. */
-static int l_unpack_into(lua_State *L) {
-  size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_Integer off = luaL_checkinteger(L, 3);
-  luaL_argcheck(L, off >= 0, 3, "an offset of 0 or more");
+int cc__ldecode_list_into(lua_State *L, const char *s, size_t len, int target,
+                          lua_Integer off) {
+  target = lua_absindex(L, target);
   cc_msg m = {.data = (char *)s, .len = len};
   dec d = {.start = (const unsigned char *)s, .m = &m, .adopted = NULL};
   d.p = d.start;
@@ -1207,14 +1145,8 @@ static int l_unpack_into(lua_State *L) {
   lua_pushcfunction(L, unpack_all);
   lua_pushlightuserdata(L, &d);
   lua_pushnil(L); /* the slot for references */
-  lua_pushvalue(L, 2);
+  lua_pushvalue(L, target);
   lua_pushinteger(L, off);
   lua_call(L, 4, 0);
   return 0;
 }
-
-void cc__open_codec(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"pack", l_pack}, {"unpack_into", l_unpack_into}, {NULL, NULL}};
-  cc__lprivate_funcs(L, funcs);
-}
-

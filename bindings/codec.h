@@ -22,6 +22,12 @@ int cc__lencode(lua_State *L, int idx, int n, cc_msg *m, cc_fds *fds,
  * crash. */
 int cc__ldecode(lua_State *L, const cc_msg *m, const cc_fds *fds);
 
+/* Decodes the message of len bytes at s, which holds one list, into the
+ * table at target: its items go to target[off + 1 ...]. Raises ValueError
+ * for bad bytes. */
+int cc__ldecode_list_into(lua_State *L, const char *s, size_t len, int target,
+                          lua_Integer off);
+
 /* A message buffer of the calling thread's, its own until it is given back
  * (in every path, before raising): see the DESIGN note in codec.c. Raises
  * only for a lack of memory. */

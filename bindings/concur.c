@@ -50,25 +50,6 @@ void cc_lclose(lua_State *L) {
   lua_close(L);
 }
 
-#define PRIVATE "concur.private"
-
-void cc__lpush_private(lua_State *L) {
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, PRIVATE);
-}
-
-void cc__lset_private(lua_State *L, const char *name) {
-  cc__lpush_private(L);
-  lua_insert(L, -2);
-  lua_setfield(L, -2, name);
-  lua_pop(L, 1);
-}
-
-void cc__lprivate_funcs(lua_State *L, const luaL_Reg *funcs) {
-  cc__lpush_private(L);
-  luaL_setfuncs(L, funcs, 0);
-  lua_pop(L, 1);
-}
-
 /* require "concur.private" */
 static int open_private(lua_State *L) {
   cc__lpush_private(L);

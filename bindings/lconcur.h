@@ -156,12 +156,12 @@ int cc__lpush_acquired(lua_State *L, int r);
  * false, else the timeout's. A block that is not a boolean is refused. */
 int64_t cc__lblock_deadline(lua_State *L, int idx);
 
-/* The files of the module, in the order they open: l<name>.c (and
- * codec.c) adds its constructors to the module at -1 in cc__open_<name>.
+/* The files of the module, in the order they open: l<name>.c adds its
+ * constructors to the module at -1 in cc__open_<name>.
  * A new primitive's file is one line here. */
 #define CC_LMODULE_MAP(X)                                                      \
   X(error) X(lock) X(sem) X(event) X(cond) X(barrier) X(proc) X(queue) X(pipe) \
-  X(shm) X(dict) X(thread) X(runtime) X(codec)
+  X(shm) X(dict) X(thread) X(runtime) X(pack)
 
 #define CC__LOPEN_DECL(name) void cc__open_##name(lua_State *L);
 CC_LMODULE_MAP(CC__LOPEN_DECL)
