@@ -2,6 +2,7 @@
 #ifndef CONCUR_LCONCUR_H
 #define CONCUR_LCONCUR_H
 
+#include "concur.h"
 #include "concur/arena.h"
 
 #include <lauxlib.h>
@@ -176,26 +177,6 @@ void cc__lthreads_before_fork(void);
 /* The interpreter hook's normal setting, after Ctrl-C took it over. */
 void cc__lhook_restore(lua_State *L);
 
-/* The host's settings passed to the module before luaopen_concur. */
-typedef struct cc_lhost {
-  size_t arena_size;
-  unsigned max_processes;
-  double time_scale;
-  const char *metrics_path; /* where concur.report appends; NULL: nowhere */
-  double switch_interval;    /* seconds a thread waits for the GIL before it asks */
-  unsigned pool_processes;   /* 0: cpu_count() */
-} cc_lhost;
-/* Called by the host before luaopen_concur (and not by a stock lua5.4, where
- * the defaults and the CONCUR_* environment apply). */
-void cc_lhost_configure(const cc_lhost *h);
-/* The end of the main script: terminate daemon children, join the others,
- * reap adopted orphans. Returns 0 or CC_EINTR. */
-int cc_lfinish(lua_State *L);
-/* Closes L: the process's other threads are stopped first, whatever ended
- * the script: none runs Lua again, and one
- * that waits for the GIL or wakes from a wait waits for good, as CPython's
- * daemon threads at interpreter exit. */
-void cc_lclose(lua_State *L);
 /* Under a stock lua5.4 (lend.c): enable makes the state's close end the
  * run with fn (cc_lfinish) and os.exit end the children; renew makes a new
  * sentinel that does it, newer than every handle made so far (the starts
@@ -213,17 +194,11 @@ void cc__linstall_sigint(lua_State *L);
 void cc__linterrupt_state(lua_State *L);
 void cc__linterrupt_pend(void);
 int cc__linterrupt_pending(void);
-void cc__linterrupt_take(void);
-int cc__linterrupt_taken(void);
 /* Installs handler for sig (restarting the calls it interrupts or not);
  * the handler before it goes to *prev unless prev is NULL. */
 struct sigaction;
 void cc__lcatch(int sig, void (*handler)(int), int restart, struct sigaction *prev);
 void cc__lset_switch_interval(double seconds);
-
-/* For the host: os.exit raises SystemExit in the main process and ends a
- * child at once. */
-void cc__lhosted_os_exit(lua_State *L);
 
 /* A view of list[first..last] (lruntime.c's _view), which the codec sends
  * as that list, without the copy: the Pool's parts of a map. The list is
@@ -232,7 +207,5 @@ void cc__lhosted_os_exit(lua_State *L);
 typedef struct cc_lview {
   lua_Integer first, last;
 } cc_lview;
-
-int luaopen_concur(lua_State *L);
 
 #endif

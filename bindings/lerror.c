@@ -51,9 +51,9 @@ static volatile sig_atomic_t interrupt_pending, interrupt_taken;
 void cc__linterrupt_state(lua_State *L) { main_state = L; }
 void cc__linterrupt_pend(void) { interrupt_pending = 1; }
 int cc__linterrupt_pending(void) { return interrupt_pending; }
-int cc__linterrupt_taken(void) { return interrupt_taken; }
+int cc_linterrupt_taken(void) { return interrupt_taken; }
 
-void cc__linterrupt_take(void) {
+void cc_linterrupt_take(void) {
   interrupt_pending = 0;
   interrupt_taken = 1;
   cc_interrupt_clear();
@@ -63,7 +63,7 @@ void cc__linterrupt_take(void) {
 
 int cc__lraise_code(lua_State *L, int err, const char *fmt, ...) {
   if (err == CC_EINTR) {
-    cc__linterrupt_take();
+    cc_linterrupt_take();
     if (!fmt)
       return raise_kind(L, cc_errkind(err), "interrupted (Ctrl-C)");
   }

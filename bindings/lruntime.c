@@ -129,7 +129,7 @@ static int l_report(lua_State *L) {
 void cc__lhook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   if (cc__linterrupt_pending() && L == sig_state) {
-    cc__linterrupt_take();
+    cc_linterrupt_take();
     cc__lraise_code(L, CC_EINTR, "interrupted (Ctrl-C)");
   }
   /* A one-shot hook (a poke for the GIL): the next poke sets it again. */
@@ -297,7 +297,7 @@ void cc__open_runtime(lua_State *L) {
   lua_setfield(L, -2, "time_scale");
 }
 
-void cc__lhosted_os_exit(lua_State *L) {
+void cc_lhost_os_exit(lua_State *L) {
   if (lua_getglobal(L, "os") == LUA_TTABLE) {
     lua_pushcfunction(L, l_os_exit);
     lua_setfield(L, -2, "exit");

@@ -1,4 +1,5 @@
 /* run - concur run: a supervisor that owns the run, and the Lua runner it forks */
+#include "concur.h"
 #include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/fault.h"
@@ -7,7 +8,6 @@
 #include "concur/trace.h"
 #include "concur/wait.h"
 #include "host.h"
-#include "lconcur.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -116,7 +116,7 @@ static int run_script(const run_opts *o) {
   lua_pop(L, 2);
   luaL_requiref(L, "concur.yaml", host_open_yaml, 0);
   lua_pop(L, 1);
-  cc__lhosted_os_exit(L);
+  cc_lhost_os_exit(L);
   /* As lua.c: arg[0] the script, arg[1]... its arguments, and what came
    * before the script (the binary, "run", options) at arg[-1], arg[-2]... */
   lua_createtable(L, o->nargs, o->script_at + 2);
@@ -159,7 +159,7 @@ static int run_script(const run_opts *o) {
   }
   /* A Ctrl-C the script caught still ends the run as interrupted, unless
    * the script chose its exit code (os.exit). */
-  if (code == EXIT_OK && cc__linterrupt_taken() && status == LUA_OK) {
+  if (code == EXIT_OK && cc_linterrupt_taken() && status == LUA_OK) {
     fprintf(stderr, "concur: interrupted\n");
     code = EXIT_INTERRUPTED;
   }
@@ -167,7 +167,7 @@ static int run_script(const run_opts *o) {
    * not: terminate the daemon children, join the others (another Ctrl-C
    * stops that, as the supervisor ends the run at a second one). */
   if (cc_lfinish(L) == CC_EINTR) {
-    cc__linterrupt_take();
+    cc_linterrupt_take();
     fprintf(stderr, "concur: interrupted while joining the children\n");
     code = EXIT_INTERRUPTED;
   }
