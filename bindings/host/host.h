@@ -32,6 +32,10 @@ typedef struct run_opts {
   cc_config cfg;
 } run_opts;
 
+/* Overrides c with the settings of the YAML file at path. On failure returns
+ * CC_ECONFIG and writes "path:line:col: what is wrong and what to do" to err;
+ * c may then be partly overridden. */
+int host_config_load(cc_config *c, const char *path, char *err, size_t errlen);
 /* concur run: supervises the run and returns the exit code. */
 int host_run(const run_opts *o);
 /* Opens "concur.yaml": load(path) -> the document as Lua values. */

@@ -149,7 +149,7 @@ static int parse_run(int argc, char **argv, run_opts *o) {
   char err[512];
   if (!config && access("config/concur.yaml", F_OK) == 0)
     config = "config/concur.yaml";
-  if (config && cc_config_load(&o->cfg, config, err, sizeof err)) {
+  if (config && host_config_load(&o->cfg, config, err, sizeof err)) {
     fprintf(stderr, "concur: %s\n", err);
     return EXIT_USAGE;
   }

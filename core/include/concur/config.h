@@ -1,4 +1,4 @@
-/* config - the run's settings: compiled-in defaults, overridden by YAML */
+/* config - the run's settings: their list, defaults, sizes and near names */
 #ifndef CONCUR_CONFIG_H
 #define CONCUR_CONFIG_H
 
@@ -23,14 +23,12 @@ typedef struct cc_config {
 
 /* Fills c with the defaults. */
 void cc_config_defaults(cc_config *c);
-/* Overrides c with the settings of the YAML file at path. On failure returns
- * CC_ECONFIG and writes "path:line:col: what is wrong and what to do" to err;
- * c may then be partly overridden. */
-int cc_config_load(cc_config *c, const char *path, char *err, size_t errlen);
 /* Parses a size: a whole number of bytes, or one with a K, M or G suffix
  * (KiB, MiB, GiB). -1 when it is none of those. */
 long long cc_config_parse_size(const char *s);
-/* The known key nearest to `key` (edit distance), or NULL if none is close. */
+/* The known key nearest to `key` (edit distance), or NULL if none is close:
+ * for messages that name a misspelt key. The host reads config files
+ * (bindings/host/config.c): the core links no YAML. */
 const char *cc_config_nearest(const char *key, const char *const *known);
 
 #endif
