@@ -889,13 +889,24 @@ static void decode_named(dec *d, int custom) {
   d->p += n;
   const char *name = lua_tostring(L, -1);
   if (custom) {
+    /* The encoder numbered the value before its state: its number is
+     * taken first, and the value made from the state goes there, so that
+     * references to it (and to what follows) are right. */
+    lua_pushboolean(L, 0);
+    remember(d);
+    lua_pop(L, 1);
+    int id = d->next_id - 1;
     lua_getfield(L, LUA_REGISTRYINDEX, "concur.codec.types");
     if (!lua_istable(L, -1) || lua_getfield(L, -1, name) != LUA_TFUNCTION)
-      corrupt(d, "a value of an unknown kind");
+      cc__lraise_code(L, CC_EVALUE, "a message holds a value of class '%s', which this process "
+                      "has not made: make it (concur.class) before this process starts, or "
+                      "in it before it receives one", name);
     decode(d);
     lua_call(L, 1, 1);
     lua_replace(L, -3);
     lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, d->refs, id);
     return;
   }
   const char *dot = strrchr(name, '.');

@@ -10,22 +10,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "class_lua.h"
 #include "manager_lua.h"
 #include "pool_lua.h"
 #include "thread_lua.h"
 
 /* The module's Lua chunks (bindings/lua/), in the order they load: each is
- * called with the module and the private table, and its results become
- * the module's fields (Manager also returns its proxies' decoder). */
+ * called with the module and the private table, and its result becomes the
+ * module's field. */
 static const struct chunk {
   const char *name;
   const unsigned char *code;
   size_t len;
-  const char *fields[2];
+  const char *field;
 } chunks[] = {
-    {"pool", pool_lua, sizeof pool_lua, {"Pool", NULL}},
-    {"thread", thread_lua, sizeof thread_lua, {"Thread", NULL}},
-    {"manager", manager_lua, sizeof manager_lua, {"Manager", "concur.Proxy"}},
+    {"class", class_lua, sizeof class_lua, "class"},
+    {"pool", pool_lua, sizeof pool_lua, "Pool"},
+    {"thread", thread_lua, sizeof thread_lua, "Thread"},
+    {"manager", manager_lua, sizeof manager_lua, "Manager"},
 };
 
 /* Threads: the host's settings, written before luaopen_concur, read after. */
@@ -87,6 +89,9 @@ int luaopen_concur(lua_State *L) {
     lua_pushinteger(L, host.pool_processes);
     cc__lset_private(L, "pool_processes");
   }
+  /* The codec's decoders of the Lua types that travel (concur.class). */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, "concur.codec.types");
+  cc__lset_private(L, "codec_types");
   for (size_t i = 0; i < sizeof chunks / sizeof *chunks; i++) {
     const struct chunk *c = &chunks[i];
     char name[32];
@@ -95,17 +100,8 @@ int luaopen_concur(lua_State *L) {
       lua_error(L);
     lua_pushvalue(L, -2);
     cc__lpush_private(L);
-    lua_call(L, 2, 2);
-    /* A second result is a decoder, of the codec's types. */
-    if (c->fields[1]) {
-      luaL_getsubtable(L, LUA_REGISTRYINDEX, "concur.codec.types");
-      lua_insert(L, -2);
-      lua_setfield(L, -2, c->fields[1]);
-      lua_pop(L, 1);
-    } else {
-      lua_pop(L, 1);
-    }
-    lua_setfield(L, -2, c->fields[0]);
+    lua_call(L, 2, 1);
+    lua_setfield(L, -2, c->field);
   }
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, open_private);

@@ -59,15 +59,17 @@ local function request(server, req, what)
   end
 end
 
--- Proxies: method calls on an object that lives in the server.
-local Proxy = {}
-Proxy.__name = "concur.Proxy"
+-- Proxies: method calls on an object that lives in the server. A proxy
+-- travels (a concur class) as the server's address and the object's id.
+local Proxy
 
 local function proxy(server, id, typename)
   return setmetatable({_server = server, _id = id, _type = typename}, Proxy)
 end
 
-Proxy.__index = function(p, name)
+local proxy_methods = {}
+
+proxy_methods.__index = function(p, name)
   if type(name) ~= "string" or name:sub(1, 1) == "_" then return nil end
   local method = function(self, ...)
     if self ~= p then P.raise(E.VALUE, ("call %s:%s(...) with a colon"):format(p._type, name)) end
@@ -79,19 +81,19 @@ Proxy.__index = function(p, name)
   return method
 end
 
-Proxy.__tostring = function(p)
+proxy_methods.__tostring = function(p)
   return ("Proxy(%s, id=%d, server pid %d)"):format(p._type, p._id, p._server.pid)
 end
 
--- A proxy travels as the server's address and the object's id.
-Proxy.__concur_encode = function(p)
-  return "concur.Proxy", {requests = p._server.requests, pid = p._server.pid,
-                          id = p._id, type = p._type}
+proxy_methods.__state = function(p)
+  return {requests = p._server.requests, pid = p._server.pid, id = p._id, type = p._type}
 end
 
-local function decode_proxy(state)
+proxy_methods.__from_state = function(state)
   return proxy({requests = state.requests, pid = state.pid}, state.id, state.type)
 end
+
+Proxy = P.class("concur.Proxy", proxy_methods)
 
 -- The server: runs the registered constructors and methods.
 local function serve(requests, types)
@@ -245,4 +247,4 @@ Manager.__tostring = function(m)
     m._server and (", server pid " .. m._server.pid) or "")
 end
 
-return Manager, decode_proxy
+return Manager
