@@ -149,6 +149,9 @@ void cc__lcheck_fields_at(lua_State *L, int idx, const char *fn, int arg,
 /* Warns on stderr that l's holder died holding it (l is of's lock). */
 struct cc_lock;
 void cc__lwarn_owner_died(struct cc_lock *l, const cc_obj *of);
+/* The same for any object of that a holder in process `dead` died holding;
+ * part follows its name ("'s lock", or ""). */
+void cc__lwarn_died(const cc_obj *of, const char *part, int dead);
 /* Pushes the results of acquire for a core code: true, true and
  * "owner_died", or false on a timeout; raises for anything else. */
 int cc__lpush_acquired(lua_State *L, int r);

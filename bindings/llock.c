@@ -20,7 +20,10 @@ static cc_lock *check_lock(lua_State *L, int idx) {
  * `of` is the object whose lock it is (a Condition's, a Value's), or the
  * lock itself. */
 void cc__lwarn_owner_died(cc_lock *l, const cc_obj *of) {
-  int dead = cc_lock_dead_owner(l);
+  cc__lwarn_died(of, of == &l->hdr ? "" : "'s lock", cc_lock_dead_owner(l));
+}
+
+void cc__lwarn_died(const cc_obj *of, const char *part, int dead) {
   char name[CC_PROC_NAME_MAX], what[CC_OBJ_NAME_MAX + 24];
   cc_proctab_name_of(dead, name, sizeof name);
   cc_procent *me = cc_proc_self();
@@ -29,8 +32,8 @@ void cc__lwarn_owner_died(cc_lock *l, const cc_obj *of) {
   fprintf(stderr,
           "concur: warning: OwnerDied: %s%s: its holder%s %s (pid %d) %s holding it; %s (pid %d) "
           "has it now\n",
-          cc_obj_describe(of, what), of == &l->hdr ? "" : "'s lock", thread ? ", a thread of" : "",
-          name, dead, thread ? "ended" : "died", me ? me->name : "this process", (int)getpid());
+          cc_obj_describe(of, what), part, thread ? ", a thread of" : "", name, dead,
+          thread ? "ended" : "died", me ? me->name : "this process", (int)getpid());
   fflush(stderr);
 }
 

@@ -9,7 +9,8 @@ enum { FILLING = 0, DRAINING = 1, RESETTING = -1, BROKEN = -2 };
 
 static void barrier_destroy(cc_obj *o);
 
-const cc_type cc_barrier_type = {"Barrier", sizeof(cc_barrier), barrier_destroy};
+const cc_type cc_barrier_type = {
+    .name = "Barrier", .size = sizeof(cc_barrier), .destroy = barrier_destroy};
 
 static cc_life *lives(cc_barrier *b) { return cc_arena_ptr(b->lives); }
 

@@ -54,7 +54,8 @@ static void cond_destroy(cc_obj *o) {
     cc_obj_unref(&c->lock->hdr);
 }
 
-const cc_type cc_cond_type = {"Condition", sizeof(cc_cond), cond_destroy};
+const cc_type cc_cond_type = {
+    .name = "Condition", .size = sizeof(cc_cond), .destroy = cond_destroy};
 
 void cc_cond_init(cc_cond *c) {
   cc_lock_init(&c->own, 1);

@@ -2,7 +2,6 @@
 #include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/ident.h"
-#include "concur/lock.h"
 #include "concur/proctab.h"
 #include "concur/wait.h"
 
@@ -217,14 +216,14 @@ static void write_member(size_t *at, const party *p) {
   int32_t tid = atomic_load(&p->tid);
   *at += (size_t)snprintf(report + *at, cap - *at, "\n  %.*s of %s (pid %d)", PARTY_NAME,
                           p->name, proc, (int)p->pid);
-  /* What it holds: the Locks and RLocks of its process's that it owns (a
-   * table its process may change meanwhile: what is read is checked). */
+  /* What it holds: the objects of its process's that its type says it
+   * holds (a table its process may change meanwhile: what is read is
+   * checked). */
   int shown = 0;
   uint32_t cursor = 0;
   for (cc_obj *o; *at < cap && (o = cc_holds_next(p->slot, &cursor));) {
     const cc_type *t = cc_type_get(o->type);
-    if ((t != &cc_lock_type && t != &cc_rlock_type) ||
-        (int32_t)(atomic_load(&((cc_lock *)o)->word) & CC_LOCK_TID) != tid)
+    if (!t || !t->held_by || !t->held_by(o, tid))
       continue;
     char name[CC_OBJ_NAME_MAX + 24];
     *at += (size_t)snprintf(report + *at, cap - *at, "%s%s", shown++ ? ", " : " holds ",

@@ -43,9 +43,10 @@ typedef struct dtab {
 static void dict_destroy(cc_obj *o);
 static void free_orphans(cc_dict *d);
 
-const cc_type cc_dict_type = {"Dict", sizeof(cc_dict), dict_destroy};
-const cc_type cc_list_type = {"List", sizeof(cc_dict), dict_destroy};
-const cc_type cc_namespace_type = {"Namespace", sizeof(cc_dict), dict_destroy};
+const cc_type cc_dict_type = {.name = "Dict", .size = sizeof(cc_dict), .destroy = dict_destroy};
+const cc_type cc_list_type = {.name = "List", .size = sizeof(cc_dict), .destroy = dict_destroy};
+const cc_type cc_namespace_type = {
+    .name = "Namespace", .size = sizeof(cc_dict), .destroy = dict_destroy};
 
 static int32_t *slots(dtab *t) { return (int32_t *)(t + 1); }
 static dent *ents(dtab *t) { return (dent *)(slots(t) + t->cap); }

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-const cc_type cc_event_type = {"Event", sizeof(cc_event), NULL};
+const cc_type cc_event_type = {.name = "Event", .size = sizeof(cc_event)};
 
 cc_event *cc_event_new(void) { return cc_obj_new(&cc_event_type); }
 

@@ -6,8 +6,12 @@
 #include "concur/trace.h"
 #include "concur/wait.h"
 
-const cc_type cc_lock_type = {"Lock", sizeof(cc_lock), NULL};
-const cc_type cc_rlock_type = {"RLock", sizeof(cc_lock), NULL};
+static int held_by(const cc_obj *o, int32_t tid) {
+  return (int32_t)(atomic_load(&((const cc_lock *)o)->word) & CC_LOCK_TID) == tid;
+}
+
+const cc_type cc_lock_type = {.name = "Lock", .size = sizeof(cc_lock), .held_by = held_by};
+const cc_type cc_rlock_type = {.name = "RLock", .size = sizeof(cc_lock), .held_by = held_by};
 
 cc_lock *cc_lock_new(int recursive) {
   cc_lock *l = cc_obj_new(recursive ? &cc_rlock_type : &cc_lock_type);

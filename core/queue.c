@@ -60,9 +60,11 @@ typedef struct outrec {
 
 static void queue_destroy(cc_obj *o);
 
-const cc_type cc_queue_type = {"Queue", sizeof(cc_queue), queue_destroy};
-const cc_type cc_jqueue_type = {"JoinableQueue", sizeof(cc_queue), queue_destroy};
-const cc_type cc_squeue_type = {"SimpleQueue", sizeof(cc_queue), queue_destroy};
+const cc_type cc_queue_type = {.name = "Queue", .size = sizeof(cc_queue), .destroy = queue_destroy};
+const cc_type cc_jqueue_type = {
+    .name = "JoinableQueue", .size = sizeof(cc_queue), .destroy = queue_destroy};
+const cc_type cc_squeue_type = {
+    .name = "SimpleQueue", .size = sizeof(cc_queue), .destroy = queue_destroy};
 
 static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 static size_t rec_size(size_t len, uint32_t nrefs) {

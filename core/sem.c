@@ -4,8 +4,8 @@
 #include "concur/trace.h"
 #include "concur/wait.h"
 
-const cc_type cc_sem_type = {"Semaphore", sizeof(cc_sem), NULL};
-const cc_type cc_bsem_type = {"BoundedSemaphore", sizeof(cc_sem), NULL};
+const cc_type cc_sem_type = {.name = "Semaphore", .size = sizeof(cc_sem)};
+const cc_type cc_bsem_type = {.name = "BoundedSemaphore", .size = sizeof(cc_sem)};
 
 cc_sem *cc_sem_new(uint32_t value, int bounded) {
   cc_sem *s = cc_obj_new(bounded ? &cc_bsem_type : &cc_sem_type);

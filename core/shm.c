@@ -9,8 +9,8 @@ static void shm_destroy(cc_obj *o) {
     cc_obj_unref(&s->lock->hdr);
 }
 
-const cc_type cc_value_type = {"Value", sizeof(cc_shm), shm_destroy};
-const cc_type cc_array_type = {"Array", sizeof(cc_shm), shm_destroy};
+const cc_type cc_value_type = {.name = "Value", .size = sizeof(cc_shm), .destroy = shm_destroy};
+const cc_type cc_array_type = {.name = "Array", .size = sizeof(cc_shm), .destroy = shm_destroy};
 
 int cc_shm_itemsize(char t) {
   switch (t) {

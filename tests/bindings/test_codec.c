@@ -16,7 +16,7 @@ typedef struct widget {
   int x;
 } widget;
 
-static const cc_type widget_type = {"Widget", sizeof(widget), NULL};
+static const cc_type widget_type = {.name = "Widget", .size = sizeof(widget)};
 
 static int widget_x(lua_State *L) {
   lua_pushinteger(L, ((widget *)cc__lcheck_obj(L, 1, "Widget"))->x);

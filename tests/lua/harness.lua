@@ -173,6 +173,22 @@ end
 
 function T.script(text) return T.file(text, ".lua") end
 
+-- Runs script (text) under `concur run --trace` (with extra arguments);
+-- returns the exit code, stderr, the trace's events and the whole document.
+function T.traced(text, extra)
+  local cjson = require "cjson"
+  local bin = os.getenv("CONCUR") or "./build/concur"
+  local out = os.tmpname() .. ".json"
+  local code, _, err = T.sh(bin .. " run " .. T.script(text) .. " --trace " .. out ..
+                            " --timeout 60 " .. (extra or ""))
+  local f = assert(io.open(out), "no trace written\n" .. err)
+  assert(not io.open(out .. ".part"), "the file it was written into is renamed")
+  local doc = cjson.decode(f:read("a"))
+  f:close()
+  os.remove(out)
+  return code, err, doc.traceEvents, doc
+end
+
 function T.done()
   print(("%d passed, %d failed"):format(T.passed, T.failed))
   if T.failed > 0 then os.exit(1) end

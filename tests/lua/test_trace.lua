@@ -1,21 +1,8 @@
 -- test_trace: concur run --trace writes what every thread did as Chrome trace-event JSON (core/trace.c)
 local T = dofile("tests/lua/harness.lua")
-local cjson = require "cjson"
 local bin = os.getenv("CONCUR") or "./build/concur"
 
--- Runs script (text) with --trace; returns the exit code, stderr and the
--- trace's events.
-local function traced(text, extra)
-  local out = os.tmpname() .. ".json"
-  local code, _, err = T.sh(bin .. " run " .. T.script(text) .. " --trace " .. out ..
-                            " --timeout 60 " .. (extra or ""))
-  local f = assert(io.open(out), "no trace written\n" .. err)
-  assert(not io.open(out .. ".part"), "the file it was written into is renamed")
-  local doc = cjson.decode(f:read("a"))
-  f:close()
-  os.remove(out)
-  return code, err, doc.traceEvents, doc
-end
+local traced = T.traced
 
 local function select(events, pred)
   local got = {}

@@ -25,6 +25,9 @@ typedef struct cc_type {
   size_t size;
   /* Releases what the object holds (not the object's own block); may be NULL. */
   void (*destroy)(cc_obj *o);
+  /* Whether thread tid holds o (a Lock, an RWLock), for a deadlock's
+   * report of what each party holds; NULL for a type nobody holds. */
+  int (*held_by)(const cc_obj *o, int32_t tid);
 } cc_type;
 
 #define CC_TYPES_MAX 64
