@@ -165,7 +165,7 @@ int64_t cc__lblock_deadline(lua_State *L, int idx);
  * A new primitive's file is one line here. */
 #define CC_LMODULE_MAP(X)                                                      \
   X(error) X(lock) X(sem) X(event) X(cond) X(barrier) X(proc) X(queue) X(pipe) \
-  X(shm) X(dict) X(thread) X(runtime) X(pack)
+  X(shm) X(dict) X(thread) X(runtime) X(pack) X(rwlock)
 
 #define CC__LOPEN_DECL(name) void cc__open_##name(lua_State *L);
 CC_LMODULE_MAP(CC__LOPEN_DECL)

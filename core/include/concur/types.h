@@ -23,7 +23,8 @@
   X(cc_array_type)  /* Array */                                                \
   X(cc_dict_type)   /* a Manager's dict: dict.c */                             \
   X(cc_list_type)   /* a Manager's list */                                     \
-  X(cc_namespace_type) /* a Manager's Namespace */
+  X(cc_namespace_type) /* a Manager's Namespace */                        \
+  X(cc_rwlock_type) /* RWLock: rwlock.c */
 
 #define CC__TYPE_DECL(sym) extern const cc_type sym;
 CC_TYPE_MAP(CC__TYPE_DECL)
