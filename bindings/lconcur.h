@@ -160,12 +160,37 @@ int cc__lpush_acquired(lua_State *L, int r);
  * false, else the timeout's. A block that is not a boolean is refused. */
 int64_t cc__lblock_deadline(lua_State *L, int idx);
 
+/* concur.wait's protocol (lwait.c). Arena objects are waited on as their
+ * cc_type's `ready` says, sockets through getfd(); a userdata of another
+ * kind is waitable when its metatable's __concur_watch is a light userdata
+ * pointing to a cc_lwaitable, and a Lua value when its __waitable(self)
+ * returns something waitable (a Thread returns its handle). */
+typedef struct cc_lwatch {
+  int fd;       /* a descriptor polled for `events` (owned: closed after), or -1 */
+  short events; /* POLLIN, ... (ready may change them) */
+  int outside;  /* the world outside the run may make it ready: not a deadlock */
+  /* Whether it is ready, with the revents of the last poll (0 before the
+   * first); called between sleeps, holding the GIL, without Lua. */
+  int (*ready)(struct cc_lwatch *w, short revents);
+  void *p;          /* what ready looks at */
+  const char *what; /* for reports: "Connection (fd 5)" */
+} cc_lwatch;
+typedef struct cc_lwaitable {
+  /* Fills in w for the value at idx (w->fd is -1, the rest zero, before);
+   * raises when it cannot be waited on (a process not started). */
+  void (*watch)(lua_State *L, int idx, cc_lwatch *w);
+} cc_lwaitable;
+/* Makes the values whose metatable is at idx waitable through wt (kept). */
+void cc__lwaitable(lua_State *L, int idx, const cc_lwaitable *wt);
+/* lpipe.c's concur.wait of n Connections only (the table at idx). */
+int cc__lwait_connections(lua_State *L, int idx, int n, int64_t deadline);
+
 /* The files of the module, in the order they open: l<name>.c adds its
  * constructors to the module at -1 in cc__open_<name>.
  * A new primitive's file is one line here. */
 #define CC_LMODULE_MAP(X)                                                      \
   X(error) X(lock) X(sem) X(event) X(cond) X(barrier) X(proc) X(queue) X(pipe) \
-  X(shm) X(dict) X(thread) X(runtime) X(pack) X(rwlock)
+  X(shm) X(dict) X(thread) X(runtime) X(pack) X(rwlock) X(wait)
 
 #define CC__LOPEN_DECL(name) void cc__open_##name(lua_State *L);
 CC_LMODULE_MAP(CC__LOPEN_DECL)

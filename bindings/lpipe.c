@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +50,31 @@ static void conn_decode(cc_ldec *d, lua_State *L) {
 }
 
 static const cc_lsendable conn_sendable = {CONN_MT, conn_encode, conn_decode};
+
+/* concur.wait's, beside other kinds: readable, at its end or closed; what
+ * waits to be sent goes when there is room. */
+static int conn_ready(cc_lwatch *w, short revents) {
+  cc_conn *c = w->p;
+  if (revents & POLLOUT)
+    cc_conn_flush(c);
+  w->events = (short)(POLLIN | (c->wlen > c->woff ? POLLOUT : 0));
+  int r = cc_conn_poll(c, 0);
+  return r != CC_ETIMEDOUT && r != CC_EINTR;
+}
+
+static void conn_watch(lua_State *L, int idx, cc_lwatch *w) {
+  cc_conn *c = check_conn(L, idx);
+  w->p = c;
+  w->ready = conn_ready;
+  w->what = c->label;
+  w->outside = !(c->flags & (CC_CONN_READ | CC_CONN_WRITE)); /* a Descriptor */
+  w->events = (short)(POLLIN | (c->wlen > c->woff ? POLLOUT : 0));
+  /* A copy: a close by another thread meanwhile cannot give the number to
+   * another file under the poll. */
+  w->fd = c->fd >= 0 ? fcntl(c->fd, F_DUPFD_CLOEXEC, 0) : -1;
+}
+
+static const cc_lwaitable conn_waitable = {conn_watch};
 
 /* Pipe([duplex=true]) or Pipe{duplex = b}, as Python's keyword -> a, b; one
  * way: a only receives, b only sends. */
@@ -260,30 +286,19 @@ static int conn_poll(lua_State *L) {
   return 1;
 }
 
-/* concur.wait(connections, [timeout]): those that are ready to receive (or
- * at EOF, or closed), as multiprocessing.connection.wait. No timeout waits
- * forever. */
-static int l_wait(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  int n = (int)luaL_len(L, 1);
-  int64_t dl = cc__ldeadline(L, 2);
+int cc__lwait_connections(lua_State *L, int idx, int n, int64_t dl) {
   /* Per call: the list and the flags, in a userdata whose user values keep
    * the Connections alive while this waits, whatever another thread does
    * to the table meanwhile. */
-  size_t size = (sizeof(cc_conn *) + 1) * (size_t)(n ? n : 1);
+  size_t size = (sizeof(cc_conn *) + 1) * (size_t)n;
   cc_conn **cs = lua_newuserdatauv(L, size, n);
-  uint8_t *ready = (uint8_t *)(cs + (n ? n : 1));
+  uint8_t *ready = (uint8_t *)(cs + n);
   for (int i = 0; i < n; i++) {
-    lua_geti(L, 1, i + 1);
-    cs[i] = luaL_testudata(L, -1, CONN_MT);
-    if (!cs[i])
-      luaL_argerror(L, 1, lua_pushfstring(L, "connections[%d] is a %s, not a Connection", i + 1,
-                                          luaL_typename(L, -1)));
+    lua_geti(L, idx, i + 1);
+    cs[i] = luaL_checkudata(L, -1, CONN_MT);
     lua_setiuservalue(L, -2, i + 1);
   }
   lua_newtable(L);
-  if (n == 0)
-    return 1;
   int r = cc_conn_wait(cs, n, ready, dl);
   if (r < 0)
     return cc__lraise_code(L, r, NULL);
@@ -361,12 +376,11 @@ void cc__open_pipe(lua_State *L) {
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);
   lua_setfield(L, -2, "__index");
+  cc__lwaitable(L, -1, &conn_waitable);
   lua_pop(L, 1);
   cc__lcodec_register(L, &conn_sendable);
   lua_pushcfunction(L, l_pipe);
   lua_setfield(L, -2, "Pipe");
-  lua_pushcfunction(L, l_wait);
-  lua_setfield(L, -2, "wait");
   lua_pushcfunction(L, l_descriptor);
   lua_setfield(L, -2, "Descriptor");
 }

@@ -5,6 +5,8 @@
 #include "concur/wait.h"
 #include "lconcur.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,6 +44,32 @@ static lproc *check_proc(lua_State *L, int idx) {
     luaL_typeerror(L, idx, "Process");
   return p;
 }
+
+/* concur.wait's: ended (reaped by the look, as is_alive does). */
+static int proc_ready(cc_lwatch *w, short revents) {
+  (void)revents;
+  cc_proc *p = w->p;
+  return p->state == CC_PROC_REAPED || !cc_proc_poll(p);
+}
+
+static void proc_watch(lua_State *L, int idx, cc_lwatch *w) {
+  lproc *p = check_proc(L, idx);
+  if (p->role != ROLE_CHILD || p->p.state == CC_PROC_NEW)
+    cc__lraise_code(L, CC_EPROC, "can only wait for a started process");
+  if (p->p.state == CC_PROC_STARTED && p->p.parent_pid != getpid())
+    cc__lraise_code(L, CC_EPROC, "can only wait for a child process");
+  w->p = &p->p;
+  w->ready = proc_ready;
+  w->what = p->p.name;
+  /* Its pidfd is readable once it ends; a copy, as a join by another
+   * thread closes it. Without one (before Linux 5.3), it is looked at
+   * every wait slice. */
+  w->events = POLLIN;
+  if (p->p.state == CC_PROC_STARTED && p->p.pidfd >= 0)
+    w->fd = fcntl(p->p.pidfd, F_DUPFD_CLOEXEC, 0);
+}
+
+static const cc_lwaitable proc_waitable = {proc_watch};
 
 static int proc_index(lua_State *L);
 static int proc_newindex(lua_State *L);
@@ -83,6 +111,7 @@ static void push_instance_mt(lua_State *L, int cls) {
   lua_setfield(L, -2, "__name");
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "__concur_process");
+  cc__lwaitable(L, -1, &proc_waitable);
   lua_pushvalue(L, cls);
   lua_pushvalue(L, -2);
   lua_rawset(L, -4);

@@ -508,6 +508,23 @@ void cc__lthreads_after_fork(lua_State *L) {
   }
 }
 
+/* concur.wait's: its function has returned. */
+static int handle_ready(cc_lwatch *w, short revents) {
+  (void)revents;
+  return cc_event_is_set(&((thr *)w->p)->done);
+}
+
+static void handle_watch(lua_State *L, int idx, cc_lwatch *w) {
+  thr *t = check_handle(L, idx);
+  if (t == current)
+    cc__lraise_code(L, CC_EVALUE, "a thread cannot wait for itself to end");
+  w->p = t;
+  w->ready = handle_ready;
+  w->what = t->name;
+}
+
+static const cc_lwaitable handle_waitable = {handle_watch};
+
 static const luaL_Reg handle_methods[] = {{"join", handle_join},
                                           {"is_alive", handle_is_alive},
                                           {"ident", handle_ident},
@@ -520,6 +537,7 @@ void cc__open_thread(lua_State *L) {
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, handle_gc);
     lua_setfield(L, -2, "__gc");
+    cc__lwaitable(L, -1, &handle_waitable);
   }
   lua_pop(L, 1);
   static const luaL_Reg internal[] = {{"thread_start", l_thread_start},

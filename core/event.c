@@ -1,12 +1,15 @@
 /* event - Event: a flag that processes and threads wait for */
 #include "concur/event.h"
 #include "concur/error.h"
+#include "concur/ready.h"
 #include "concur/trace.h"
 #include "concur/wait.h"
 
 #include <stdint.h>
 
-const cc_type cc_event_type = {.name = "Event", .size = sizeof(cc_event)};
+static int ready(const cc_obj *o) { return atomic_load(&((const cc_event *)o)->flag) != 0; }
+
+const cc_type cc_event_type = {.name = "Event", .size = sizeof(cc_event), .ready = ready};
 
 cc_event *cc_event_new(void) { return cc_obj_new(&cc_event_type); }
 
@@ -16,6 +19,7 @@ void cc_event_set(cc_event *e) {
     cc__trace_event(CC_TRACE_SET, &e->hdr, 0, 0, NULL);
   if (atomic_load(&e->waiters))
     cc_futex_wake(&e->flag, INT32_MAX);
+  cc_ready_ring();
 }
 
 void cc_event_clear(cc_event *e) {

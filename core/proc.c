@@ -4,6 +4,7 @@
 #include "concur/error.h"
 #include "concur/lock.h"
 #include "concur/lockorder.h"
+#include "concur/ready.h"
 #include "concur/trace.h"
 #include "concur/types.h"
 #include "concur/wait.h"
@@ -68,6 +69,8 @@ int cc_runtime_init(size_t arena_size, unsigned max_processes) {
     r = cc_deadlock_init();
   if (!r)
     r = cc_lockorder_init();
+  if (!r)
+    r = cc_ready_init();
   if (r) {
     cc_arena_fini();
     return r;

@@ -1,6 +1,7 @@
 /* queue - Queue, JoinableQueue and SimpleQueue: messages in shared segments */
 #include "concur/queue.h"
 #include "concur/error.h"
+#include "concur/ready.h"
 #include "concur/trace.h"
 #include "concur/wait.h"
 
@@ -59,12 +60,14 @@ typedef struct outrec {
 } outrec;
 
 static void queue_destroy(cc_obj *o);
+static int ready(const cc_obj *o) { return cc_queue_qsize((cc_queue *)o) != 0; }
 
-const cc_type cc_queue_type = {.name = "Queue", .size = sizeof(cc_queue), .destroy = queue_destroy};
+const cc_type cc_queue_type = {
+    .name = "Queue", .size = sizeof(cc_queue), .destroy = queue_destroy, .ready = ready};
 const cc_type cc_jqueue_type = {
-    .name = "JoinableQueue", .size = sizeof(cc_queue), .destroy = queue_destroy};
+    .name = "JoinableQueue", .size = sizeof(cc_queue), .destroy = queue_destroy, .ready = ready};
 const cc_type cc_squeue_type = {
-    .name = "SimpleQueue", .size = sizeof(cc_queue), .destroy = queue_destroy};
+    .name = "SimpleQueue", .size = sizeof(cc_queue), .destroy = queue_destroy, .ready = ready};
 
 static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 static size_t rec_size(size_t len, uint32_t nrefs) {
@@ -326,6 +329,7 @@ static int put(cc_queue *q, const cc_msg *m, int64_t deadline, cc_waiting *w) {
                         NULL);
       unlock(q);
       bump(&q->put_seq, &q->get_waiters);
+      cc_ready_ring();
       return 0;
     }
     unlock(q);

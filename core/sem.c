@@ -1,11 +1,14 @@
 /* sem - Semaphore and BoundedSemaphore between processes and threads */
 #include "concur/sem.h"
 #include "concur/error.h"
+#include "concur/ready.h"
 #include "concur/trace.h"
 #include "concur/wait.h"
 
-const cc_type cc_sem_type = {.name = "Semaphore", .size = sizeof(cc_sem)};
-const cc_type cc_bsem_type = {.name = "BoundedSemaphore", .size = sizeof(cc_sem)};
+static int ready(const cc_obj *o) { return atomic_load(&((const cc_sem *)o)->value) != 0; }
+
+const cc_type cc_sem_type = {.name = "Semaphore", .size = sizeof(cc_sem), .ready = ready};
+const cc_type cc_bsem_type = {.name = "BoundedSemaphore", .size = sizeof(cc_sem), .ready = ready};
 
 cc_sem *cc_sem_new(uint32_t value, int bounded) {
   cc_sem *s = cc_obj_new(bounded ? &cc_bsem_type : &cc_sem_type);
@@ -67,6 +70,7 @@ int cc_sem_post_n(cc_sem *s, uint32_t n) {
   if (CC_TRACING())
     cc__trace_event(CC_TRACE_VALUE, &s->hdr, v + n, 0, NULL);
   cc_futex_wake_some(&s->value, &s->waiters, n);
+  cc_ready_ring();
   return 0;
 }
 

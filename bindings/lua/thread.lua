@@ -57,7 +57,8 @@ end
 local function make_class(parent)
   local cls = setmetatable({}, {__index = parent, __call = construct})
   cls.__instance = {__index = class_index(cls), __name = "concur.Thread",
-                    __tostring = function(t) return cls.__tostring_of(t) end}
+                    __tostring = function(t) return cls.__tostring_of(t) end,
+                    __waitable = function(t) return cls.__waitable_of(t) end}
   return cls
 end
 
@@ -103,6 +104,16 @@ function Thread:is_alive()
   if self == main then return true end
   local h = rawget(self, "_handle")
   return h ~= nil and h:is_alive()
+end
+
+-- What concur.wait waits on for a Thread: its handle.
+function Thread.__waitable_of(t)
+  local h = rawget(t, "_handle")
+  if not h then
+    P.raise(E.VALUE, rawget(t, "_main") and "cannot wait for the main thread to end"
+                     or "can only wait for a started thread")
+  end
+  return h
 end
 
 function Thread.__tostring_of(t)

@@ -358,7 +358,7 @@ T.test("misuse refused, never ignored: Pipe's duplex, Value's options, Thread's 
   local a = concur.Array("i", 3)
   getmetatable(a).__close(a)
   refused("attempt to use a closed Array", function() return a[1] end)
-  refused("connections%[1%] is a number, not a Connection", concur.wait, {1})
+  refused("objects%[1%] is a number, which concur.wait cannot wait on", concur.wait, {1})
 end)
 
 T.done()

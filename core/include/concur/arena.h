@@ -28,6 +28,10 @@ typedef struct cc_type {
   /* Whether thread tid holds o (a Lock, an RWLock), for a deadlock's
    * report of what each party holds; NULL for a type nobody holds. */
   int (*held_by)(const cc_obj *o, int32_t tid);
+  /* Whether concur.wait finds o ready (a Queue not empty, an Event set, a
+   * Semaphore above 0); NULL for a type it cannot wait on. A change that
+   * makes an object ready calls cc_ready_ring (ready.h) after it. */
+  int (*ready)(const cc_obj *o);
 } cc_type;
 
 #define CC_TYPES_MAX 64
