@@ -502,7 +502,9 @@ static void encode_userdata(enc *e, int idx) {
   if (luaL_getmetafield(L, idx, SENDABLE_KEY) == LUA_TNUMBER) {
     lua_Integer id = lua_tointeger(L, -1);
     lua_pop(L, 1);
-    if (id >= 0 && id < nsendables) {
+    /* The metatable itself is checked: a copy of its fields on another
+     * userdata must not make that one pass for this type. */
+    if (id >= 0 && id < nsendables && luaL_testudata(L, idx, sendables[id]->tname)) {
       const cc_lsendable *t = sendables[id];
       if (t->decode) {
         put_byte(e, T_SENDABLE);
@@ -818,14 +820,18 @@ static int table_end(dec *d) {
   return 0;
 }
 
-static void decode_table(dec *d) {
+/* A table, made here or (premade, a stack index) by the caller. */
+static void decode_table_in(dec *d, int premade) {
   lua_State *L = d->L;
   /* Each item takes at least one byte, so the message's size bounds the
    * table made for it. */
   size_t narr = get_len(d);
   if (narr > INT_MAX)
     corrupt(d, "a table is too long");
-  lua_createtable(L, (int)narr, 0);
+  if (premade)
+    lua_pushvalue(L, premade);
+  else
+    lua_createtable(L, (int)narr, 0);
   remember(d);
   int t = lua_gettop(L);
   decode_items(d, t, 0, narr);
@@ -837,6 +843,12 @@ static void decode_table(dec *d) {
     lua_rawset(L, t);
   }
 }
+
+static void decode_table(dec *d) { decode_table_in(d, 0); }
+
+/* What stands for a value of a class with __from_state while its state is
+ * decoded: met there, the value refers to itself, which cannot be made. */
+static char placeholder;
 
 static void decode_function(dec *d) {
   lua_State *L = d->L;
@@ -892,21 +904,40 @@ static void decode_named(dec *d, int custom) {
     /* The encoder numbered the value before its state: its number is
      * taken first, and the value made from the state goes there, so that
      * references to it (and to what follows) are right. */
-    lua_pushboolean(L, 0);
-    remember(d);
-    lua_pop(L, 1);
-    int id = d->next_id - 1;
     lua_getfield(L, LUA_REGISTRYINDEX, "concur.codec.types");
-    if (!lua_istable(L, -1) || lua_getfield(L, -1, name) != LUA_TFUNCTION)
+    int kind = lua_istable(L, -1) ? lua_getfield(L, -1, name) : LUA_TNIL;
+    if (kind != LUA_TFUNCTION && kind != LUA_TTABLE)
       cc__lraise_code(L, CC_EVALUE, "a message holds a value of class '%s', which this process "
                       "has not made: make it (concur.class) before this process starts, or "
                       "in it before it receives one", name);
-    decode(d);
-    lua_call(L, 1, 1);
-    lua_replace(L, -3);
-    lua_pop(L, 1);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, d->refs, id);
+    if (kind == LUA_TTABLE) {
+      /* A class whose instances are their fields: the instance is made
+       * first, so that what refers to it inside arrives as itself. */
+      if (++d->depth > MAX_DEPTH + 1)
+        corrupt(d, "nested too deeply");
+      if (get_byte(d) != T_TABLE)
+        corrupt(d, "the fields of a class's value are not a table");
+      lua_newtable(L);
+      remember(d);
+      decode_table_in(d, lua_gettop(L));
+      lua_pop(L, 1);
+      d->depth--;
+      lua_pushvalue(L, -2);
+      lua_setmetatable(L, -2);
+    } else {
+      lua_pushvalue(L, -1);
+      lua_pushlightuserdata(L, &placeholder);
+      remember(d);
+      lua_pop(L, 1);
+      int id = d->next_id - 1;
+      decode(d);
+      lua_call(L, 1, 1);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, d->refs, id);
+    }
+    /* name, types, maker or class, the value */
+    lua_replace(L, -4);
+    lua_pop(L, 2);
     return;
   }
   const char *dot = strrchr(name, '.');
@@ -962,6 +993,10 @@ static void decode(dec *d) {
     if (id >= (uint64_t)d->next_id || !d->refs)
       corrupt(d, "a reference to nothing met before");
     lua_rawgeti(L, d->refs, (lua_Integer)id);
+    if (lua_touserdata(L, -1) == &placeholder)
+      cc__lraise_code(L, CC_EVALUE, "a message holds a value that refers to itself through the "
+                      "state its class's __state gives, which its __from_state cannot make: "
+                      "leave the reference out of the state, or the two methods out of the class");
     break;
   }
   case T_FUNC:

@@ -8,14 +8,31 @@
 -- receiver sets the class it has under that name back on them. Every
 -- process forked after the class was made has it; one forked before must
 -- make it too, or its receive fails with an error that names the class.
+-- The class itself travels by its name too. Making a class of a name that
+-- is made already replaces it in this process: what arrives after is of
+-- the new one.
 local concur, P = ...
 local E = P.E
 local types = P.codec_types
 
--- Fields as they travel: a plain copy, without the metatable.
+-- The classes by name, for a class that travels itself (an upvalue of a
+-- function sent to a Pool, say).
+local classes = {}
+types["concur.classes"] = function(name)
+  local C = classes[name]
+  if not C then
+    P.raise(E.VALUE, ("a message holds the class '%s', which this process has not made: make "
+      .. "it (concur.class) before this process starts, or in it before it receives one")
+      :format(name))
+  end
+  return C
+end
+
+-- Fields as they travel: a plain copy, without the metatable (nor its
+-- __pairs).
 local function fields_of(self)
   local t = {}
-  for k, v in pairs(self) do t[k] = v end
+  for k, v in next, self do t[k] = v end
   return t
 end
 
@@ -36,10 +53,13 @@ local function make(name, methods, internal)
   if C.__index == nil then C.__index = C end
   -- __state(self) -> what travels (a plain table of its fields unless
   -- said otherwise); __from_state(state) -> the instance it makes.
+  -- Without them, the receiver makes the instance from its fields and the
+  -- class (the codec does, so that an instance that refers to itself
+  -- arrives so); with them, __from_state is given the state.
   local state = C.__state or fields_of
-  local from_state = C.__from_state or function(s) return setmetatable(s, C) end
   C.__concur_encode = function(self) return name, state(self) end
-  types[name] = from_state
+  types[name] = C.__from_state or C
+  classes[name] = C
   -- C(...) makes an instance: init(self, ...) fills it, if the class has one.
   return setmetatable(C, {
     __call = function(cls, ...)
@@ -48,6 +68,7 @@ local function make(name, methods, internal)
       return o
     end,
     __tostring = function() return "concur.class " .. name end,
+    __concur_encode = function() return "concur.classes", name end,
   })
 end
 

@@ -38,17 +38,63 @@ T.matrix("a Lua class passed through a Queue works in the party that gets it", f
   p:join()
 end)
 
-T.test("an instance met twice in a message arrives as one", function()
-  local q = concur.Queue()
-  local Point = concur.class("Point")
-  local a = setmetatable({x = 1, y = 2}, Point)
-  local t = {}
+local Point = concur.class("Point")
+local Node = concur.class("Node", {init = function(self, v) self.v, self.me = v, self end})
+
+T.matrix("instances met twice, or that refer to themselves, arrive so in each party", function(spawn)
+  local q, back = concur.Queue(), concur.Queue()
+  local p = spawn(function()
+    local r = q:get(true, 10)
+    local n = q:get(true, 10)
+    back:put({getmetatable(r[1]) == Point, r[1] == r[3], r[2] == r[4], r[1].x + r[1].y,
+              getmetatable(n) == Node, n.me == n, n.peer.peer == n, n.peer.me == n.peer,
+              getmetatable(n.peer) == Node, n.v + n.peer.v})
+  end)
+  local a, t = setmetatable({x = 1, y = 2}, Point), {}
   q:put({a, t, a, t})
-  local r = q:get()
-  T.eq(getmetatable(r[1]), Point)
-  T.eq(r[1] == r[3], true, "one instance")
-  T.eq(r[2] == r[4], true, "and the table after it")
-  T.eq(r[1].x + r[1].y, 3)
+  local n = Node(5)
+  n.peer = Node(6)
+  n.peer.peer = n
+  q:put(n)
+  local got = back:get(true, 10)
+  for i, want in ipairs{true, true, true, 3, true, true, true, true, true, 11} do
+    T.eq(got[i], want, "item " .. i)
+  end
+  p:join()
+end)
+
+T.test("a class travels itself, by its name: an upvalue of a task", function()
+  local pool = concur.Pool(1)
+  T.eq(pool:apply(function() return getmetatable(Node(1)) == Node and Node(2).me.v end), 2)
+  pool:close(); pool:join()
+  local q = concur.Queue()
+  q:put(Point)
+  T.eq(q:get(), Point)
+  local Late
+  local p = concur.Process{target = function()
+    local ok, err = pcall(q.get, q, true, 10)
+    os.exit((not ok and tostring(err):find("holds the class 'LateClass2', which this process " ..
+                                           "has not made", 1, true)) and 0 or 1)
+  end}
+  p:start()
+  Late = concur.class("LateClass2")
+  q:put(Late)
+  p:join()
+  T.eq(p.exitcode, 0, "the class a process lacks is named")
+end)
+
+T.test("a value that refers to itself through __state is refused, and is gone", function()
+  local Odd = concur.class("Odd", {
+    __state = function(self) return {me = self} end,
+    __from_state = function(s) return setmetatable({}, getmetatable(s.me)) end,
+  })
+  local q = concur.Queue()
+  q:put(setmetatable({}, Odd))
+  q:put("next")
+  local e = T.raises("ValueError", q.get, q, true, 10)
+  assert(tostring(e):find("refers to itself through the state its class's __state gives"), tostring(e))
+  -- As in Python, a get that cannot unpickle has taken the item.
+  T.eq(q:get(true, 10), "next")
 end)
 
 T.test("a class may say what travels of its instances", function()
