@@ -228,7 +228,7 @@ struct sigaction;
 void cc__lcatch(int sig, void (*handler)(int), int restart, struct sigaction *prev);
 void cc__lset_switch_interval(double seconds);
 
-/* A view of list[first..last] (lruntime.c's _view), which the codec sends
+/* A view of list[first..last] (lruntime.c's P.view), which the codec sends
  * as that list, without the copy: the Pool's parts of a map. The list is
  * the userdata's user value. */
 #define CC_LVIEW "concur.view"

@@ -16,7 +16,7 @@ static int is_type(const wrapper *w, const char *tname) {
   return name == tname || strcmp(name, tname) == 0;
 }
 
-static double time_scale = 1.0; /* threads: set at luaopen_concur, before any */
+static double time_scale; /* threads: set at luaopen_concur (settings), before any */
 
 double cc__ltime_scale(void) { return time_scale; }
 void cc__lset_time_scale(double s) { time_scale = s; }

@@ -58,7 +58,7 @@ static int l_arena_stats(lua_State *L) {
   return 1;
 }
 
-/* _pid_alive(pid): the process exists and is not a zombie. */
+/* P.pid_alive(pid): the process exists and is not a zombie. */
 static int l_pid_alive(lua_State *L) {
   lua_pushboolean(L, cc__tid_alive((int)luaL_checkinteger(L, 1)));
   return 1;
@@ -180,7 +180,7 @@ static int l_os_exit(lua_State *L) {
   return lua_error(L);
 }
 
-/* _slice(t, i, j): a new list of t[i..j], made at its final size. For the
+/* P.slice(t, i, j): a new list of t[i..j], made at its final size. For the
  * Pool, which cuts long lists into tasks (table.move would grow the copy
  * step by step). */
 static int l_slice(lua_State *L) {
@@ -196,7 +196,7 @@ static int l_slice(lua_State *L) {
   return 1;
 }
 
-/* _view(t, i, j): t[i..j] as the codec sends it, without a copy. */
+/* P.view(t, i, j): t[i..j] as the codec sends it, without a copy. */
 static int l_view(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_Integer i = luaL_checkinteger(L, 2), j = luaL_checkinteger(L, 3);
@@ -210,7 +210,7 @@ static int l_view(lua_State *L) {
   return 1;
 }
 
-/* _newtable(n, [rec]): an empty table with room for a list of n and rec fields. */
+/* P.newtable(n, [rec]): an empty table with room for a list of n and rec fields. */
 static int l_newtable(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1), rec = luaL_optinteger(L, 2, 0);
   luaL_argcheck(L, n >= 0 && n < INT_MAX, 1, "a size from 0 to INT_MAX");
@@ -219,7 +219,7 @@ static int l_newtable(lua_State *L) {
   return 1;
 }
 
-/* _trace_now() -> the time now in ns, or nil when the run is not traced. */
+/* P.trace_now() -> the time now in ns, or nil when the run is not traced. */
 static int l_trace_now(lua_State *L) {
   int64_t t = cc__trace_now();
   if (t)
@@ -229,7 +229,7 @@ static int l_trace_now(lua_State *L) {
   return 1;
 }
 
-/* _trace_task(since, fn): a pool task that ran fn from since (ns) to now;
+/* P.trace_task(since, fn): a pool task that ran fn from since (ns) to now;
  * the span says where fn was written. */
 static int l_trace_task(lua_State *L) {
   lua_Integer since = luaL_checkinteger(L, 1);
@@ -242,6 +242,17 @@ static int l_trace_task(lua_State *L) {
   }
   cc__trace_span(CC_TRACE_TASK, NULL, (int64_t)since, what);
   return 0;
+}
+
+/* P.type_names() -> the names of the types of arena objects (CC_TYPE_MAP),
+ * in their order: what a Manager makes. */
+static int l_type_names(lua_State *L) {
+  lua_createtable(L, cc__ntypes, 0);
+  for (int i = 1; i <= cc__ntypes; i++) {
+    lua_pushstring(L, cc_type_get((uint32_t)i)->name);
+    lua_rawseti(L, -2, i);
+  }
+  return 1;
 }
 
 /* The send protocol: a view goes as the list it shows (its items, nil
@@ -279,6 +290,7 @@ void cc__open_runtime(lua_State *L) {
                                       {"view", l_view},
                                       {"trace_now", l_trace_now},
                                       {"trace_task", l_trace_task},
+                                      {"type_names", l_type_names},
                                       {NULL, NULL}};
   cc__lprivate_funcs(L, internal);
   luaL_newmetatable(L, CC_LVIEW);

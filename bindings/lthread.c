@@ -1,5 +1,6 @@
 /* lthread - threads of one Lua state under the GIL: handles and the hook */
 #include "concur/deadlock.h"
+#include "concur/config.h"
 #include "concur/error.h"
 #include "concur/event.h"
 #include "concur/gil.h"
@@ -66,7 +67,7 @@ typedef struct thr {
  * wait (before a fork) holds no pointer into them; switch_ns is set before
  * the first thread; current and running_L are each thread's own. */
 static thr *unreaped;
-static int64_t switch_ns = 5000000;
+static int64_t switch_ns; /* set at luaopen_concur, from the settings */
 static _Thread_local thr *current;
 /* The Lua state this pthread runs now, for the poke's handler. */
 static _Thread_local lua_State *running_L;
@@ -87,7 +88,7 @@ static void lua_where(char *buf, size_t n) {
 }
 
 void cc__lset_switch_interval(double seconds) {
-  switch_ns = seconds > 0 ? (int64_t)(seconds * 1e9) : 5000000;
+  switch_ns = (int64_t)((seconds > 0 ? seconds : cc_config_default_switch_interval()) * 1e9);
 }
 
 /* The interpreter's hook: Ctrl-C, and giving the GIL away on request. */
@@ -233,7 +234,7 @@ static void *thread_main(void *arg) {
   return NULL;
 }
 
-/* _thread_start(fn, name, daemon) -> handle */
+/* P.thread_start(fn, name, daemon) -> handle */
 static int l_thread_start(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   const char *name = luaL_checkstring(L, 2);
@@ -410,7 +411,7 @@ static int handle_ident(lua_State *L) {
   return 1;
 }
 
-/* _thread_number() -> 1, 2, ...: the next thread's number, for its name
+/* P.thread_number() -> 1, 2, ...: the next thread's number, for its name
  * (counted in C, where no switch of the GIL can come between the read and
  * the write). */
 static int l_thread_number(lua_State *L) {
@@ -419,7 +420,7 @@ static int l_thread_number(lua_State *L) {
   return 1;
 }
 
-/* _thread_current() -> the handle of the calling thread, or nil (main). */
+/* P.thread_current() -> the handle of the calling thread, or nil (main). */
 static int l_thread_current(lua_State *L) {
   if (!current) {
     lua_pushnil(L);
@@ -431,7 +432,7 @@ static int l_thread_current(lua_State *L) {
   return 1;
 }
 
-/* _threads() -> the handles of the threads that run. */
+/* P.threads() -> the handles of the threads that run. */
 static int l_threads(lua_State *L) {
   lua_newtable(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, RUNNING_KEY);

@@ -1,5 +1,6 @@
 /* arena - the one shared mapping every concur object lives in */
 #include "concur/arena.h"
+#include "concur/config.h"
 #include "concur/error.h"
 
 #include <stdio.h>
@@ -67,7 +68,7 @@ static char full_msg[160];
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 int cc_arena_init(size_t size) {
-  if (size < (size_t)4 << 20 || size > (size_t)16 << 30)
+  if (size < CC_ARENA_SIZE_MIN || size > CC_ARENA_SIZE_MAX)
     return CC_EVALUE;
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                  MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

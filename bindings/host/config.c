@@ -17,8 +17,30 @@ static const char *const known_keys[] = {
     CC_CONFIG_MAP(CC__CONFIG_KEY)
 #undef CC__CONFIG_KEY
     NULL};
-static const char *const known_sections[] = {"arena", "limits", "threads",
-                                             "pool", "time_scale", NULL};
+/* The top-level names: each key's first part ("arena" of "arena.size"),
+ * once, in the list's order. The host reads its configuration before any
+ * thread. */
+static const char *known_sections[sizeof known_keys / sizeof *known_keys];
+static char section_names[sizeof known_keys / sizeof *known_keys][32];
+
+static void list_sections(void) {
+  if (known_sections[0])
+    return;
+  size_t n = 0;
+  for (const char *const *k = known_keys; *k; k++) {
+    char part[32];
+    snprintf(part, sizeof part, "%.*s", (int)strcspn(*k, "."), *k);
+    size_t i = 0;
+    while (i < n && strcmp(known_sections[i], part))
+      i++;
+    if (i == n) {
+      memcpy(section_names[n], part, sizeof part);
+      known_sections[n] = section_names[n];
+      n++;
+    }
+  }
+  known_sections[n] = NULL;
+}
 
 typedef struct parser {
   yaml_parser_t y;
@@ -103,7 +125,7 @@ static int set(parser *p, const char *key, yaml_event_t *ev) {
     if (v < 0)
       return fail(p, &ev->start_mark,
                   "arena.size must be a size in bytes such as 67108864 or 64M, not '%s'", s);
-    if (v < (4LL << 20) || v > (16LL << 30))
+    if (v < (long long)CC_ARENA_SIZE_MIN || v > (long long)CC_ARENA_SIZE_MAX)
       return fail(p, &ev->start_mark, "arena.size must be from 4M to 16G (got %s)", s);
     c->arena_size = (size_t)v;
     return 0;
@@ -215,6 +237,7 @@ static int document(parser *p) {
     char name[64];
     snprintf(name, sizeof name, "%s", (const char *)ev.data.scalar.value);
     int ok = 0;
+    list_sections();
     for (const char *const *k = known_sections; *k; k++)
       ok |= !strcmp(*k, name);
     if (!ok) {

@@ -204,14 +204,12 @@ function Manager:extend()
   return setmetatable(cls, {__index = self, __call = construct})
 end
 
--- The containers and every primitive, made by the manager as in CPython.
-local factories = {
-  dict = P.Dict, list = P.List, Namespace = P.Namespace,
-  Lock = concur.Lock, RLock = concur.RLock, Semaphore = concur.Semaphore,
-  BoundedSemaphore = concur.BoundedSemaphore, Condition = concur.Condition,
-  Event = concur.Event, Barrier = concur.Barrier, Queue = concur.Queue,
-  JoinableQueue = concur.JoinableQueue, Value = concur.Value, Array = concur.Array,
-}
+-- The containers and every primitive (each type of the one list whose
+-- constructor the module has), made by the manager as in CPython.
+local factories = {dict = P.Dict, list = P.List, Namespace = P.Namespace}
+for _, name in ipairs(P.type_names()) do
+  if concur[name] then factories[name] = concur[name] end
+end
 -- A bad argument is said as the user's m:name(...) call's, at its line.
 for name, make in pairs(factories) do
   Manager[name] = function(m, ...)

@@ -15,6 +15,16 @@
   X(double, time_scale, "time_scale", 1)   /* sleeps and timeouts scaled */    \
   X(unsigned, pool_processes, "pool.processes", 0)            /* 0: cores */
 
+/* The arena's size is from 4 MiB to 16 GiB. */
+#define CC_ARENA_SIZE_MIN ((size_t)4 << 20)
+#define CC_ARENA_SIZE_MAX ((size_t)16 << 30)
+
+/* cc_config_default_<field>(): one setting's default. */
+#define CC__CONFIG_DEFAULT(type, field, key, def)                              \
+  static inline type cc_config_default_##field(void) { return def; }
+CC_CONFIG_MAP(CC__CONFIG_DEFAULT)
+#undef CC__CONFIG_DEFAULT
+
 typedef struct cc_config {
 #define CC__CONFIG_FIELD(type, field, key, def) type field;
   CC_CONFIG_MAP(CC__CONFIG_FIELD)
