@@ -176,6 +176,7 @@ typedef struct cc_lwatch {
   const char *what; /* for reports: "Connection (fd 5)" */
 } cc_lwatch;
 typedef struct cc_lwaitable {
+  const char *name; /* what it is, for the refusal that lists them: "Connection" */
   /* Fills in w for the value at idx (w->fd is -1, the rest zero, before);
    * raises when it cannot be waited on (a process not started). */
   void (*watch)(lua_State *L, int idx, cc_lwatch *w);

@@ -74,7 +74,7 @@ static void conn_watch(lua_State *L, int idx, cc_lwatch *w) {
   w->fd = c->fd >= 0 ? fcntl(c->fd, F_DUPFD_CLOEXEC, 0) : -1;
 }
 
-static const cc_lwaitable conn_waitable = {conn_watch};
+static const cc_lwaitable conn_waitable = {"Connection", conn_watch};
 
 /* Pipe([duplex=true]) or Pipe{duplex = b}, as Python's keyword -> a, b; one
  * way: a only receives, b only sends. */

@@ -69,7 +69,7 @@ static void proc_watch(lua_State *L, int idx, cc_lwatch *w) {
     w->fd = fcntl(p->p.pidfd, F_DUPFD_CLOEXEC, 0);
 }
 
-static const cc_lwaitable proc_waitable = {proc_watch};
+static const cc_lwaitable proc_waitable = {"Process", proc_watch};
 
 static int proc_index(lua_State *L);
 static int proc_newindex(lua_State *L);

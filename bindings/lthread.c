@@ -524,7 +524,7 @@ static void handle_watch(lua_State *L, int idx, cc_lwatch *w) {
   w->what = t->name;
 }
 
-static const cc_lwaitable handle_waitable = {handle_watch};
+static const cc_lwaitable handle_waitable = {"Thread", handle_watch};
 
 static const luaL_Reg handle_methods[] = {{"join", handle_join},
                                           {"is_alive", handle_is_alive},

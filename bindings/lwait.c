@@ -12,7 +12,21 @@
 
 #define WATCH_KEY "__concur_watch"
 
+/* The userdata types registered, for the refusal that lists what it takes:
+ * set while the module opens, before any thread. */
+#define WAITABLES_MAX 16
+static const cc_lwaitable *waitables[WAITABLES_MAX];
+static int nwaitables;
+
 void cc__lwaitable(lua_State *L, int idx, const cc_lwaitable *wt) {
+  int i = 0;
+  while (i < nwaitables && waitables[i] != wt)
+    i++;
+  if (i == nwaitables) {
+    if (nwaitables == WAITABLES_MAX)
+      luaL_error(L, "more than %d types of userdata that concur.wait takes", WAITABLES_MAX);
+    waitables[nwaitables++] = wt;
+  }
   idx = lua_absindex(L, idx);
   lua_pushlightuserdata(L, (void *)wt);
   lua_setfield(L, idx, WATCH_KEY);
@@ -101,6 +115,27 @@ static int has_method(lua_State *L, int v, const char *name) {
   return t == LUA_TFUNCTION;
 }
 
+/* Raises: objects[i] (a `what`) cannot be waited on; says what can, from
+ * the types there are. */
+static int refuse(lua_State *L, int i, const char *what) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int t = 1; t <= cc__ntypes; t++)
+    if (cc_type_get((uint32_t)t)->ready) {
+      luaL_addstring(&b, cc_type_get((uint32_t)t)->name);
+      luaL_addstring(&b, ", ");
+    }
+  for (int k = 0; k < nwaitables; k++) {
+    luaL_addstring(&b, waitables[k]->name);
+    luaL_addstring(&b, ", ");
+  }
+  luaL_addstring(&b, "a socket or a value whose metatable has __waitable");
+  luaL_pushresult(&b);
+  return luaL_argerror(L, 1, lua_pushfstring(L, "objects[%d] is a %s, which concur.wait cannot "
+                                             "wait on (it waits for a %s)", i + 1, what,
+                                             lua_tostring(L, -1)));
+}
+
 /* Fills in it for objects[i], the value at v (which stays where it is):
  * raises for what cannot be waited on. */
 static void watch(lua_State *L, int v, int i, item *it) {
@@ -117,10 +152,7 @@ static void watch(lua_State *L, int v, int i, item *it) {
     cc_obj *o = cc__lcheck_obj(L, v, NULL); /* raises for a closed one */
     const cc_type *t = cc_type_get(o->type);
     if (!t->ready)
-      luaL_argerror(L, 1, lua_pushfstring(L, "objects[%d] is a %s, which concur.wait cannot wait "
-                                          "on (it waits for Queues, Events, Semaphores, "
-                                          "Connections, Processes, Threads and sockets)",
-                                          i + 1, t->name));
+      refuse(L, i, t->name);
     it->w.ready = obj_ready;
     it->w.p = o;
     it->w.what = t->name;
@@ -142,10 +174,7 @@ static void watch(lua_State *L, int v, int i, item *it) {
     it->w.what = "a socket";
     return;
   }
-  luaL_argerror(L, 1, lua_pushfstring(L, "objects[%d] is a %s, which concur.wait cannot wait on "
-                                      "(it waits for Queues, Events, Semaphores, Connections, "
-                                      "Processes, Threads and sockets)",
-                                      i + 1, luaL_typename(L, v)));
+  refuse(L, i, luaL_typename(L, v));
 }
 
 /* Gives back what a call took: the descriptors it polled, its busy marks.

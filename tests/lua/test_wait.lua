@@ -110,8 +110,10 @@ T.test("concur.wait: its copies of descriptors are closed, whatever the end", fu
 end)
 
 T.test("concur.wait: what it cannot wait on is refused, saying what it takes", function()
-  local takes = "which concur.wait cannot wait on %(it waits for Queues, Events, Semaphores, " ..
-                "Connections, Processes, Threads and sockets%)"
+  -- What it takes, said from the types there are.
+  local takes = "which concur.wait cannot wait on %(it waits for a Semaphore, BoundedSemaphore, " ..
+                "Event, Queue, JoinableQueue, SimpleQueue, Connection, Thread, Process, a socket " ..
+                "or a value whose metatable has __waitable%)"
   T.refuses("objects%[2%] is a Lock, " .. takes, concur.wait, {concur.Event(), concur.Lock()})
   T.refuses("objects%[1%] is a RWLock, " .. takes, concur.wait, {concur.RWLock()})
   T.refuses("objects%[1%] is a number, " .. takes, concur.wait, {5})
