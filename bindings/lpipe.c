@@ -56,7 +56,7 @@ static const cc_lsendable conn_sendable = {CONN_MT, conn_encode, conn_decode};
 static int conn_ready(cc_lwatch *w, short revents) {
   cc_conn *c = w->p;
   if (revents & POLLOUT)
-    cc_conn_flush(c);
+    cc_conn_try_flush(c);
   w->events = (short)(POLLIN | (c->wlen > c->woff ? POLLOUT : 0));
   int r = cc_conn_poll(c, 0);
   return r != CC_ETIMEDOUT && r != CC_EINTR;

@@ -156,7 +156,10 @@ static void watch(lua_State *L, int v, int i, item *it) {
     it->w.ready = obj_ready;
     it->w.p = o;
     it->w.what = t->name;
+    /* Busy from now: a later item's __waitable, or a raise, cannot free it
+     * under the wait (finish gives the mark back). */
     it->busy = wr;
+    wr->busy++;
     return;
   }
   if (luaL_getmetafield(L, v, WATCH_KEY) == LUA_TLIGHTUSERDATA) {
@@ -250,8 +253,6 @@ static int l_wait(lua_State *L) {
   int outside = 0;
   for (int i = 0; i < n; i++) {
     item *it = &c->items[i];
-    if (it->busy)
-      it->busy->busy++;
     if (it->w.fd >= 0) {
       it->slot = c->nfds++;
       c->fds[it->slot] = (struct pollfd){.fd = it->w.fd, .events = it->w.events};

@@ -60,12 +60,17 @@ void cc__tid_reset(void) { forget(); }
 int cc__tid_alive(int tid) {
   char path[64], buf[256];
   snprintf(path, sizeof path, "/proc/%d/stat", tid);
+  /* Only "no such task" says it is gone: out of descriptors (EMFILE), a
+   * holder that lives would be taken over. */
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return 0;
+    return errno != ENOENT && errno != ESRCH;
   ssize_t n = read(fd, buf, sizeof buf - 1);
+  int err = errno;
   close(fd);
-  if (n <= 0)
+  if (n < 0)
+    return err != ESRCH && err != ENOENT;
+  if (n == 0)
     return 0;
   buf[n] = '\0';
   /* The state follows the command name, which is in parentheses and may

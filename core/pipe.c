@@ -510,6 +510,21 @@ int cc_conn_send_nowait(cc_conn *c, const cc_msg *m, int *went) {
   return r;
 }
 
+int cc_conn_try_flush(cc_conn *c) {
+  int r = enter(c);
+  if (r)
+    return r;
+  uint32_t z = 0;
+  if (c->woff < c->wlen && atomic_compare_exchange_strong(&c->wturn, &z, 1)) {
+    r = try_flush(c);
+    if (r < 0)
+      drop_unsent(c); /* the other end is gone: recv will say EOF */
+    give_turn(&c->wturn);
+  }
+  leave(c);
+  return r;
+}
+
 int cc_conn_flush(cc_conn *c) {
   int r = enter(c);
   if (r)

@@ -66,15 +66,29 @@ static void repair(cc_rwlock *rw) {
 /* Takes mu, which is held for a few instructions at a time: 0, or CC_EINTR
  * when may_stop (else an interrupt is held back until mu is taken). */
 static int lock(cc_rwlock *rw, int may_stop) {
-  int interrupted = 0, r;
-  while ((r = cc_lock_acquire(&rw->mu, CC_FOREVER)) != 0 && r != CC_EOWNERDEAD) {
-    if (r == CC_EINTR && may_stop)
-      return r;
+  /* A try only when it is free: a try of a held lock looks in /proc. */
+  int r = atomic_load_explicit(&rw->mu.word, memory_order_relaxed) == 0
+              ? cc_lock_acquire(&rw->mu, 0)
+              : CC_ETIMEDOUT;
+  if (r != 0 && r != CC_EOWNERDEAD) {
+    /* Reported as a wait for the RWLock (a wait begun already, the
+     * caller's, stays the one said). */
+    cc_waiting w = {.kind = CC_WAIT_ACQUIRE, .obj = &rw->hdr, .owner = &rw->mu.word,
+                    .deadline = CC_FOREVER};
+    int interrupted = 0;
+    cc_wait_begin(&w);
+    while ((r = cc_lock_acquire(&rw->mu, CC_FOREVER)) != 0 && r != CC_EOWNERDEAD) {
+      if (r == CC_EINTR && may_stop)
+        break;
+      if (r == CC_EINTR)
+        interrupted = cc_interrupt_clear();
+    }
+    cc_wait_end(&w);
+    if (interrupted)
+      cc_interrupt_restore(interrupted);
     if (r == CC_EINTR)
-      interrupted = cc_interrupt_clear();
+      return r;
   }
-  if (interrupted)
-    cc_interrupt_restore(interrupted);
   if (r == CC_EOWNERDEAD)
     repair(rw);
   return 0;
@@ -96,7 +110,8 @@ static int holds(const cc_rwlock *rw, int32_t tid) {
 static int held_by(const cc_obj *o, int32_t tid) { return holds((const cc_rwlock *)o, tid) != 0; }
 
 /* Counts out the holders and waiting writers that died (mu held); a dead
- * holder's pid is kept for the next taker. True when any was found. */
+ * holder's pid is kept for the next taker, and those who wait look again
+ * at once. True when any was found. */
 static int bury(cc_rwlock *rw) {
   int found = 0;
   if (rw->writer && !cc__tid_alive((int)rw->writer)) {
@@ -121,6 +136,10 @@ static int bury(cc_rwlock *rw) {
       i++;
   }
   set_holder(rw);
+  if (found && rw->waiting) {
+    atomic_fetch_add(&rw->seq, 1);
+    cc_futex_wake(&rw->seq, INT32_MAX);
+  }
   return found;
 }
 

@@ -57,8 +57,22 @@ local function make(name, methods, internal)
   -- class (the codec does, so that an instance that refers to itself
   -- arrives so); with them, __from_state is given the state.
   local state = C.__state or fields_of
-  C.__concur_encode = function(self) return name, state(self) end
-  types[name] = C.__from_state or C
+  local from_state = C.__from_state
+  if C.__state and not from_state then
+    -- The state is the fields to make it of.
+    from_state = function(s) return setmetatable(s, C) end
+    C.__concur_encode = function(self)
+      local s = state(self)
+      if type(s) ~= "table" then
+        P.raise(E.VALUE, ("__state of class '%s' returned a %s: without __from_state it must "
+          .. "return a table of the fields to make the instance of"):format(name, type(s)))
+      end
+      return name, s
+    end
+  else
+    C.__concur_encode = function(self) return name, state(self) end
+  end
+  types[name] = from_state or C
   classes[name] = C
   -- C(...) makes an instance: init(self, ...) fills it, if the class has one.
   return setmetatable(C, {

@@ -83,6 +83,20 @@ T.test("a class travels itself, by its name: an upvalue of a task", function()
   T.eq(p.exitcode, 0, "the class a process lacks is named")
 end)
 
+T.test("__state alone gives the fields to make the instance of, and must be a table", function()
+  local Slim = concur.class("Slim", {__state = function(self) return {keep = self.keep} end})
+  local q = concur.Queue()
+  local shared = {keep = 1}
+  q:put({setmetatable({keep = shared, drop = 2}, Slim), shared})
+  local r = q:get(true, 10)
+  T.eq(getmetatable(r[1]), Slim)
+  T.eq(r[1].keep, r[2], "a table met twice arrives as one")
+  T.eq(r[1].drop, nil)
+  local Bad = concur.class("BadState", {__state = function() return 5 end})
+  T.refuses("__state of class 'BadState' returned a number: without __from_state it must return a table",
+            q.put, q, setmetatable({}, Bad))
+end)
+
 T.test("a value that refers to itself through __state is refused, and is gone", function()
   local Odd = concur.class("Odd", {
     __state = function(self) return {me = self} end,

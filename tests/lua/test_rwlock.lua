@@ -123,6 +123,29 @@ T.test("RWLock: a holder that died is taken over, with a warning", function()
                   "%(pid %d+%) ended holding it; MainProcess %(pid %d+%) has it now\n"), err)
 end)
 
+T.test("RWLock: a holder is not taken for dead when descriptors run out", function()
+  local code, out, err = T.sh("ulimit -n 64; " .. bin .. " run " .. T.script([[
+    local concur = require "concur"
+    local rw = concur.RWLock()
+    local go, done = concur.Event(), concur.Event()
+    local t = concur.Thread{target = function()
+      rw:acquire_write(); go:set(); done:wait(10); rw:release()
+    end}
+    t:start(); go:wait()
+    local files = {}
+    while true do
+      local f = io.open("/dev/null")
+      if not f then break end
+      files[#files + 1] = f
+    end
+    print(rw:acquire_write(true, 0.3))
+    for _, f in ipairs(files) do f:close() end
+    done:set(); t:join()
+  ]]) .. " --timeout 30")
+  T.eq(code, 0, "exit status\n" .. err)
+  T.eq(out, "false\n", "the live writer kept it")
+end)
+
 T.test("RWLock: passed through a Queue to a running process, it works there", function()
   local q, back = concur.Queue(), concur.Queue()
   local p = concur.Process{target = function()

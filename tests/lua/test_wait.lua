@@ -185,6 +185,49 @@ T.test("concur.wait: a wait that cannot end is a deadlock, explained", function(
   T.eq(code, 0, "exit status\n" .. err)
 end)
 
+T.test("concur.wait refused halfway keeps no mark on what it looked at", function()
+  -- A thread waits in q's get; a refused wait that looked at q first must
+  -- give back only what it took, so that closing q here keeps it alive
+  -- for the thread, whose get times out instead of reading a new Queue.
+  local q, got = concur.Queue(), concur.Queue()
+  local t = concur.Thread{target = function()
+    local ok, v = pcall(q.get, q, true, 1)
+    got:put(ok and v or "timed out")
+  end}
+  t:start()
+  concur.sleep(0.1)
+  T.refuses("objects%[2%] is a number", concur.wait, {q, 42})
+  collectgarbage(); collectgarbage()
+  getmetatable(q).__close(q)
+  local q2 = concur.Queue()
+  q2:put("another queue's")
+  t:join()
+  T.eq(got:get(true, 10), "timed out")
+end)
+
+T.test("concur.wait does not wait for another thread's send on a Connection", function()
+  local a, b = concur.Pipe()
+  local q = concur.Queue()
+  a:send_nowait(("x"):rep(1 << 20)) -- most of it waits in a
+  local r = concur.Process{target = function()
+    concur.sleep(0.3)
+    b:recv()
+    q:put("ready")
+    concur.sleep(3)
+    b:recv()
+  end}
+  r:start()
+  local t = concur.Thread{target = function() a:send(("y"):rep(8 << 20)) end}
+  t:start() -- its send holds a's turn while the reader sleeps
+  concur.sleep(0.1)
+  local t0 = concur.time()
+  local got = concur.wait({a, q}, 1.0)
+  local dt = concur.time() - t0
+  assert(dt < 2, ("the wait took %.2f s: it waited for the send"):format(dt))
+  T.eq(got[1], q)
+  t:join(); r:join()
+end)
+
 T.test("concur.wait in a thread lets the others run", function()
   local e, n = concur.Event(), concur.RawValue("i", 0)
   local t = concur.Thread{target = function() concur.wait({e}) end}

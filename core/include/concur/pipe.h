@@ -88,6 +88,9 @@ int cc_conn_send_nowait(cc_conn *c, const cc_msg *m, int *went);
 /* Sends what waits without blocking: 0 when nothing is left, 1 when some
  * is, CC_EEOF (what waited is dropped, with its refs) or CC_ESYS. */
 int cc_conn_flush(cc_conn *c);
+/* The same, but only when no other thread sends meanwhile (then 0, as if
+ * nothing were left): for a wait on many objects, which must not block. */
+int cc_conn_try_flush(cc_conn *c);
 
 /* Receives one frame into m (its refs become the caller's) and its
  * descriptors into fds (the caller's to close). Returns 0 for a message, 1
