@@ -217,8 +217,10 @@ int cc_proc_start(cc_proc *p) {
 static void release_pid(int pid) {
   cc__deadlock_forget_pid(pid);
   cc_procent *e = cc_proctab_find(pid);
-  if (e)
+  if (e) {
+    cc__ready_forget_slot(cc_proctab_slot_of(e));
     cc_proctab_free(cc_proctab_slot_of(e));
+  }
 }
 
 static int exitcode_of(int status) {

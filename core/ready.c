@@ -2,6 +2,7 @@
 #include "concur/ready.h"
 #include "concur/arena.h"
 #include "concur/error.h"
+#include "concur/proctab.h"
 
 #include <poll.h>
 #include <stdlib.h>
@@ -24,9 +25,39 @@ int cc_ready_init(void) {
   if (!b)
     return CC_EARENAFULL;
   memset(b, 0, sizeof *b);
+  b->nslots = cc_proctab_capacity();
+  b->by_slot = cc_arena_alloc(sizeof *b->by_slot * b->nslots);
+  if (!b->by_slot) {
+    cc_arena_free(b);
+    return CC_EARENAFULL;
+  }
+  memset(b->by_slot, 0, sizeof *b->by_slot * b->nslots);
   b->fd = bell_fd;
   cc__the_bell = b;
   return 0;
+}
+
+void cc__ready_forget_slot(int slot) {
+  cc__bell *b = cc__the_bell;
+  if (!b || slot < 0 || (uint32_t)slot >= b->nslots)
+    return;
+  atomic_fetch_sub(&b->watchers, atomic_exchange(&b->by_slot[slot].watchers, 0));
+  atomic_fetch_sub(&b->pollers, atomic_exchange(&b->by_slot[slot].pollers, 0));
+}
+
+/* Counts the calling thread's wait in (n 1) or out (n -1), by its process's
+ * slot too. */
+static void count(cc__bell *b, int polls, int n) {
+  int slot = cc_proc_self_slot();
+  int mine = slot >= 0 && (uint32_t)slot < b->nslots;
+  if (polls) {
+    atomic_fetch_add(&b->pollers, (uint32_t)n);
+    if (mine)
+      atomic_fetch_add(&b->by_slot[slot].pollers, (uint32_t)n);
+  }
+  atomic_fetch_add(&b->watchers, (uint32_t)n);
+  if (mine)
+    atomic_fetch_add(&b->by_slot[slot].watchers, (uint32_t)n);
 }
 
 void cc__ready_ring(void) {
@@ -61,13 +92,10 @@ int cc_ready_wait(cc_ready_check check, void *ctx, struct pollfd *fds, int nfds,
     return CC_ESYS;
   struct pollfd small[17], *pf = small;
   int ep = -1, r;
-  if (nfds) {
-    if (nfds + 1 > (int)(sizeof small / sizeof *small) &&
-        !(pf = malloc(sizeof *pf * (size_t)(nfds + 1))))
-      return CC_ENOMEM;
-    atomic_fetch_add(&b->pollers, 1);
-  }
-  atomic_fetch_add(&b->watchers, 1);
+  if (nfds && nfds + 1 > (int)(sizeof small / sizeof *small) &&
+      !(pf = malloc(sizeof *pf * (size_t)(nfds + 1))))
+    return CC_ENOMEM;
+  count(b, nfds > 0, 1);
   if (nfds && (ep = bell_set(b)) < 0) {
     r = CC_ESYS;
     goto out;
@@ -105,9 +133,8 @@ int cc_ready_wait(cc_ready_check check, void *ctx, struct pollfd *fds, int nfds,
   if (w)
     cc_wait_end(w);
 out:
-  atomic_fetch_sub(&b->watchers, 1);
+  count(b, nfds > 0, -1);
   if (nfds) {
-    atomic_fetch_sub(&b->pollers, 1);
     if (ep >= 0)
       close(ep);
     if (pf != small)

@@ -23,6 +23,7 @@
 #include "concur/ident.h"
 #include "concur/proc.h"
 #include "concur/proctab.h"
+#include "concur/ready.h"
 #include "concur/wait.h"
 
 #define MS 1000000LL
@@ -66,8 +67,10 @@ static inline pid_t fork_counted(void) {
 static inline void reaped(pid_t pid) {
   cc__deadlock_forget_pid(pid);
   cc_procent *e = cc_proctab_find(pid);
-  if (e)
+  if (e) {
+    cc__ready_forget_slot(cc_proctab_slot_of(e));
     cc_proctab_free(cc_proctab_slot_of(e));
+  }
 }
 
 /* Starts a thread of this process, counted as one (see fork_counted). */

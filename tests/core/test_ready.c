@@ -147,11 +147,31 @@ static void the_deadline_and_an_interrupt_end_it(void **state) {
   shared_free(x);
 }
 
+/* A process killed while it waits, polling or not, is counted out when it
+ * is reaped: rings do not pay for it ever after. */
+static void a_killed_waiter_is_counted_out(void **state) {
+  (void)state;
+  shared *x = shared_new();
+  pid_t w[2];
+  for (int i = 0; i < 2; i++)
+    w[i] = spawn(wait_event, x, i);
+  while (atomic_load(&cc__the_bell->watchers) < 2 || atomic_load(&cc__the_bell->pollers) < 1)
+    cc_sleep_until(cc_now() + MS);
+  for (int i = 0; i < 2; i++) {
+    kill(w[i], SIGKILL);
+    assert_int_equal(await(w[i], 10), 128 + SIGKILL);
+  }
+  assert_int_equal(atomic_load(&cc__the_bell->watchers), 0);
+  assert_int_equal(atomic_load(&cc__the_bell->pollers), 0);
+  shared_free(x);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(a_change_ends_the_wait_on_all),
       cmocka_unit_test(one_ring_wakes_every_waiter),
       cmocka_unit_test(the_deadline_and_an_interrupt_end_it),
+      cmocka_unit_test(a_killed_waiter_is_counted_out),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -28,13 +28,19 @@ typedef struct cc__bell {
   _Atomic uint32_t pollers;  /* of them, those that poll descriptors */
   _Atomic uint32_t epoch;    /* bumped at every ring while watched */
   int fd;                    /* the eventfd, made before any fork */
+  uint32_t nslots;           /* the process table's */
+  /* The same counts by process slot: a process killed while it waits is
+   * counted out when it is reaped, or every ring would pay for it. */
+  struct { _Atomic uint32_t watchers, pollers; } *by_slot;
 } cc__bell;
 
 extern cc__bell *cc__the_bell;
 
-/* Makes the bell (in the arena) and its eventfd: once, before any fork.
- * 0, CC_EARENAFULL or CC_ESYS. */
+/* Makes the bell (in the arena) and its eventfd: once, before any fork,
+ * after the process table. 0, CC_EARENAFULL or CC_ESYS. */
 int cc_ready_init(void);
+/* The process of that slot was reaped: what its waits counted goes. */
+void cc__ready_forget_slot(int slot);
 
 void cc__ready_ring(void);
 /* Says that an object may have become ready: call it after the change. */
