@@ -35,7 +35,8 @@ local rows = {
   {"value_incr", "Value increment, 2 processes", 10},
   {"manager_dict", "Manager dict increment, 2 processes", 100},
   {"pool_map", "Pool map, 200k items", 2}, {"apply_async", "Pool apply_async, 20k tasks", 10},
-  {"event_rtt", "Event round trip", 5}, {"thread_start_join", "Thread start+join", nil},
+  {"event_rtt", "Event round trip", 5}, {"wait_rtt", "wait() on 2 Queues, round trip", nil},
+  {"thread_start_join", "Thread start+join", nil},
 }
 
 local function fmt(v)

@@ -125,6 +125,20 @@ function ops.event_rtt()
   p:join()
 end
 
+-- One side waits for either of two Queues (concur.wait), then answers.
+function ops.wait_rtt()
+  local q1, q2, q3 = concur.Queue(), concur.Queue(), concur.Queue()
+  local p = concur.Process{target = function()
+    for _ = 1, n do
+      concur.wait({q1, q3})
+      q2:put(q1:get())
+    end
+  end}
+  p:start()
+  for i = 1, n do q1:put(i); q2:get() end
+  p:join()
+end
+
 function ops.thread_start_join()
   for _ = 1, n do
     local t = concur.Thread{target = function() end}

@@ -7,6 +7,7 @@ $CONCUR_METRICS, as concur.report does.
 """
 import json
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import threading
 import time
@@ -156,6 +157,22 @@ def event_rtt():
         ping.set()
         pong.wait()
         pong.clear()
+    p.join()
+
+
+def _wait_echo(q1, q2, q3):
+    for _ in range(N):
+        mp.connection.wait([q1._reader, q3._reader])
+        q2.put(q1.get())
+
+
+def wait_rtt():
+    q1, q2, q3 = mp.Queue(), mp.Queue(), mp.Queue()
+    p = mp.Process(target=_wait_echo, args=(q1, q2, q3))
+    p.start()
+    for i in range(N):
+        q1.put(i)
+        q2.get()
     p.join()
 
 
