@@ -162,11 +162,14 @@ static void watch(lua_State *L, int v, int i, item *it) {
     wr->busy++;
     return;
   }
-  if (luaL_getmetafield(L, v, WATCH_KEY) == LUA_TLIGHTUSERDATA) {
-    const cc_lwaitable *wt = lua_touserdata(L, -1);
+  int t = luaL_getmetafield(L, v, WATCH_KEY);
+  if (t != LUA_TNIL) {
+    const cc_lwaitable *wt = t == LUA_TLIGHTUSERDATA ? lua_touserdata(L, -1) : NULL;
     lua_pop(L, 1);
-    wt->watch(L, v, &it->w);
-    return;
+    if (wt) {
+      wt->watch(L, v, &it->w);
+      return;
+    }
   }
   if (has_method(L, v, "getfd")) {
     int buffered;
