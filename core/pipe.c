@@ -2,6 +2,7 @@
 #include "concur/pipe.h"
 #include "concur/arena.h"
 #include "concur/error.h"
+#include "concur/ready.h"
 #include "concur/ident.h"
 #include "concur/wait.h"
 
@@ -279,6 +280,7 @@ void cc_conn_close(cc_conn *c) {
   if (c->fd < 0)
     return;
   uint32_t s = atomic_fetch_or(&c->inside, CC_CONN_CLOSING);
+  cc_ready_ring(); /* a concur.wait on it finds it closed */
   if (s == 0)
     finish_close(c, 0);
   /* Else (unless a close came already) the threads inside see the bit

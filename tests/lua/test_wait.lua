@@ -228,6 +228,21 @@ T.test("concur.wait does not wait for another thread's send on a Connection", fu
   t:join(); r:join()
 end)
 
+T.test("concur.wait finds a Connection another thread closes", function()
+  local a, b = concur.Pipe()
+  local q, said = concur.Queue(), concur.Queue()
+  local t = concur.Thread{target = function()
+    local got = concur.wait({q, a}, 10)
+    said:put(#got == 1 and got[1] == a)
+  end}
+  t:start()
+  concur.sleep(0.05)
+  a:close()
+  T.eq(said:get(true, 10), true)
+  t:join()
+  b:close()
+end)
+
 T.test("concur.wait in a thread lets the others run", function()
   local e, n = concur.Event(), concur.RawValue("i", 0)
   local t = concur.Thread{target = function() concur.wait({e}) end}
