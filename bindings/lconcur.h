@@ -183,8 +183,9 @@ typedef struct cc_lwaitable {
 } cc_lwaitable;
 /* Makes the values whose metatable is at idx waitable through wt (kept). */
 void cc__lwaitable(lua_State *L, int idx, const cc_lwaitable *wt);
-/* lpipe.c's concur.wait of n Connections only (the table at idx). */
-int cc__lwait_connections(lua_State *L, int idx, int n, int64_t deadline);
+/* lpipe.c's concur.wait of n Connections only (the table at idx), said in
+ * reports as label. */
+int cc__lwait_connections(lua_State *L, int idx, int n, const char *label, int64_t deadline);
 
 /* The files of the module, in the order they open: l<name>.c adds its
  * constructors to the module at -1 in cc__open_<name>.

@@ -286,7 +286,7 @@ static int conn_poll(lua_State *L) {
   return 1;
 }
 
-int cc__lwait_connections(lua_State *L, int idx, int n, int64_t dl) {
+int cc__lwait_connections(lua_State *L, int idx, int n, const char *label, int64_t dl) {
   /* Per call: the list and the flags, in a userdata whose user values keep
    * the Connections alive while this waits, whatever another thread does
    * to the table meanwhile. */
@@ -299,7 +299,7 @@ int cc__lwait_connections(lua_State *L, int idx, int n, int64_t dl) {
     lua_setiuservalue(L, -2, i + 1);
   }
   lua_newtable(L);
-  int r = cc_conn_wait(cs, n, ready, dl);
+  int r = cc_conn_wait(cs, n, ready, label, dl);
   if (r < 0)
     return cc__lraise_code(L, r, NULL);
   int k = 0;

@@ -238,8 +238,17 @@ static int l_wait(lua_State *L) {
     conns = luaL_testudata(L, -1, "concur.Connection") != NULL;
     lua_pop(L, 1);
   }
-  if (conns)
-    return cc__lwait_connections(L, 1, n, dl);
+  if (conns) {
+    char label[48];
+    lua_geti(L, 1, 1);
+    const cc_conn *first = lua_touserdata(L, -1);
+    if (n == 1)
+      snprintf(label, sizeof label, "%s (concur.wait)", first->label);
+    else
+      snprintf(label, sizeof label, "any of %d objects (concur.wait)", n);
+    lua_settop(L, 2);
+    return cc__lwait_connections(L, 1, n, label, dl);
+  }
   call *c = new_call(L, n); /* at 3 */
   /* First what may raise: the values, looked at and kept. */
   for (int i = 0; i < n; i++) {
@@ -283,7 +292,18 @@ static int l_wait(lua_State *L) {
   return 1;
 }
 
+/* P.wait_results(conns, [timeout]): a Pool's wait for its workers'
+ * Connections, said so in reports. */
+static int l_wait_results(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int64_t dl = cc__ldeadline(L, 2);
+  lua_settop(L, 2);
+  return cc__lwait_connections(L, 1, (int)luaL_len(L, 1), "the results of a Pool", dl);
+}
+
 void cc__open_wait(lua_State *L) {
   lua_pushcfunction(L, l_wait);
   lua_setfield(L, -2, "wait");
+  static const luaL_Reg internal[] = {{"wait_results", l_wait_results}, {NULL, NULL}};
+  cc__lprivate_funcs(L, internal);
 }

@@ -682,7 +682,8 @@ int cc_conn_poll(cc_conn *c, int64_t deadline) {
   return r;
 }
 
-int cc_conn_wait(cc_conn *const *cs, int n, uint8_t *ready, int64_t deadline) {
+int cc_conn_wait(cc_conn *const *cs, int n, uint8_t *ready, const char *label,
+                 int64_t deadline) {
   struct pollfd small[16];
   struct pollfd *pf = n <= 16 ? small : malloc(sizeof *pf * (size_t)n);
   if (!pf)
@@ -701,8 +702,7 @@ int cc_conn_wait(cc_conn *const *cs, int n, uint8_t *ready, int64_t deadline) {
   int r = 0, outside = 0;
   for (int i = 0; i < n; i++)
     outside |= !of_the_run(cs[i]);
-  cc_waiting w = {.kind = CC_WAIT_RECV, .label = "the objects of concur.wait",
-                  .deadline = deadline};
+  cc_waiting w = {.kind = CC_WAIT_WAIT, .label = label, .deadline = deadline};
   while (!nready) {
     if (!outside)
       cc_wait_begin(&w);

@@ -524,7 +524,7 @@ function Pool:_pump(timeout)
   if #self._conns == 0 then return false end
   local mutex = self._mutex
   local depth = mutex:_release_save()
-  local ok, ready = pcall(concur.wait, self._conns, timeout)
+  local ok, ready = pcall(P.wait_results, self._conns, timeout)
   mutex:_acquire_restore(depth)
   if not ok then error(ready, 0) end
   local handled = false

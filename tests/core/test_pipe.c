@@ -455,16 +455,16 @@ static void poll_and_wait(void **state) {
   assert_true(elapsed_ms(t0) >= 50);
   cc_conn *both[2] = {&a, &c};
   uint8_t ready[2];
-  assert_int_equal(cc_conn_wait(both, 2, ready, cc_deadline(0.05)), 0);
+  assert_int_equal(cc_conn_wait(both, 2, ready, "both", cc_deadline(0.05)), 0);
   cc_msg m = {.data = "x", .len = 1};
   int went;
   assert_int_equal(cc_conn_send(&d, &m, 0, NULL, CC_FOREVER, &went), 0);
-  assert_int_equal(cc_conn_wait(both, 2, ready, cc_deadline(5)), 1);
+  assert_int_equal(cc_conn_wait(both, 2, ready, "both", cc_deadline(5)), 1);
   assert_false(ready[0]);
   assert_true(ready[1]);
   assert_int_equal(cc_conn_poll(&c, 0), 0);
   cc_conn_close(&b); /* the end: ready, for recv to say so */
-  assert_int_equal(cc_conn_wait(both, 2, ready, cc_deadline(5)), 2);
+  assert_int_equal(cc_conn_wait(both, 2, ready, "both", cc_deadline(5)), 2);
   cc_conn_close(&a);
   assert_int_equal(cc_conn_poll(&a, 0), CC_ECLOSED);
   cc_conn_close(&c);

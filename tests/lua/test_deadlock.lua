@@ -160,7 +160,7 @@ T.test("a pool's result that cannot come is reported", function()
   T.eq(code, 3, "exit status\n" .. err)
   assert(err:find("concur: deadlock: all 3 threads are asleep, waiting with no timeout:\n", 1, true), err)
   assert(err:find("MainThread of PoolWorker%-%d %(pid %d+%) waits on Event 'never' at [^\n]+:4\n"), err)
-  assert(err:find("MainThread of MainProcess %(pid %d+%) waits to receive on the objects of concur.wait at [^\n]+:4\n"), err)
+  assert(err:find("MainThread of MainProcess %(pid %d+%) waits on the results of a Pool at [^\n]+:4\n"), err)
 end)
 
 T.test("under a stock lua5.4 the wait that finds it raises Deadlock", function()

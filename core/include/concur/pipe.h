@@ -106,8 +106,10 @@ int cc_conn_recv(cc_conn *c, cc_msg *m, cc_fds *fds, size_t maxlen, int64_t dead
 int cc_conn_poll(cc_conn *c, int64_t deadline);
 /* Waits until one of n connections has something to receive, or its end,
  * or was closed, sending what waits in them meanwhile; ready[i] is set for
- * those. The number ready (0 at the deadline), or CC_EINTR, CC_ENOMEM. */
-int cc_conn_wait(cc_conn *const *cs, int n, uint8_t *ready, int64_t deadline);
+ * those. label says what is waited on, in reports ("waits on <label>").
+ * The number ready (0 at the deadline), or CC_EINTR, CC_ENOMEM. */
+int cc_conn_wait(cc_conn *const *cs, int n, uint8_t *ready, const char *label,
+                 int64_t deadline);
 
 /* Closes c (what waits to be sent is dropped, with its refs). Threads
  * inside a call on it leave with CC_ECLOSED; the last one closes the
