@@ -477,8 +477,15 @@ int cc__ljoin_threads(lua_State *L) {
     if (r == CC_EINTR || r == CC_EDEADLK)
       return r;
   }
-  /* The joined threads' pthreads too: nothing of them is left (a stock
-   * lua5.4 unloads this library after, and its list with it). */
+  /* The joined threads' pthreads too, and those of threads that ended
+   * but whose handles were never joined: each still runs the last lines of
+   * its start in this library after it says it is done, and a stock
+   * lua5.4 unloads the library after this (it crashed them there). */
+  for (thr *t = unreaped, *n; t; t = n) {
+    n = t->next;
+    if (cc_event_is_set(&t->done))
+      reap(t);
+  }
   join_zombies();
   cc_gil_freeze();
   return 0;

@@ -467,8 +467,9 @@ T.test("params and the module under a stock lua5.4", function()
     concur.Thread{target = function() concur.sleep(0.4) print("thread done") end}:start()
     concur.Process{daemon = true, target = function() concur.sleep(30) print("daemon!") end}:start()
     local later = {concur.Queue(), concur.Event(), concur.Lock()}]])
-  code, out = T.lua54(path)
-  T.eq(code, 0)
+  local err
+  code, out, err = T.lua54(path)
+  T.eq(code, 0, "exit status\n" .. err)
   local lines = {}
   for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
   table.sort(lines)
