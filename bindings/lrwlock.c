@@ -112,6 +112,11 @@ static int rwlock_readers(lua_State *L) {
   return 1;
 }
 
+static int rwlock_waiting_writers(lua_State *L) {
+  lua_pushinteger(L, cc_rwlock_writers_waiting(check_rwlock(L, 1)));
+  return 1;
+}
+
 static int rwlock_writing(lua_State *L) {
   lua_pushboolean(L, cc_rwlock_written(check_rwlock(L, 1)));
   return 1;
@@ -147,7 +152,7 @@ static const luaL_Reg methods[] = {
     {"write_hold", rwlock_write_hold},     {"read_with", rwlock_read_with},
     {"write_with", rwlock_write_with},     {"readers", rwlock_readers},
     {"writing", rwlock_writing},           {"mine", rwlock_mine},
-    {NULL, NULL}};
+    {"waiting_writers", rwlock_waiting_writers}, {NULL, NULL}};
 
 static const luaL_Reg meta[] = {{"__tostring", rwlock_tostring}, {NULL, NULL}};
 

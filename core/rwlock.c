@@ -307,6 +307,7 @@ int cc_rwlock_release(cc_rwlock *rw) {
 }
 
 uint32_t cc_rwlock_readers(cc_rwlock *rw) { return rw->nreaders; }
+uint32_t cc_rwlock_writers_waiting(cc_rwlock *rw) { return rw->writers_waiting; }
 int cc_rwlock_written(cc_rwlock *rw) { return rw->writer != 0; }
 int cc_rwlock_mine(cc_rwlock *rw) { return holds(rw, cc_tid()); }
 int cc_rwlock_dead_owner(cc_rwlock *rw) { return rw->dead_pid; }

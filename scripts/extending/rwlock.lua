@@ -31,7 +31,7 @@ local function read_price()
     beside:get_lock():with(function() beside.value = beside.value + 1 end)
   end
   local a = price[1]
-  concur.sleep(0.2) -- reading takes a while
+  concur.sleep(0.5) -- reading takes a while
   if price[2] ~= a then
     torn:get_lock():with(function() torn.value = torn.value + 1 end)
   end

@@ -47,7 +47,7 @@ T.matrix("RWLock: a reader shares it, a writer waits for the reader, then has it
     said:put(rw:mine())
     said:put(tostring(rw))
   end)
-  concur.sleep(0.1)
+  while rw:waiting_writers() == 0 do concur.sleep(0.001) end
   T.eq(said:empty(), true, "the writer waits")
   rw:release()
   T.eq(said:get(true, 10), "write")
@@ -62,15 +62,14 @@ T.matrix("RWLock: with writer preference a reader waits behind a waiting writer"
   local order = concur.Queue()
   rw:acquire_read()
   local w = spawn(function() rw:write_with(function() order:put("writer") end) end)
-  concur.sleep(0.1)
+  while rw:waiting_writers() == 0 do concur.sleep(0.001) end
   local r = spawn(function()
     order:put(rw:acquire_read(false) and "read at once" or "waited")
     rw:read_with(function() order:put("reader") end)
   end)
-  concur.sleep(0.1)
+  T.eq(order:get(true, 10), "waited")
   rw:release()
   w:join(); r:join()
-  T.eq(order:get(true, 10), "waited")
   T.eq(order:get(true, 10), "writer")
   T.eq(order:get(true, 10), "reader")
 end)
@@ -199,11 +198,16 @@ T.test("RWLock: its holds and waits are traced", function()
   local code, err, ev = T.traced([[
     local concur = require "concur"
     local rw = concur.RWLock{name = "db"}
+    local inside = concur.Event()
     local t = concur.Thread{target = function()
-      rw:read_with(concur.sleep, 0.05)
+      rw:read_with(function()
+        inside:set()
+        -- Until the writer waits: it must.
+        while rw:waiting_writers() == 0 do concur.sleep(0.001) end
+      end)
     end}
     t:start()
-    concur.sleep(0.01)
+    inside:wait()
     rw:write_with(function() end)
     t:join()
   ]])

@@ -73,7 +73,7 @@ T.test("concur.wait: its timeout, none, zero, and nothing to wait on", function(
   assert(dt >= 0.2 and dt < 1, "the timeout: " .. dt)
   t0 = concur.time()
   T.eq(#concur.wait({q, e}, 0), 0)
-  assert(concur.time() - t0 < 0.1, "0 looks without waiting")
+  assert(concur.time() - t0 < 0.5, "0 looks without waiting")
   T.eq(#concur.wait({}), 0)
   e:set()
   local got = concur.wait({q, e, e})
@@ -95,7 +95,7 @@ T.test("concur.wait: its copies of descriptors are closed, whatever the end", fu
   local go, q = concur.Event(), concur.Queue()
   local p = concur.Process{target = function() go:wait() end}
   p:start()
-  collectgarbage()
+  collectgarbage(); collectgarbage()
   local before = fds()
   for _ = 1, 50 do
     T.eq(#concur.wait({a, srv, q, p}, 0), 0)
@@ -103,8 +103,12 @@ T.test("concur.wait: its copies of descriptors are closed, whatever the end", fu
   end
   go:set()
   T.eq(concur.wait({a, srv, p}, 30)[1], p)
-  collectgarbage()
-  T.eq(fds(), before - 1, "descriptors open (the process's pidfd went as the look reaped it)")
+  collectgarbage(); collectgarbage()
+  -- At most: the process's pidfd went as the look reaped it, and what the
+  -- collector closed meanwhile (objects of earlier cases) only lowers it;
+  -- 150 copies left open would raise it.
+  local after = fds()
+  assert(after <= before - 1, ("descriptors open: %d before, %d after"):format(before, after))
   p:join()
   b:close(); srv:close()
 end)

@@ -66,8 +66,10 @@ int cc_rwlock_write(cc_rwlock *rw, int64_t deadline);
 /* Gives back what the calling thread holds: 0, or CC_ENOTOWNER when it
  * holds nothing of it. */
 int cc_rwlock_release(cc_rwlock *rw);
-/* The readers there are, and whether a writer holds it. */
+/* The readers there are, the writers that wait, and whether a writer
+ * holds it. */
 uint32_t cc_rwlock_readers(cc_rwlock *rw);
+uint32_t cc_rwlock_writers_waiting(cc_rwlock *rw);
 int cc_rwlock_written(cc_rwlock *rw);
 /* 1 when the calling thread reads it, 2 when it writes it, else 0. */
 int cc_rwlock_mine(cc_rwlock *rw);
