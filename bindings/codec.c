@@ -848,7 +848,7 @@ static void decode_table(dec *d) { decode_table_in(d, 0); }
 
 /* What stands for a value of a class with __from_state while its state is
  * decoded: met there, the value refers to itself, which cannot be made. */
-static char placeholder;
+static const char placeholder = 0; /* only its address is used */
 
 static void decode_function(dec *d) {
   lua_State *L = d->L;
@@ -926,7 +926,7 @@ static void decode_named(dec *d, int custom) {
       lua_setmetatable(L, -2);
     } else {
       lua_pushvalue(L, -1);
-      lua_pushlightuserdata(L, &placeholder);
+      lua_pushlightuserdata(L, (void *)&placeholder);
       remember(d);
       lua_pop(L, 1);
       int id = d->next_id - 1;

@@ -181,6 +181,8 @@ typedef struct cc_lwaitable {
    * raises when it cannot be waited on (a process not started). */
   void (*watch)(lua_State *L, int idx, cc_lwatch *w);
 } cc_lwaitable;
+/* A Connection's metatable (lpipe.c). */
+#define CC_LCONN_MT "concur.Connection"
 /* Makes the values whose metatable is at idx waitable through wt (kept). */
 void cc__lwaitable(lua_State *L, int idx, const cc_lwaitable *wt);
 /* lpipe.c's concur.wait of n Connections only (the table at idx), said in

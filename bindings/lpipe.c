@@ -16,7 +16,7 @@
  * time; a close while others wait makes them leave). Every call encodes
  * and decodes in buffers of its own (codec.h). */
 
-#define CONN_MT "concur.Connection"
+#define CONN_MT CC_LCONN_MT
 
 static cc_conn *check_conn(lua_State *L, int idx) {
   cc_conn *c = luaL_checkudata(L, idx, CONN_MT);

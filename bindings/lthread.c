@@ -335,6 +335,17 @@ static void join_zombies(void) {
   }
 }
 
+/* Reaps every thread whose function has returned, and joins the pthreads
+ * (their end takes microseconds). */
+static void reap_ended(void) {
+  for (thr *t = unreaped, *n; t; t = n) {
+    n = t->next;
+    if (cc_event_is_set(&t->done))
+      reap(t);
+  }
+  join_zombies();
+}
+
 void cc__lthreads_before_fork(void) {
   /* A thread just made may still be in its start (the sanitizers' runtime
    * allocates there): the fork waits until each has begun. A running
@@ -346,12 +357,7 @@ void cc__lthreads_before_fork(void) {
     if (!t || cc_event_wait(&t->begun, CC_FOREVER) == CC_EINTR)
       break; /* (the list is looked at anew after a wait) */
   }
-  for (thr *t = unreaped, *n; t; t = n) {
-    n = t->next;
-    if (cc_event_is_set(&t->done))
-      reap(t);
-  }
-  join_zombies();
+  reap_ended();
 }
 
 /* A handle is collected only once its thread's function has returned (a
@@ -481,12 +487,7 @@ int cc__ljoin_threads(lua_State *L) {
    * but whose handles were never joined: each still runs the last lines of
    * its start in this library after it says it is done, and a stock
    * lua5.4 unloads the library after this (it crashed them there). */
-  for (thr *t = unreaped, *n; t; t = n) {
-    n = t->next;
-    if (cc_event_is_set(&t->done))
-      reap(t);
-  }
-  join_zombies();
+  reap_ended();
   cc_gil_freeze();
   return 0;
 }

@@ -16,7 +16,7 @@
  * set while the module opens, before any thread. */
 #define WAITABLES_MAX 16
 static const cc_lwaitable *waitables[WAITABLES_MAX];
-static int nwaitables;
+static int nwaitables; /* threads: set while the module opens, then only read */
 
 void cc__lwaitable(lua_State *L, int idx, const cc_lwaitable *wt) {
   int i = 0;
@@ -218,6 +218,16 @@ static call *new_call(lua_State *L, int n) {
   return c;
 }
 
+/* What a wait on n objects, the first of them `first`, is said to wait on
+ * in reports: "Connection (fd 5) (concur.wait)", "any of 3 objects ...". */
+static const char *describe(char *buf, size_t size, int n, const char *first) {
+  if (n == 1)
+    snprintf(buf, size, "%s (concur.wait)", first);
+  else
+    snprintf(buf, size, "any of %d objects (concur.wait)", n);
+  return buf;
+}
+
 /* concur.wait(objects, [timeout]): those of objects that are ready, in
  * their order (Queues not empty, Events set, Semaphores above 0,
  * Connections with something to receive or at their end, Processes and
@@ -235,17 +245,13 @@ static int l_wait(lua_State *L) {
   int conns = n > 0;
   for (int i = 0; i < n && conns; i++) {
     lua_geti(L, 1, i + 1);
-    conns = luaL_testudata(L, -1, "concur.Connection") != NULL;
+    conns = luaL_testudata(L, -1, CC_LCONN_MT) != NULL;
     lua_pop(L, 1);
   }
   if (conns) {
     char label[48];
     lua_geti(L, 1, 1);
-    const cc_conn *first = lua_touserdata(L, -1);
-    if (n == 1)
-      snprintf(label, sizeof label, "%s (concur.wait)", first->label);
-    else
-      snprintf(label, sizeof label, "any of %d objects (concur.wait)", n);
+    describe(label, sizeof label, n, ((const cc_conn *)lua_touserdata(L, -1))->label);
     lua_settop(L, 2);
     return cc__lwait_connections(L, 1, n, label, dl);
   }
@@ -274,11 +280,9 @@ static int l_wait(lua_State *L) {
   char label[48];
   cc_waiting w = {.kind = CC_WAIT_WAIT, .label = label, .deadline = dl};
   if (n == 1 && c->items[0].busy)
-    w.obj = c->items[0].w.p;
-  else if (n == 1)
-    snprintf(label, sizeof label, "%s (concur.wait)", c->items[0].w.what);
+    w.obj = c->items[0].w.p; /* an arena object says its own name */
   else
-    snprintf(label, sizeof label, "any of %d objects (concur.wait)", n);
+    describe(label, sizeof label, n, c->items[0].w.what);
   int r = cc_ready_wait(check, c, c->fds, c->nfds, outside ? NULL : &w, dl);
   finish(c);
   if (r < 0)

@@ -201,12 +201,6 @@ static int sleep_for(cc_rwlock *rw, int write, int32_t me, int64_t deadline) {
     if (r == CC_WAIT_SLICE || r == CC_ETIMEDOUT)
       bury(rw);
     if (can(rw, write)) {
-      if (write)
-        for (uint32_t i = 0; i < rw->writers_waiting; i++)
-          if (rw->wwait[i] == me) {
-            drop_wwait(rw, i);
-            break;
-          }
       r = got(rw, write, me);
       break;
     }
@@ -215,6 +209,18 @@ static int sleep_for(cc_rwlock *rw, int write, int32_t me, int64_t deadline) {
   }
   cc_wait_end(&wt);
   return r;
+}
+
+/* Why the caller cannot wait for it (mu held): a reader when as many read
+ * as can, a try, a writer when as many wait to write as can; else 0. */
+static int refusal(const cc_rwlock *rw, int write, int64_t deadline) {
+  if (!write && rw->nreaders == CC_RWLOCK_MAX)
+    return CC_ELIMIT;
+  if (deadline == 0)
+    return CC_ETIMEDOUT;
+  if (write && rw->writers_waiting == CC_RWLOCK_MAX)
+    return CC_ELIMIT;
+  return 0;
 }
 
 static int take(cc_rwlock *rw, int write, int64_t deadline) {
@@ -231,20 +237,15 @@ static int take(cc_rwlock *rw, int write, int64_t deadline) {
     unlock(rw);
     return r;
   }
-  /* A try, or a full table: are the holders there still? */
-  int full = write ? rw->writers_waiting == CC_RWLOCK_MAX : rw->nreaders == CC_RWLOCK_MAX;
-  if ((deadline == 0 || full) && bury(rw) && can(rw, write)) {
+  /* Refused (a try, a full table): are the holders there still? */
+  if (refusal(rw, write, deadline) && bury(rw) && can(rw, write)) {
     r = got(rw, write, me);
     unlock(rw);
     return r;
   }
-  int refused = !write && rw->nreaders == CC_RWLOCK_MAX   ? CC_ELIMIT
-                : deadline == 0                              ? CC_ETIMEDOUT
-                : write && rw->writers_waiting == CC_RWLOCK_MAX ? CC_ELIMIT
-                                                             : 0;
-  if (refused) {
+  if ((r = refusal(rw, write, deadline))) {
     unlock(rw);
-    return refused;
+    return r;
   }
   rw->waiting++;
   if (write)
@@ -252,14 +253,15 @@ static int take(cc_rwlock *rw, int write, int64_t deadline) {
   r = sleep_for(rw, write, me, deadline);
   rw->waiting--;
   int wake = 0;
-  if (r != 0 && r != CC_EOWNERDEAD && write) {
+  if (write) {
     for (uint32_t i = 0; i < rw->writers_waiting; i++)
       if (rw->wwait[i] == me) {
         drop_wwait(rw, i);
         break;
       }
-    /* Readers kept back by this writer may go now. */
-    wake = rw->prefer_writers && rw->writers_waiting == 0 && rw->waiting;
+    /* A writer that gave up: readers it kept back may go now. */
+    wake = r != 0 && r != CC_EOWNERDEAD && rw->prefer_writers && rw->writers_waiting == 0 &&
+           rw->waiting;
     if (wake)
       atomic_fetch_add(&rw->seq, 1);
   }
