@@ -5,6 +5,7 @@
 #include "concur/gil.h"
 #include "concur/proc.h"
 #include "concur/wait.h"
+#include "concur/sched.h"
 #include "lconcur.h"
 
 #include <stdio.h>
@@ -39,7 +40,7 @@ static void defaults(void) {
   cc_config c;
   cc_config_defaults(&c);
   host = (cc_lhost){c.arena_size, c.max_processes, c.time_scale, NULL, c.switch_interval,
-                    c.pool_processes};
+                    c.pool_processes, 0};
 }
 
 void cc_lhost_configure(const cc_lhost *h) {
@@ -49,6 +50,7 @@ void cc_lhost_configure(const cc_lhost *h) {
 
 void cc_lclose(lua_State *L) {
   cc_gil_freeze();
+  cc_sched_forget_others();
   lua_close(L);
 }
 
@@ -113,5 +115,6 @@ int luaopen_concur(lua_State *L) {
   if (!hosted)
     cc__lsentinel_enable(cc_lfinish);
   cc__lsentinel_renew(L);
+  cc__lsched_open(L, -1, host.sim_quantum);
   return 1;
 }

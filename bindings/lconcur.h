@@ -208,6 +208,15 @@ void cc__lthreads_after_fork(lua_State *L);
 void cc__lthreads_before_fork(void);
 /* The interpreter hook's normal setting, after Ctrl-C took it over. */
 void cc__lhook_restore(lua_State *L);
+/* Under the scheduler (lsched.c): makes every C function of the module
+ * (at idx) and of its classes a scheduling point, seeds math.random from
+ * the run's seed, and sets the count hook (every `quantum` instructions;
+ * 0: none). Nothing when no scheduler runs. */
+void cc__lsched_open(lua_State *L, int idx, int quantum);
+/* The count hook (or none, with no scheduler). */
+void cc__lsched_sethook(lua_State *L);
+/* In a new child: math.random from the seed and its task. 1 if done. */
+int cc__lsched_seed_child(lua_State *L);
 
 /* Under a stock lua5.4 (lend.c): enable makes the state's close end the
  * run with fn (cc_lfinish) and os.exit end the children; renew makes a new

@@ -4,6 +4,7 @@
 #include "concur/lock.h"
 #include "concur/proctab.h"
 #include "concur/wait.h"
+#include "concur/sched.h"
 #include "lconcur.h"
 
 #include <stdio.h>
@@ -32,8 +33,9 @@ void cc__lwarn_died(const cc_obj *of, const char *part, int dead) {
   fprintf(stderr,
           "concur: warning: OwnerDied: %s%s: its holder%s %s (pid %d) %s holding it; %s (pid %d) "
           "has it now\n",
-          cc_obj_describe(of, what), part, thread ? ", a thread of" : "", name, dead,
-          thread ? "ended" : "died", me ? me->name : "this process", (int)getpid());
+          cc_obj_describe(of, what), part, thread ? ", a thread of" : "", name,
+          cc_sched_shown_pid(dead), thread ? "ended" : "died", me ? me->name : "this process",
+          cc_sched_shown_pid((int)getpid()));
   fflush(stderr);
 }
 
@@ -153,7 +155,8 @@ static int lock_tostring(lua_State *L) {
   uint32_t w = atomic_load(&l->word);
   if (w & CC_LOCK_TID)
     lua_pushfstring(L, "%s(%s, locked by pid %d)", cc_obj_typename(&l->hdr),
-                    cc_obj_name(&l->hdr, nm), (int)atomic_load(&l->owner_pid));
+                    cc_obj_name(&l->hdr, nm),
+                    cc_sched_shown_pid((int)atomic_load(&l->owner_pid)));
   else
     lua_pushfstring(L, "%s(%s, unlocked)", cc_obj_typename(&l->hdr),
                     cc_obj_name(&l->hdr, nm));

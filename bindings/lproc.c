@@ -3,6 +3,7 @@
 #include "concur/lock.h"
 #include "concur/proc.h"
 #include "concur/wait.h"
+#include "concur/sched.h"
 #include "lconcur.h"
 
 #include <fcntl.h>
@@ -225,7 +226,7 @@ static int proc_index(lua_State *L) {
   if (k && lua_type(L, 2) == LUA_TSTRING) {
     if (!strcmp(k, "pid") || !strcmp(k, "ident")) {
       if (p->p.pid)
-        lua_pushinteger(L, p->p.pid);
+        lua_pushinteger(L, cc_sched_shown_pid(p->p.pid));
       else
         lua_pushnil(L);
       return 1;
@@ -369,7 +370,7 @@ static _Noreturn void child_main(lua_State *L, int self) {
   lproc *p = lua_touserdata(L, self);
   p->role = ROLE_SELF;
   /* Children must not share their parent's random sequence. */
-  if (lua_getglobal(L, "math") == LUA_TTABLE &&
+  if (!cc__lsched_seed_child(L) && lua_getglobal(L, "math") == LUA_TTABLE &&
       lua_getfield(L, -1, "randomseed") == LUA_TFUNCTION) {
     lua_pushinteger(L, (lua_Integer)getpid() * 2654435761u);
     lua_pushinteger(L, (lua_Integer)cc_now());
@@ -514,9 +515,10 @@ static int proc_tostring(lua_State *L) {
                                                    : "started";
   if (p->p.state == CC_PROC_REAPED)
     lua_pushfstring(L, "<Process name=%s pid=%d %s exitcode=%d%s>", p->p.name,
-                    p->p.pid, st, p->p.exitcode, p->p.daemon ? " daemon" : "");
+                    cc_sched_shown_pid(p->p.pid), st, p->p.exitcode, p->p.daemon ? " daemon" : "");
   else if (p->p.pid)
-    lua_pushfstring(L, "<Process name=%s pid=%d %s%s>", p->p.name, p->p.pid, st,
+    lua_pushfstring(L, "<Process name=%s pid=%d %s%s>", p->p.name,
+                    cc_sched_shown_pid(p->p.pid), st,
                     p->p.daemon ? " daemon" : "");
   else
     lua_pushfstring(L, "<Process name=%s %s%s>", p->p.name, st,

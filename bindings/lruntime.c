@@ -6,6 +6,7 @@
 #include "concur/proc.h"
 #include "concur/trace.h"
 #include "concur/wait.h"
+#include "concur/sched.h"
 #include "lconcur.h"
 
 #include <fcntl.h>
@@ -60,12 +61,12 @@ static int l_arena_stats(lua_State *L) {
 
 /* P.pid_alive(pid): the process exists and is not a zombie. */
 static int l_pid_alive(lua_State *L) {
-  lua_pushboolean(L, cc__tid_alive((int)luaL_checkinteger(L, 1)));
+  lua_pushboolean(L, cc__tid_alive(cc_sched_real_pid((int)luaL_checkinteger(L, 1))));
   return 1;
 }
 
 static int l_getpid(lua_State *L) {
-  lua_pushinteger(L, cc_pid());
+  lua_pushinteger(L, cc_sched_shown_pid(cc_pid()));
   return 1;
 }
 

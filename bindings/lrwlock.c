@@ -2,6 +2,7 @@
 #include "concur/error.h"
 #include "concur/proctab.h"
 #include "concur/rwlock.h"
+#include "concur/sched.h"
 #include "lconcur.h"
 
 static cc_rwlock *check_rwlock(lua_State *L, int idx) {
@@ -138,7 +139,8 @@ static int rwlock_tostring(lua_State *L) {
   cc_obj_name(&rw->hdr, nm);
   uint32_t n = cc_rwlock_readers(rw);
   if (cc_rwlock_written(rw))
-    lua_pushfstring(L, "RWLock(%s, written by pid %d)", nm, (int)rw->writer_pid);
+    lua_pushfstring(L, "RWLock(%s, written by pid %d)", nm,
+                    cc_sched_shown_pid((int)rw->writer_pid));
   else if (n)
     lua_pushfstring(L, "RWLock(%s, read by %d)", nm, (int)n);
   else

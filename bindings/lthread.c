@@ -7,6 +7,7 @@
 #include "concur/ident.h"
 #include "concur/lock.h"
 #include "concur/proctab.h"
+#include "concur/sched.h"
 #include "concur/trace.h"
 #include "concur/wait.h"
 #include "lconcur.h"
@@ -60,6 +61,7 @@ typedef struct thr {
   pthread_t pt;
   lua_State *L1;
   struct thr *next; /* in `unreaped` */
+  int task;         /* its task under the scheduler, or -1 */
   char name[64];
 } thr;
 
@@ -94,7 +96,7 @@ void cc__lset_switch_interval(double seconds) {
 /* The interpreter's hook: Ctrl-C, and giving the GIL away on request. */
 void cc__lhook(lua_State *L, lua_Debug *ar);
 
-void cc__lhook_restore(lua_State *L) { lua_sethook(L, NULL, 0, 0); }
+void cc__lhook_restore(lua_State *L) { cc__lsched_sethook(L); }
 
 static void on_poke(int sig) {
   (void)sig;
@@ -203,6 +205,7 @@ static int msgh(lua_State *L) {
 
 static void *thread_main(void *arg) {
   thr *t = arg;
+  cc_sched_start(t->task);
   atomic_store(&t->tid, (int)gettid()); /* known once it has begun: joins wait for it */
   cc_event_set(&t->begun);
   cc_gil_acquire();
@@ -231,6 +234,7 @@ static void *thread_main(void *arg) {
   cc_deadlock_thread_end();
   cc_proc_threads_add(-1);
   cc_gil_release();
+  cc_sched_exit();
   return NULL;
 }
 
@@ -266,9 +270,11 @@ static int l_thread_start(lua_State *L) {
   pthread_sigmask(SIG_BLOCK, &intr, &old);
   /* Counted before it exists: until it waits, the run is not all asleep. */
   cc_proc_threads_add(1);
-  int r = pthread_create(&t->pt, NULL, thread_main, t);
+  t->task = cc_sched_spawn();
+  int r = t->task == CC_ELIMIT ? EAGAIN : pthread_create(&t->pt, NULL, thread_main, t);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (r != 0) {
+    cc_sched_unspawn(t->task);
     cc_proc_threads_add(-1);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, RUNNING_KEY);
     lua_pushlightuserdata(L, t);
@@ -330,7 +336,7 @@ static void join_zombies(void) {
     /* Microseconds, not the program's sleep: a plain wait, untraced. */
     _Atomic uint32_t never = 0;
     while (pthread_tryjoin_np(z->pt, NULL) == EBUSY)
-      cc_futex_wait_plain(&never, 0, cc_now() + 20000);
+      cc_futex_wait_plain(&never, 0, cc_now_real() + 20000);
     free(z);
   }
 }
@@ -489,6 +495,7 @@ int cc__ljoin_threads(lua_State *L) {
    * lua5.4 unloads the library after this (it crashed them there). */
   reap_ended();
   cc_gil_freeze();
+  cc_sched_forget_others();
   return 0;
 }
 

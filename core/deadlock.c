@@ -1,5 +1,6 @@
 /* deadlock - what every thread of a run holds and waits for; waits that cannot end */
 #include "concur/deadlock.h"
+#include "concur/sched.h"
 #include "concur/error.h"
 #include "concur/ident.h"
 #include "concur/proctab.h"
@@ -196,7 +197,7 @@ static void describe_wait(char *buf, size_t n, const party *p) {
   if (o && cc_type_get(o->type) && o->id)
     snprintf(buf, n, "%s", cc_obj_describe(o, name));
   else if (p->kind == CC_WAIT_JOIN && p->target && cc_proctab_find(p->target))
-    snprintf(buf, n, "%s (pid %d)", p->label, (int)p->target);
+    snprintf(buf, n, "%s (pid %d)", p->label, cc_sched_shown_pid((int)p->target));
   else if (p->label[0])
     snprintf(buf, n, "%s", p->label);
   else if (o)
@@ -215,7 +216,7 @@ static void write_member(size_t *at, const party *p) {
   cc_proctab_name_of(p->pid, proc, sizeof proc);
   int32_t tid = atomic_load(&p->tid);
   *at += (size_t)snprintf(report + *at, cap - *at, "\n  %.*s of %s (pid %d)", PARTY_NAME,
-                          p->name, proc, (int)p->pid);
+                          p->name, proc, cc_sched_shown_pid((int)p->pid));
   /* What it holds: the objects of its process's that its type says it
    * holds (a table its process may change meanwhile: what is read is
    * checked). */
@@ -245,6 +246,7 @@ static int tell(void) {
   int sup = atomic_load(&D->supervisor);
   if (sup <= 0)
     return CC_EDEADLK;
+  cc_sched_halt(); /* nothing more is scheduled: the run ends */
   /* What this process printed goes out before the run is killed; one
    * write, so that the lines of the report stay together. */
   fflush(stdout);

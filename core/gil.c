@@ -54,7 +54,7 @@ void cc_gil_acquire(void) {
     z = 0;
     if (atomic_compare_exchange_strong(&word, &z, 1))
       break;
-    int r = cc_futex_wait_plain(&word, 1, cc_now() + interval);
+    int r = cc_futex_wait_plain(&word, 1, cc_now_real() + interval);
     if (r == CC_ETIMEDOUT && atomic_load(&word) == 1) {
       /* Waited a whole interval: ask for it, and make the holder look. */
       atomic_store(&drop, 1);
@@ -107,7 +107,7 @@ void cc_gil_check(void) {
    * Taking it straight back after one interval would let this thread keep
    * it for good while the waiter is not yet scheduled. */
   while (atomic_load(&switches) == sn && atomic_load(&waiters) > 0)
-    cc_futex_wait_plain(&switches, sn, cc_now() + interval);
+    cc_futex_wait_plain(&switches, sn, cc_now_real() + interval);
   atomic_fetch_sub(&yielders, 1);
   cc_gil_acquire();
 }

@@ -1,5 +1,6 @@
 /* ident - who the caller is: its process and thread ids, name and place; whether a thread lives */
 #include "concur/ident.h"
+#include "concur/wait.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +59,13 @@ int cc_pid(void) {
 void cc__tid_reset(void) { forget(); }
 
 int cc__tid_alive(int tid) {
+  /* Scheduled, a task is over when the scheduler says so: a killed one
+   * may take a while longer to go from the kernel's tables. */
+  if (cc__wait_sched) {
+    int a = cc__wait_sched->tid_alive(tid);
+    if (a >= 0)
+      return a;
+  }
   char path[64], buf[256];
   snprintf(path, sizeof path, "/proc/%d/stat", tid);
   /* Only "no such task" says it is gone: out of descriptors (EMFILE), a

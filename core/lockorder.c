@@ -1,5 +1,6 @@
 /* lockorder - the orders in which threads take locks; the deadlocks they could make */
 #include "concur/lockorder.h"
+#include "concur/sched.h"
 #include "concur/arena.h"
 #include "concur/error.h"
 #include "concur/ident.h"
@@ -188,7 +189,7 @@ static void write_cycle(FILE *f, edge *const *c, int n) {
       snprintf(name, sizeof name, "%s", c[k]->proc);
     else
       snprintf(name, sizeof name, "%s of %s", c[k]->thread, c[k]->proc);
-    fprintf(f, "  %s (pid %d) takes %s while it holds %s", name, (int)c[k]->pid, c[k]->to,
+    fprintf(f, "  %s (pid %d) takes %s while it holds %s", name, cc_sched_shown_pid((int)c[k]->pid), c[k]->to,
             c[k]->from);
     if (c[k]->where[0])
       fprintf(f, ", at %.*s", WHERE_MAX, c[k]->where);

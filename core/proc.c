@@ -1,5 +1,6 @@
 /* proc - processes: fork, join, signals, reaping, and the run's runtime */
 #include "concur/proc.h"
+#include "concur/sched.h"
 #include "concur/deadlock.h"
 #include "concur/error.h"
 #include "concur/lock.h"
@@ -180,9 +181,15 @@ int cc_proc_start(cc_proc *p) {
     cc_proctab_free(slot);
     return r;
   }
+  int task = cc_sched_spawn();
+  if (task == CC_ELIMIT) {
+    cc_proctab_free(slot);
+    return CC_ELIMIT;
+  }
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0) {
+    cc_sched_unspawn(task);
     cc_proctab_free(slot);
     return CC_ESYS;
   }
@@ -200,8 +207,10 @@ int cc_proc_start(cc_proc *p) {
     p->parent_pid = (int)e->ppid;
     cc__trace_process(p->name);
     cc__trace_thread("MainThread");
+    cc_sched_start(task);
     return 0;
   }
+  cc_sched_set_pid(task, pid);
   cc__trace_event(CC_TRACE_FORK, NULL, pid, 0, p->name);
   atomic_store(&e->pid, pid);
   p->pid = pid;
@@ -279,7 +288,14 @@ int cc_proc_poll(cc_proc *p) {
   if (p->state != CC_PROC_STARTED || p->parent_pid != getpid())
     return 0;
   int status;
-  pid_t r = waitpid(p->pid, &status, WNOHANG);
+  /* Scheduled, a process is over when its tasks are, whether or not the
+   * kernel has finished it yet. */
+  int sim = cc_sched_pid_state(p->pid);
+  if (sim == 0)
+    return 1;
+  pid_t r;
+  while ((r = waitpid(p->pid, &status, sim == 1 ? 0 : WNOHANG)) < 0 && errno == EINTR)
+    ;
   if (r == 0)
     return 1;
   reaped(p, status, r == p->pid);
@@ -287,8 +303,11 @@ int cc_proc_poll(cc_proc *p) {
 }
 
 void cc_proc_signal(cc_proc *p, int sig) {
-  if (p->state == CC_PROC_STARTED && p->parent_pid == getpid())
+  if (p->state == CC_PROC_STARTED && p->parent_pid == getpid()) {
+    if (sig == SIGTERM || sig == SIGKILL)
+      cc_sched_forget_pid(p->pid);
     kill(p->pid, sig);
+  }
 }
 
 const char *cc_proc_status(const cc_proc *p) {
@@ -361,6 +380,7 @@ _Noreturn void cc_proc_exit(int code) {
   cc__trace_end();
   cc_proc_threads_end();
   cc_holds_release(cc_proc_self_slot());
+  cc_sched_exit_process();
   _exit(code);
 }
 

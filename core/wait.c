@@ -21,6 +21,8 @@ static volatile sig_atomic_t interrupted;
 static const cc_wait_hooks *hooks;
 static const cc_wait_observer *observer;
 static const cc_wait_tracer *tracer;
+const cc_wait_sched *cc__wait_sched;
+#define sched cc__wait_sched
 /* The calling thread's begun wait: each thread's own. */
 static _Thread_local cc_waiting *current;
 
@@ -68,6 +70,9 @@ static int observe(void) {
 }
 
 static int may_spin(int local) {
+  /* Under the scheduler nobody else runs while this thread spins. */
+  if (sched)
+    return 0;
   return !hooks || !hooks->may_spin || hooks->may_spin(local);
 }
 
@@ -77,6 +82,12 @@ static void around(const void *word, int begin) {
 }
 
 int64_t cc_now(void) {
+  if (sched)
+    return sched->now();
+  return cc_now_real();
+}
+
+int64_t cc_now_real(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
@@ -148,6 +159,40 @@ int cc_interrupt_clear(void) {
 }
 void cc_interrupt_restore(int was) { interrupted = was; }
 void cc_wait_set_hooks(const cc_wait_hooks *h) { hooks = h; }
+void cc_wait_set_sched(const cc_wait_sched *s) { sched = s; }
+int cc_wait_simulated(void) { return sched != NULL; }
+
+void cc__wait_point(void) {
+  if (!sched->decide())
+    return;
+  around(NULL, 1);
+  sched->handoff();
+  around(NULL, 0);
+}
+
+/* A futex wait under the scheduler: the wait's own deadline, not a
+ * shorter one its caller looks around at (a lock's probe for a dead
+ * holder): the scheduler tells it when to look around (a death, a round
+ * of looks when nothing can run), and virtual time would otherwise run on
+ * to each probe. */
+static int sched_futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline,
+                            int *woken) {
+  if (current && current->deadline > deadline)
+    deadline = current->deadline;
+  if (atomic_load(word) != expect)
+    return 0;
+  if (cc_now() >= deadline)
+    return CC_ETIMEDOUT;
+  int o = observe();
+  if (o < 0)
+    return o;
+  around(word, 1);
+  int r = sched->block(word, expect, deadline, woken);
+  around(word, 0);
+  if (*woken && tracer && current)
+    tracer->woken(word);
+  return r;
+}
 
 static struct timespec to_ts(int64_t t) {
   struct timespec ts = {(time_t)(t / 1000000000LL), (long)(t % 1000000000LL)};
@@ -169,6 +214,8 @@ static int futex_wait(_Atomic uint32_t *word, uint32_t expect, int64_t deadline,
   *woken = 0;
   if (cc_interrupted())
     return CC_EINTR;
+  if (sched)
+    return sched_futex_wait(word, expect, deadline, woken);
   int64_t now = cc_now();
   if (now >= deadline)
     return atomic_load(word) == expect ? CC_ETIMEDOUT : 0;
@@ -222,7 +269,7 @@ int cc_futex_wait_counted(_Atomic uint32_t *word, uint32_t expect, _Atomic uint3
 static void traced_wake(_Atomic uint32_t *word, int n, _Atomic uint32_t *sleepers) {
   int64_t since = cc_now();
   uint32_t flow = tracer->wake(word);
-  long woken = syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+  long woken = sched ? sched->wake(word, n) : syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
   if (woken > 0) {
     if (sleepers)
       atomic_fetch_sub(sleepers, (uint32_t)woken);
@@ -242,7 +289,8 @@ void cc_futex_wake_some(_Atomic uint32_t *word, _Atomic uint32_t *sleepers, uint
     traced_wake(word, (int)(n < asleep ? n : asleep), sleepers);
     return;
   }
-  long woken = syscall(SYS_futex, word, FUTEX_WAKE, (int)(n < asleep ? n : asleep), NULL, NULL, 0);
+  int k = (int)(n < asleep ? n : asleep);
+  long woken = sched ? sched->wake(word, k) : syscall(SYS_futex, word, FUTEX_WAKE, k, NULL, NULL, 0);
   if (woken > 0)
     atomic_fetch_sub(sleepers, (uint32_t)woken);
 }
@@ -261,11 +309,43 @@ void cc_futex_wake_plain(_Atomic uint32_t *word, int n) {
 void cc_futex_wake(_Atomic uint32_t *word, int n) {
   if (tracer)
     traced_wake(word, n, NULL);
+  else if (sched)
+    sched->wake(word, n);
   else
     cc_futex_wake_plain(word, n);
 }
 
+/* cc_wait_fds under the scheduler: it polls at each turn it is given,
+ * until the wait's own deadline (as sched_futex_wait); told to look
+ * around, it returns as at the end of its caller's slice. */
+static int sched_wait_fds(struct pollfd *fds, int n, int64_t slice) {
+  int64_t deadline = current && current->deadline > slice ? current->deadline : slice;
+  for (;;) {
+    if (cc_interrupted())
+      return CC_EINTR;
+    int r = poll(fds, (nfds_t)n, 0);
+    if (r > 0)
+      return r;
+    if (r < 0 && errno != EINTR)
+      return CC_ESYS;
+    if (cc_now() >= deadline)
+      return CC_ETIMEDOUT;
+    int o = observe();
+    if (o < 0)
+      return o;
+    around(NULL, 1);
+    r = sched->fds(fds, n, deadline);
+    around(NULL, 0);
+    if (r != 0)
+      return r;
+    if (cc_now() >= slice)
+      return CC_ETIMEDOUT;
+  }
+}
+
 int cc_wait_fds(struct pollfd *fds, int n, int64_t deadline) {
+  if (sched)
+    return sched_wait_fds(fds, n, deadline);
   for (;;) {
     if (cc_interrupted())
       return CC_EINTR;
@@ -329,6 +409,17 @@ static int sleep_until(int64_t deadline) {
     int64_t now = cc_now();
     if (now >= deadline)
       return 0;
+    if (sched) {
+      int o = observe(), woken;
+      if (o < 0)
+        return o;
+      around(NULL, 1);
+      int r = sched->block(NULL, 0, deadline, &woken);
+      around(NULL, 0);
+      if (r == CC_EINTR)
+        return r;
+      continue;
+    }
     int sliced;
     struct timespec ts = to_ts(slice_end(deadline, now, &sliced));
     int o = observe();
@@ -359,7 +450,36 @@ int cc_wait_signal(const sigset_t *set, int64_t deadline) {
 /* How often a child is looked at when there is no pidfd to wait on. */
 #define CHILD_LOOK_NS 5000000LL
 
+/* cc_wait_child under the scheduler: 0 (reaped), 1 (not a task of it:
+ * wait as without), or an error. */
+static int sched_wait_child(int pid, int *status, struct rusage *usage, int64_t deadline) {
+  for (;;) {
+    int o = observe();
+    if (o < 0)
+      return o;
+    around(NULL, 1);
+    int r = sched->child(pid, deadline);
+    around(NULL, 0);
+    if (r == 0)
+      return 1;
+    if (r == CC_WAIT_ENDED) {
+      /* Its last task has handed the run on and is about to exit. */
+      pid_t got;
+      while ((got = wait4(pid, status, 0, usage)) < 0 && errno == EINTR)
+        ;
+      return got == pid ? 0 : CC_ESYS;
+    }
+    if (r != CC_WAIT_SLICE)
+      return r;
+  }
+}
+
 int cc_wait_child(int pid, int pidfd, int *status, struct rusage *usage, int64_t deadline) {
+  if (sched) {
+    int r = sched_wait_child(pid, status, usage, deadline);
+    if (r != 1)
+      return r;
+  }
   for (;;) {
     pid_t r = wait4(pid, status, WNOHANG, usage);
     if (r == pid)

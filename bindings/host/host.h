@@ -29,6 +29,12 @@ typedef struct run_opts {
   const char *trace; /* where the trace goes, or NULL */
   int timeline;      /* print the trace's timeline after the run */
   const char *width; /* its width (columns), or NULL */
+  int sim;                /* --sim: the run's scheduler decides who runs */
+  double seed;            /* --seed */
+  int strategy;           /* --strategy (CC_SCHED_*) */
+  int depth;              /* --depth (pct) */
+  const char *replay;     /* --replay SCHEDULE */
+  int quantum;            /* --quantum: Lua instructions between two points */
   cc_config cfg;
 } run_opts;
 

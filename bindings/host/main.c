@@ -1,6 +1,7 @@
 /* main - the concur binary: command line, configuration, dispatch */
 #include "concur/config.h"
 #include "concur/error.h"
+#include "concur/sched.h"
 #include "host.h"
 
 #include <errno.h>
@@ -14,7 +15,9 @@
 static const char usage[] =
     "usage: concur run SCRIPT [ARG]... [-p KEY=VALUE]... [--config FILE] [--time-scale X]\n"
     "                         [--timeout S] [--metrics FILE] [--strict-locks]\n"
-    "                         [--trace FILE] [--timeline [--width N]] [-- ARG...]\n"
+    "                         [--trace FILE] [--timeline [--width N]]\n"
+    "                         [--sim [--seed N] [--strategy random|pct|first] [--depth D]\n"
+    "                                [--replay SCHEDULE] [--quantum K]] [-- ARG...]\n"
     "       concur batch FILE.yaml [--jobs N] [--out DIR] [--format table|md|csv|json]\n"
     "                              [--filter GLOB] [--exclude GLOB] [--repeat N]\n"
     "                              [--shard I/N] [--keep-traces]\n"
@@ -47,6 +50,13 @@ static const char help[] =
     "                      fails the run: exit 1\n"
     "  --trace FILE        write what every thread of the run did, and when,\n"
     "                      as Chrome trace-event JSON (open it in Perfetto)\n"
+    "  --sim               be the scheduler: one thread of the run runs at a time,\n"
+    "                      picked at every operation by a seeded strategy; sleeps\n"
+    "                      and timeouts are virtual; the same seed gives the same run\n"
+    "  --seed N            the schedule's seed (0)\n"
+    "  --strategy S        random (default), pct (priorities; --depth D), first\n"
+    "  --replay SCHEDULE   run the schedule a failed --sim run printed\n"
+    "  --quantum K         Lua instructions between two scheduling points (1000)\n"
     "  --timeline          after the run, draw its trace as swimlanes (as\n"
     "                      concur timeline does), in --width N columns\n"
     "exit status: 0 ok, 1 script error (or a lock-order warning with\n"
@@ -125,6 +135,34 @@ static int parse_run(int argc, char **argv, run_opts *o) {
       if (!more)
         return bad("--width takes a number of columns%s", "");
       o->width = argv[++i];
+    } else if (!strcmp(a, "--sim")) {
+      o->sim = 1;
+    } else if (!strcmp(a, "--seed") || !strcmp(a, "--depth") || !strcmp(a, "--quantum")) {
+      double v;
+      if (!more)
+        return bad("%s takes a whole number", a);
+      if (number_arg(a, "a whole number, 0 or more", argv[++i], &v))
+        return EXIT_USAGE;
+      if (v != floor(v) || v > 1.8e19)
+        return bad("%s takes a whole number", a);
+      if (a[2] == 's')
+        o->seed = v;
+      else if (a[2] == 'd')
+        o->depth = (int)(v > 16 ? 16 : v);
+      else
+        o->quantum = (int)(v > 1e6 ? 1e6 : v);
+      o->sim = 1;
+    } else if (!strcmp(a, "--strategy")) {
+      if (!more || cc_sched_strategy(argv[i + 1]) < 0)
+        return bad("--strategy takes random, pct, replay or first%s", "");
+      o->strategy = cc_sched_strategy(argv[++i]);
+      o->sim = 1;
+    } else if (!strcmp(a, "--replay")) {
+      if (!more)
+        return bad("--replay takes a schedule (as a failed run under --sim prints it)%s", "");
+      o->replay = argv[++i];
+      o->strategy = CC_SCHED_REPLAY;
+      o->sim = 1;
     } else if (!strcmp(a, "--metrics")) {
       if (!more)
         return bad("--metrics takes a file%s", "");
@@ -178,6 +216,7 @@ static int cmd_run(int argc, char **argv) {
   if (!o.params || !o.args)
     return EXIT_USAGE;
   o.argv = argv;
+  o.quantum = -1;
   int r = parse_run(argc, argv, &o);
   if (r == 0)
     r = host_run(&o);

@@ -5,6 +5,7 @@
 #include "concur/fault.h"
 #include "concur/lockorder.h"
 #include "concur/proc.h"
+#include "concur/sched.h"
 #include "concur/trace.h"
 #include "concur/wait.h"
 #include "host.h"
@@ -103,7 +104,8 @@ static int run_script(const run_opts *o) {
   }
   luaL_openlibs(L);
   cc_lhost h = {o->cfg.arena_size, o->cfg.max_processes, o->cfg.time_scale,
-                o->metrics, o->cfg.switch_interval, o->cfg.pool_processes};
+                o->metrics, o->cfg.switch_interval, o->cfg.pool_processes,
+                o->quantum >= 0 ? o->quantum : 1000};
   cc_lhost_configure(&h);
   luaL_requiref(L, "concur", luaopen_concur, 0);
   lua_getfield(L, -1, "params");
@@ -274,6 +276,35 @@ static int trace_write(trace_file *t, int main_pid) {
   return -1;
 }
 
+/* After a run under the scheduler: what it decided, on stderr when the run
+ * failed (with the command that replays it), and as JSON in
+ * $CONCUR_SIM_OUT for explore and the batch runner. */
+static void sim_summary(const run_opts *o, int code) {
+  static char schedule[CC_SCHED_PICKS * 12];
+  cc_sched_result r;
+  cc_sched_result_get(&r, schedule, sizeof schedule);
+  if (code != EXIT_OK) {
+    fflush(stdout);
+    fprintf(stderr, "concur: --sim seed %llu (%s): %llu decisions, %llu preemptions; "
+                    "replay: concur run --sim --replay '%s' %s\n",
+            (unsigned long long)r.seed, cc_sched_strategy_name(r.strategy),
+            (unsigned long long)r.decisions, (unsigned long long)r.preemptions, schedule,
+            o->script);
+  }
+  const char *out = getenv("CONCUR_SIM_OUT");
+  if (out && *out) {
+    FILE *f = fopen(out, "w");
+    if (f) {
+      fprintf(f, "{\"seed\":%llu,\"strategy\":\"%s\",\"decisions\":%llu,\"preemptions\":%llu,"
+                 "\"virtual_s\":%.6f,\"overflow\":%s,\"schedule\":\"%s\"}\n",
+              (unsigned long long)r.seed, cc_sched_strategy_name(r.strategy),
+              (unsigned long long)r.decisions, (unsigned long long)r.preemptions,
+              (double)r.vnow / 1e9, r.overflow ? "true" : "false", schedule);
+      fclose(f);
+    }
+  }
+}
+
 int host_run(const run_opts *o) {
   /* A syntax error is reported before anything runs. */
   lua_State *C = luaL_newstate();
@@ -304,6 +335,19 @@ int host_run(const run_opts *o) {
   /* A deadlock found in the run is reported by one of its threads, which
    * then sends SIGUSR1 here: the run ends with exit 3. */
   cc_deadlock_set_supervisor(getpid());
+  if (o->sim) {
+    cc_sched_opts so = {.seed = (uint64_t)o->seed, .strategy = o->strategy, .depth = o->depth,
+                        .schedule = o->replay, .supervisor = getpid()};
+    if ((r = cc_sched_init(&so)) != 0) {
+      if (r == CC_EVALUE)
+        fprintf(stderr, "concur: --replay takes a schedule as a failed --sim run prints it "
+                        "(decision:task,...), not '%s'\n", o->replay);
+      else
+        fprintf(stderr, "concur: cannot make the scheduler: %s\n", cc_strerror(r));
+      trace_discard(&trace);
+      return r == CC_EVALUE ? EXIT_USAGE : EXIT_USAGE;
+    }
+  }
   sigset_t set, old;
   sigemptyset(&set);
   sigaddset(&set, SIGCHLD);
@@ -333,6 +377,7 @@ int host_run(const run_opts *o) {
       _exit(EXIT_USAGE);
     }
     cc_runtime_become_main();
+    cc_sched_start(o->sim ? 0 : -1);
     exit(runner(o, traced));
   }
   /* tie[0] stays open: the run's processes open theirs through it. */
@@ -399,6 +444,8 @@ int host_run(const run_opts *o) {
     code = EXIT_SCRIPT;
     cause = "lock_order";
   }
+  if (o->sim)
+    sim_summary(o, code);
   /* Exit codes 3 and 4 are also a script's own (os.exit(3)): whoever ran
    * this (the batch runner) learns the real cause from $CONCUR_STATUS. */
   const char *status = getenv("CONCUR_STATUS");

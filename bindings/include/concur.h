@@ -13,6 +13,7 @@ typedef struct cc_lhost {
   const char *metrics_path; /* where concur.report appends; NULL: nowhere */
   double switch_interval;   /* seconds a thread waits for the GIL before it asks */
   unsigned pool_processes;  /* 0: cpu_count() */
+  int sim_quantum;          /* under --sim: Lua instructions between two scheduling points */
 } cc_lhost;
 
 /* Called by the host before luaopen_concur (and not by a stock lua5.4, where
