@@ -20,12 +20,14 @@ static int quantum;
 /* A function without upvalues is called as if it were the one called (its
  * errors name it as before); a closure through a call of its own. */
 static int point_call(lua_State *L) {
+  cc_sched_note_where();
   cc_wait_point();
   lua_CFunction f = lua_tocfunction(L, lua_upvalueindex(1));
   return f(L);
 }
 
 static int point_closure(lua_State *L) {
+  cc_sched_note_where();
   cc_wait_point();
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);

@@ -138,6 +138,7 @@ size_t cc_sched_result_get(cc_sched_result *r, char *buf, size_t n) {
   r->preemptions = S->preemptions;
   r->vnow = S->vnow;
   r->overflow = S->overflow;
+  r->tasks = S->ntasks;
   size_t at = 0;
   for (uint32_t i = 0; i < S->nmade && n; i++) {
     char one[48];
@@ -375,6 +376,11 @@ static int decide(void) {
 }
 
 static void handoff(void) { switch_to(S->next); }
+
+void cc_sched_note_where(void) {
+  if (cc_sched_on())
+    cc_ident_where(S->tasks[me].where, sizeof S->tasks[me].where);
+}
 
 /* The calling task waits as it said; returns when it runs again, and
  * says why: 1 interrupted, 2 told to look around, 0 else. */

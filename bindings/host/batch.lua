@@ -67,7 +67,9 @@ end
 
 local EXPERIMENT_KEYS = {"name", "script", "command", "params", "repeat", "timeout",
                          "time_scale", "env", "expect", "outcome_of", "exclusive", "strict_locks",
-                         "trace_per_outcome"}
+                         "trace_per_outcome", "sim"}
+local SIM_KEYS = {"seeds", "strategy", "depth", "quantum"}
+local SIM_STRATEGIES = {random = true, pct = true, first = true}
 local DEFAULT_KEYS = {"params", "repeat", "timeout", "time_scale", "env", "expect",
                       "outcome_of", "exclusive", "strict_locks", "trace_per_outcome"}
 local EXPECT_KEYS = {"outcome", "exit", "stdout", "check", "interesting"}
@@ -150,6 +152,48 @@ local function validate_expect(C, e, what)
     end
   end
   return e
+end
+
+-- sim: false (the scenario cannot run under --sim: it waits on sockets)
+-- or {seeds: N | "A..B" | [list], strategy:, depth:, quantum:}: one run per
+-- seed, each under the scheduler.
+local function validate_sim(C, e, what)
+  local v = e.sim
+  if v == nil or v == false then return nil end
+  if type(v) ~= "table" or is_list(v) then
+    C.at(e, "sim", what, "sim must be false or a mapping (seeds:, strategy:, depth:, quantum:)")
+  end
+  C.keys(v, SIM_KEYS, what .. ": sim")
+  local seeds = {}
+  local sv = v.seeds or 100
+  if math.type(sv) == "integer" and sv >= 1 then
+    for i = 1, sv do seeds[i] = i end
+  elseif type(sv) == "string" and sv:match("^%d+%.%.%d+$") then
+    local a, b = sv:match("^(%d+)%.%.(%d+)$")
+    a, b = math.tointeger(tonumber(a)), math.tointeger(tonumber(b))
+    if not a or not b or b < a or b - a >= 1000000 then
+      C.at(v, "seeds", what, "seeds A..B needs A <= B and at most a million seeds (got %s)", sv)
+    end
+    for i = a, b do seeds[#seeds + 1] = i end
+  elseif type(sv) == "table" and is_list(sv) and #sv > 0 then
+    for i, x in ipairs(sv) do
+      if math.type(x) ~= "integer" or x < 0 then
+        C.at(sv, i, what, "each seed must be a whole number, 0 or more (got %s)", tostring(x))
+      end
+      seeds[i] = x
+    end
+  else
+    C.at(v, "seeds", what, "seeds is a number of seeds (1 to N), a range \"A..B\" or a list of seeds")
+  end
+  if v.strategy ~= nil and not SIM_STRATEGIES[v.strategy] then
+    C.at(v, "strategy", what, "strategy must be random, pct or first (got %s)", tostring(v.strategy))
+  end
+  C.number(v, "depth", what, 1, true)
+  C.number(v, "quantum", what, 1, true)
+  if e["repeat"] ~= nil then
+    C.at(e, "repeat", what, "a sim experiment runs once per seed: give seeds: instead of repeat:")
+  end
+  return {seeds = seeds, strategy = v.strategy or "random", depth = v.depth, quantum = v.quantum}
 end
 
 local function validate_params(C, p, what)
@@ -274,8 +318,14 @@ local function validate(doc, file)
     if outcome_of ~= nil and type(outcome_of) ~= "string" then
       C.at(e, "outcome_of", what, "outcome_of names one metric")
     end
+    local sim = validate_sim(C, e, what)
+    if sim and not e.script then C.at(e, "sim", what, "sim schedules concur runs: it needs script:") end
+    if e.sim ~= nil and e.sim ~= false and type(e.sim) ~= "table" then
+      C.at(e, "sim", what, "sim must be false or a mapping (seeds:, strategy:, depth:, quantum:)")
+    end
     out[#out + 1] = {name = name, script = script, command = e.command, params = merged,
-                     rep = rep, timeout = timeout, time_scale = ts, env = env,
+                     sim = sim, simulable = e.sim ~= false,
+                     rep = sim and #sim.seeds or rep, timeout = timeout, time_scale = ts, env = env,
                      expect = expect, outcome_of = outcome_of,
                      exclusive = e.exclusive == nil and d.exclusive or e.exclusive,
                      strict_locks = strict and e.script ~= nil,
@@ -347,6 +397,7 @@ local function expand(exps, interleaved)
     end
     runs[#runs + 1] = {exp = c.exp, params = c.params, combo = combo_key(c.params),
                        shown = combo_label(c.params), rep = r,
+                       seed = c.exp.sim and c.exp.sim.seeds[r],
                        index = #runs + 1}
   end
   if interleaved then
@@ -391,6 +442,13 @@ local function argv_of(run, files)
     local a = {binary, "run", e.script, "--time-scale", tostring(e.time_scale),
                "--timeout", tostring(e.timeout)}
     if e.strict_locks then a[#a + 1] = "--strict-locks" end
+    if run.seed then
+      local sim = e.sim
+      table.move({"--sim", "--seed", tostring(run.seed), "--strategy", sim.strategy}, 1, 5, #a + 1, a)
+      if run.replay then table.move({"--replay", run.replay}, 1, 2, #a + 1, a) end
+      if sim.depth then table.move({"--depth", tostring(sim.depth)}, 1, 2, #a + 1, a) end
+      if sim.quantum then table.move({"--quantum", tostring(sim.quantum)}, 1, 2, #a + 1, a) end
+    end
     if run.trace then
       a[#a + 1] = "--trace"
       a[#a + 1] = run.trace
@@ -410,7 +468,7 @@ end
 local function env_of(run, files)
   local env = {CONCUR_METRICS = files.metrics, CONCUR_STATUS = files.status,
                CONCUR_TIME_SCALE = tostring(run.exp.time_scale),
-               CONCUR_PARAMS = host.json_encode(run.params)}
+               CONCUR_PARAMS = host.json_encode(run.params), CONCUR_SIM_OUT = files.sim}
   for k, v in pairs(run.params) do env["CONCUR_PARAM_" .. k:upper()] = tostring(v) end
   for k, v in pairs(run.exp.env) do env[k] = v end
   return env
@@ -441,6 +499,10 @@ local function finish(run, info, killed, files)
   run.exit, run.signal = info.exit, info.signal
   run.user, run.sys, run.maxrss_kb = info.user, info.sys, info.maxrss_kb
   run.metrics = read_metrics(files.metrics)
+  if run.seed then
+    local sim = host.json_decode(read_file(files.sim, 1 << 20))
+    run.sim = type(sim) == "table" and sim or nil
+  end
   local out = read_file(files.stdout, 1 << 20)
   run.stdout_tail = tail(out, 2000)
   run.stderr_tail = tail(read_file(files.stderr, 1 << 20), 2000)
@@ -465,7 +527,7 @@ local function progress(state, run)
   io.stderr:flush()
 end
 
-local function execute(runs, jobs, tmpdir, keep_traces)
+local function execute(runs, jobs, tmpdir, keep_traces, quiet)
   local state = {done = 0, total = #runs, failed = 0, tty = host.isatty(2), t0 = host.now()}
   local queue, running = 1, {}
   local interrupted = false
@@ -486,7 +548,7 @@ local function execute(runs, jobs, tmpdir, keep_traces)
       queue = queue + 1
       local base = ("%s/run-%d"):format(tmpdir, run.index)
       local files = {stdout = base .. ".out", stderr = base .. ".err", metrics = base .. ".metrics",
-                     status = base .. ".status"}
+                     status = base .. ".status", sim = run.seed and base .. ".sim" or nil}
       -- Traced when its trace may be kept (it is kept or removed once
       -- the run is judged).
       if run.exp.script and (keep_traces or run.exp.trace_per_outcome) then
@@ -523,7 +585,7 @@ local function execute(runs, jobs, tmpdir, keep_traces)
         if r.run.outcome ~= (r.run.exp.expect.outcome or "ok") and r.run.outcome ~= "interrupted" then
           state.failed = state.failed + 1
         end
-        progress(state, r.run)
+        if not quiet then progress(state, r.run) end
       end
     end
     if interrupted and #running == 0 then break end
@@ -636,7 +698,11 @@ local function record(r)
           maxrss_kb = r.maxrss_kb, metrics = r.metrics, met = r.met,
           reasons = r.reasons, outcome_of = r.exp and r.exp.outcome_of or r.outcome_of,
           outcome_value = r.outcome_value, label = r.label,
-          stdout_tail = r.stdout_tail, stderr_tail = r.stderr_tail, trace = r.trace}
+          stdout_tail = r.stdout_tail, stderr_tail = r.stderr_tail, trace = r.trace,
+          seed = r.seed, script = r.exp and r.exp.script or r.script,
+          schedule = r.sim and r.sim.schedule or r.schedule,
+          preemptions = r.sim and r.sim.preemptions or r.preemptions,
+          strategy = r.exp and r.exp.sim and r.exp.sim.strategy or r.strategy}
 end
 
 --------------------------------------------------------------------------
@@ -675,7 +741,8 @@ local function summarize(records)
     local g = groups[k]
     local outcomes, walls, metric_values, met, reason = {}, {}, {}, 0, nil
     local interrupted = 0
-    local values, label_of = {}, {}
+    local values, label_of, seeds_of = {}, {}, {}
+    local by = g.runs[1].outcome_of or (g.runs[1].seed and "outcome")
     for _, r in ipairs(g.runs) do
       outcomes[r.outcome] = (outcomes[r.outcome] or 0) + 1
       walls[#walls + 1] = r.wall
@@ -688,10 +755,15 @@ local function summarize(records)
       if r.outcome == "interrupted" then interrupted = interrupted + 1
       elseif r.met then met = met + 1
       else reason = reason or (r.reasons or {})[1] end
-      if r.outcome_of and r.outcome ~= "interrupted" then
-        local v = tostring(r.outcome_value)
+      if by and r.outcome ~= "interrupted" then
+        local v = tostring(r.outcome_of and r.outcome_value or r.outcome)
         values[v] = (values[v] or 0) + 1
-        label_of[v] = r.label == "forbidden" and "forbidden" or label_of[v] or r.label
+        local label = r.label or (r.met and "met" or "forbidden")
+        label_of[v] = label == "forbidden" and "forbidden" or label_of[v] or label
+        if r.seed then
+          seeds_of[v] = seeds_of[v] or {}
+          table.insert(seeds_of[v], r.seed)
+        end
       end
     end
     local oc = {}
@@ -699,7 +771,7 @@ local function summarize(records)
     local metrics = {}
     for _, mk in ipairs(sorted_keys(metric_values)) do metrics[mk] = stats(metric_values[mk]) end
     local table_rows
-    if g.runs[1].outcome_of then
+    if by then
       table_rows = {}
       local vs = sorted_keys(values)
       table.sort(vs, function(a, b)
@@ -709,7 +781,7 @@ local function summarize(records)
       end)
       for _, v in ipairs(vs) do
         table_rows[#table_rows + 1] = {value = v, count = values[v],
-          percent = 100 * values[v] / #g.runs, label = label_of[v]}
+          percent = 100 * values[v] / #g.runs, label = label_of[v], seeds = seeds_of[v]}
       end
     end
     all_met = all_met and met == #g.runs - interrupted
@@ -718,7 +790,7 @@ local function summarize(records)
                        outcomes = table.concat(oc, " "), wall = stats(walls),
                        metrics = metrics, met = met, reason = reason,
                        interrupted = interrupted,
-                       outcome_of = g.runs[1].outcome_of, outcome_table = table_rows}
+                       outcome_of = by, outcome_table = table_rows}
   end
   return rows, all_met
 end
@@ -779,25 +851,44 @@ local function print_table(rows)
   end
 end
 
+-- Seeds as ranges, the first few: "1-3 7 9-12 ... (40 in all)".
+local function seed_list(seeds)
+  table.sort(seeds)
+  local parts, i = {}, 1
+  while i <= #seeds and #parts < 8 do
+    local j = i
+    while j < #seeds and seeds[j + 1] == seeds[j] + 1 do j = j + 1 end
+    parts[#parts + 1] = j > i and ("%d-%d"):format(seeds[i], seeds[j]) or tostring(seeds[i])
+    i = j + 1
+  end
+  if i <= #seeds then parts[#parts + 1] = ("... (%d in all)"):format(#seeds) end
+  return table.concat(parts, " ")
+end
+
 local function print_outcome_tables(rows, md)
   for _, r in ipairs(rows) do
+    local sim = r.outcome_table and r.outcome_table[1] and r.outcome_table[1].seeds
     if r.outcome_table then
       print()
       local title = ("%s %s: outcomes of %s"):format(r.experiment, r.shown, r.outcome_of)
       if md then
         print("**" .. title .. "**")
         print()
-        print("| " .. r.outcome_of .. " | count | % | label |")
-        print("|---:|---:|---:|---|")
+        print("| " .. r.outcome_of .. " | count | % | label |" .. (sim and " seeds |" or ""))
+        print("|---:|---:|---:|---|" .. (sim and "---|" or ""))
       else
         print(title)
-        print(("  %12s  %6s  %7s  %s"):format(r.outcome_of, "count", "%", "label"))
+        print(("  %12s  %6s  %7s  %-10s%s"):format(r.outcome_of, "count", "%", "label",
+          sim and "  seeds" or ""))
       end
       for _, t in ipairs(r.outcome_table) do
+        local seeds = t.seeds and seed_list(t.seeds) or ""
         if md then
-          print(("| %s | %d | %.1f | %s |"):format(t.value, t.count, t.percent, t.label))
+          print(("| %s | %d | %.1f | %s |%s"):format(t.value, t.count, t.percent, t.label,
+            sim and (" " .. seeds .. " |") or ""))
         else
-          print(("  %12s  %6d  %6.1f%%  %s"):format(t.value, t.count, t.percent, t.label))
+          print(("  %12s  %6d  %6.1f%%  %-10s%s"):format(t.value, t.count, t.percent, t.label,
+            sim and ("  " .. seeds) or ""))
         end
       end
     end
@@ -951,6 +1042,7 @@ local function cmd_batch(args)
     local rows
     rows, all_met = summarize(records)
     print_summary(rows, o.format)
+    say_replays(records)
   end
   io.stderr:write(said)
   if traces > 0 then
@@ -965,6 +1057,255 @@ local function cmd_batch(args)
     return EXIT_INTERRUPTED
   end
   return all_met and EXIT_OK or EXIT_FAILED
+end
+
+-- The command that replays a run of a sim experiment (or of explore).
+local function shell_quote(s)
+  s = tostring(s)
+  if s:match("^[%w%-_./=:,]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function replay_command(rec, schedule)
+  local parts = {"concur run --sim --seed", tostring(rec.seed)}
+  if rec.strategy and rec.strategy ~= "random" then
+    parts[#parts + 1] = "--strategy " .. rec.strategy
+  end
+  parts[#parts + 1] = "--replay " .. shell_quote(schedule or rec.schedule or "")
+  parts[#parts + 1] = shell_quote(rec.script or "SCRIPT")
+  for _, k in ipairs(sorted_keys(rec.params or {})) do
+    parts[#parts + 1] = "-p " .. shell_quote(k .. "=" .. tostring(rec.params[k]))
+  end
+  return table.concat(parts, " ")
+end
+
+-- For each combination of a sim experiment whose expectation failed: its
+-- first failed seed, and how to run it again.
+local function say_replays(records)
+  local said = {}
+  for _, r in ipairs(records) do
+    local k = r.experiment .. "\0" .. (r.combo or "")
+    if r.seed and r.met == false and not said[k] then
+      said[k] = true
+      io.stderr:write(("concur: %s%s: seed %d failed (%s); replay it: %s\n"):format(
+        r.experiment, r.combo ~= "" and (" " .. r.combo) or "", r.seed,
+        (r.reasons or {})[1] or r.outcome, replay_command(r)))
+    end
+  end
+end
+
+local EXPLORE_USAGE = [[
+usage: concur explore SCRIPT [-p KEY=VALUE]... [--runs N] [--strategy random|pct] [--depth D]
+                      [--check EXPR] [--seed S] [--jobs N] [--quantum K] [--timeout S]
+                      [--no-shrink]
+]]
+
+-- concur explore: runs the script under --sim, seed after seed, until a run
+-- fails (an error, a deadlock, a timeout, or --check false) or --runs pass;
+-- prints the outcomes over the schedules tried and, for the first failure,
+-- its schedule shrunk to the fewest preemptions that still fail.
+-- The most runs explore spends on the schedules of one preemption.
+local SHRINK_BUDGET = 2000
+
+local function cmd_explore(args)
+  local o = {params = {}, positional = {}}
+  local valued = {runs = true, strategy = true, depth = true, check = true, seed = true,
+                  jobs = true, quantum = true, timeout = true}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local name = a:match("^%-%-([%w-]+)$")
+    if a == "-p" or a:match("^%-p.+=") then
+      local kv = a == "-p" and args[i + 1] or a:sub(3)
+      local k, v = (kv or ""):match("^([^=]+)=(.*)$")
+      if not k then refuse("-p takes KEY=VALUE\n%s", EXPLORE_USAGE) end
+      o.params[k] = v == "true" or (v ~= "false" and (math.tointeger(tonumber(v)) or tonumber(v) or v))
+      if v == "false" then o.params[k] = false end
+      i = i + (a == "-p" and 2 or 1)
+    elseif name == "no-shrink" then
+      o.no_shrink = true
+      i = i + 1
+    elseif name and valued[name] then
+      if args[i + 1] == nil then refuse("--%s needs a value\n%s", name, EXPLORE_USAGE) end
+      o[name] = args[i + 1]
+      i = i + 2
+    elseif a:sub(1, 1) == "-" and #a > 1 then
+      refuse("unknown option '%s'\n%s", a, EXPLORE_USAGE)
+    else
+      o.positional[#o.positional + 1] = a
+      i = i + 1
+    end
+  end
+  if #o.positional ~= 1 then refuse("explore takes one script\n%s", EXPLORE_USAGE) end
+  local script = o.positional[1]
+  local f = io.open(script)
+  if not f then refuse("cannot read the script '%s'", script) end
+  f:close()
+  local function whole(name, min, default)
+    if o[name] == nil then return default end
+    local n = math.tointeger(tonumber(o[name]))
+    if not n or n < min then
+      refuse("--%s takes a whole number of at least %d (got '%s')", name, min, o[name])
+    end
+    return n
+  end
+  local runs_max, first = whole("runs", 1, 1000), whole("seed", 0, 1)
+  local jobs = whole("jobs", 1, host.cpu_count())
+  local strategy = o.strategy or "random"
+  if strategy ~= "random" and strategy ~= "pct" then
+    refuse("--strategy takes random or pct (got '%s')", strategy)
+  end
+  if o.check then
+    local ok, err = compiles(o.check)
+    if not ok then refuse("--check does not compile: %s; write a Lua expression over metrics and params", err) end
+  end
+  local timeout = tonumber(o.timeout) or 60
+  local exp = {name = script, script = script, params = o.params, timeout = timeout,
+               time_scale = 1, env = {}, expect = {},
+               sim = {strategy = strategy, depth = whole("depth", 1, nil),
+                      quantum = whole("quantum", 1, nil)}}
+  host.interruptible(false)
+  local tmpdir = host.mkdir_new((os.getenv("TMPDIR") or "/tmp") .. "/concur-explore")
+  local n = 0
+  local function one(seed, replay)
+    n = n + 1
+    return {exp = exp, params = o.params, combo = "", shown = "", rep = seed, seed = seed,
+            replay = replay, index = n}
+  end
+  -- What went wrong in a run, or nil.
+  local function failure(r)
+    if r.outcome ~= "ok" then return r.outcome end
+    if o.check then
+      local ok, v = host.eval(o.check, {metrics = r.metrics, params = o.params})
+      if not ok then return "check failed to run: " .. tostring(v) end
+      if not v then return "check false" end
+    end
+  end
+  local counts, seeds_of, failed = {}, {}, nil
+  local t0, done, tty = host.now(), 0, host.isatty(2)
+  local seed = first
+  local interrupted = false
+  while done < runs_max and not failed do
+    local batch = {}
+    for _ = 1, math.min(jobs * 8, runs_max - done) do
+      batch[#batch + 1] = one(seed)
+      seed = seed + 1
+    end
+    if not execute(batch, jobs, tmpdir, false, true) then interrupted = true; break end
+    for _, r in ipairs(batch) do
+      local why = failure(r)
+      local key = why and (why == "check false" and "check false" or why) or "ok"
+      counts[key] = (counts[key] or 0) + 1
+      seeds_of[key] = seeds_of[key] or {}
+      table.insert(seeds_of[key], r.seed)
+      done = done + 1
+      if why and not failed then failed = {run = r, why = why} end
+    end
+    if tty then
+      io.stderr:write(("\rexplore: %d runs, %s, %.0f runs/s "):format(done,
+        failed and "a failure found" or "no failure yet", done / (host.now() - t0)))
+    end
+  end
+  if tty then io.stderr:write("\n") end
+  local wall = host.now() - t0
+  print(("explore %s%s: %d runs (%s), %.2f s, %.0f runs/s"):format(script,
+    next(o.params) and (" " .. combo_label(o.params)) or "", done, strategy, wall, done / wall))
+  print(("  %14s  %6s  %7s  %s"):format("outcome", "runs", "%", "seeds"))
+  for _, k in ipairs(sorted_keys(counts)) do
+    print(("  %14s  %6d  %6.1f%%  %s"):format(k, counts[k], 100 * counts[k] / done,
+      seed_list(seeds_of[k])))
+  end
+  if interrupted then
+    os.remove(tmpdir)
+    io.stderr:write("concur: interrupted\n")
+    return EXIT_INTERRUPTED
+  end
+  if not failed then
+    os.remove(tmpdir)
+    print(("no failure in %d schedules"):format(done))
+    return EXIT_OK
+  end
+  local r = failed.run
+  local rec = {seed = r.seed, strategy = strategy, script = script, params = o.params}
+  local schedule = r.sim and r.sim.schedule or ""
+  local preemptions = r.sim and r.sim.preemptions or 0
+  local picks = {}
+  for p in schedule:gmatch("[^,]+") do picks[#picks + 1] = p end
+  local tried = 0
+  -- Does the schedule still fail the same way? Its run, if so.
+  local function still(list)
+    tried = tried + 1
+    local x = one(r.seed, table.concat(list, ","))
+    execute({x}, 1, tmpdir, false, true)
+    if failure(x) == failed.why then return x end
+  end
+  if not o.no_shrink and not (r.sim and r.sim.overflow) then
+    local best = still({})
+    if best then
+      picks = {}
+    else
+      local chunk = math.max(1, #picks // 2)
+      while true do
+        local at = #picks - chunk + 1
+        while at >= 1 do
+          local try = {}
+          for k, p in ipairs(picks) do if k < at or k >= at + chunk then try[#try + 1] = p end end
+          local x = still(try)
+          if x then picks, best = try, x end
+          at = at - chunk
+        end
+        if chunk == 1 then break end
+        chunk = math.max(1, chunk // 2)
+      end
+    end
+    if best and best.sim then
+      schedule, preemptions = best.sim.schedule, best.sim.preemptions
+    else
+      schedule = table.concat(picks, ",")
+    end
+    -- Dropping picks leaves some that only mattered together with the
+    -- context of others: when more than one preemption is left, every
+    -- schedule of one pick (CHESS's bound of 1) is tried, within a budget.
+    if preemptions > 1 then
+      local plain = one(r.seed, "")
+      execute({plain}, 1, tmpdir, false, true)
+      tried = tried + 1
+      local decisions = plain.sim and plain.sim.decisions or 0
+      local tasks = plain.sim and plain.sim.tasks or 0
+      local cands = {}
+      for d = 0, decisions - 1 do
+        for t = 0, tasks - 1 do cands[#cands + 1] = d .. ":" .. t end
+      end
+      local budget, at = SHRINK_BUDGET, 1
+      while at <= #cands and budget > 0 do
+        local batch = {}
+        while at <= #cands and #batch < jobs * 4 and budget > 0 do
+          batch[#batch + 1] = one(r.seed, cands[at])
+          at, budget = at + 1, budget - 1
+        end
+        execute(batch, jobs, tmpdir, false, true)
+        tried = tried + #batch
+        local found
+        for _, x in ipairs(batch) do
+          if not found and failure(x) == failed.why and x.sim and x.sim.preemptions < preemptions then
+            found = x
+          end
+        end
+        if found then
+          schedule, preemptions = found.sim.schedule, found.sim.preemptions
+          break
+        end
+      end
+    end
+  end
+  os.remove(tmpdir)
+  print(("first failure: seed %d (%s), after %d runs"):format(r.seed, failed.why, done))
+  print(("  schedule: %s (%d preemption%s%s)"):format(schedule == "" and "(none: the default order)"
+    or schedule, preemptions, preemptions == 1 and "" or "s",
+    o.no_shrink and "" or (", shrunk in %d runs"):format(tried)))
+  print("  replay:   " .. replay_command(rec, schedule))
+  print("  see it:   add --timeline (or --trace FILE) to the replay")
+  return EXIT_FAILED
 end
 
 local function cmd_report(args)
@@ -1001,7 +1342,8 @@ local function cmd_report(args)
 end
 
 host.interruptible(true)
-local ok, code = pcall(command == "report" and cmd_report or cmd_batch, argv)
+local commands = {report = cmd_report, explore = cmd_explore, batch = cmd_batch}
+local ok, code = pcall(commands[command] or cmd_batch, argv)
 host.interruptible(false)
 if not ok and code == "interrupted" then
   io.stdout:flush()

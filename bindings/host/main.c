@@ -22,6 +22,8 @@ static const char usage[] =
     "                              [--filter GLOB] [--exclude GLOB] [--repeat N]\n"
     "                              [--shard I/N] [--keep-traces]\n"
     "       concur report DIR|FILE... [--format table|md|csv|json]\n"
+    "       concur explore SCRIPT [-p KEY=VALUE]... [--runs N] [--strategy random|pct]\n"
+    "                      [--depth D] [--check EXPR] [--seed S] [--jobs N] [--no-shrink]\n"
     "       concur timeline FILE.json [--width N]\n"
     "       concur --help | --version\n";
 
@@ -36,6 +38,10 @@ static const char help[] =
     "                      expectation is not met\n"
     "  report DIR...       summarise the runs.jsonl of one or more batches\n"
     "                      (shards of one batch, other machines)\n"
+    "  explore SCRIPT      run the script under --sim seed after seed until a run\n"
+    "                      fails (error, deadlock, --check false) or --runs pass;\n"
+    "                      print the outcomes, the first failure's shrunk schedule\n"
+    "                      and the command that replays it\n"
     "  timeline FILE.json  draw a trace (of run --trace) as swimlanes: one lane\n"
     "                      per thread, time across, in 80 columns (--width N)\n"
     "options of run:\n"
@@ -178,6 +184,8 @@ static int parse_run(int argc, char **argv, run_opts *o) {
   }
   if (script_at < 0)
     return bad("run needs a script%s", "");
+  if (o->replay)
+    o->strategy = CC_SCHED_REPLAY; /* whatever --strategy came after it */
   if (o->width && !o->timeline)
     return bad("--width is the width of --timeline's chart: give --timeline too%s", "");
   o->script = argv[script_at];
@@ -241,7 +249,7 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "run"))
     return cmd_run(argc - 1, argv + 1);
-  if (!strcmp(argv[1], "batch") || !strcmp(argv[1], "report"))
+  if (!strcmp(argv[1], "batch") || !strcmp(argv[1], "report") || !strcmp(argv[1], "explore"))
     return host_batch(argc - 1, argv + 1);
   if (!strcmp(argv[1], "timeline"))
     return host_timeline(argc - 1, argv + 1);

@@ -296,14 +296,19 @@ static void sim_summary(const run_opts *o, int code) {
     FILE *f = fopen(out, "w");
     if (f) {
       fprintf(f, "{\"seed\":%llu,\"strategy\":\"%s\",\"decisions\":%llu,\"preemptions\":%llu,"
-                 "\"virtual_s\":%.6f,\"overflow\":%s,\"schedule\":\"%s\"}\n",
+                 "\"virtual_s\":%.6f,\"overflow\":%s,\"tasks\":%u,\"schedule\":\"%s\"}\n",
               (unsigned long long)r.seed, cc_sched_strategy_name(r.strategy),
               (unsigned long long)r.decisions, (unsigned long long)r.preemptions,
-              (double)r.vnow / 1e9, r.overflow ? "true" : "false", schedule);
+              (double)r.vnow / 1e9, r.overflow ? "true" : "false", r.tasks, schedule);
       fclose(f);
     }
   }
 }
+
+/* How often the supervisor looks at a --sim run's decisions, and how long
+ * it lets one task hold the run without deciding. */
+#define SIM_WATCH_NS 100000000LL
+#define SIM_STALL_NS 1000000000LL
 
 int host_run(const run_opts *o) {
   /* A syntax error is reported before anything runs. */
@@ -386,8 +391,34 @@ int host_run(const run_opts *o) {
                                             : CC_FOREVER;
   int code = -1, interrupted = 0;
   const char *cause = NULL; /* what the supervisor ended the run for */
+  /* Under --sim the run's decisions are watched: a task that holds the
+   * run and makes none for a second of real time is blocked in a call
+   * concur does not control, and nothing else can run until it returns. */
+  uint64_t steps = 0;
+  int64_t moved = cc_now();
   while (code < 0) {
-    int s = cc_wait_signal(&set, deadline);
+    int64_t until = o->sim && cc_now() + SIM_WATCH_NS < deadline ? cc_now() + SIM_WATCH_NS
+                                                                  : deadline;
+    int s = cc_wait_signal(&set, until);
+    if (s == CC_ETIMEDOUT && until != deadline) {
+      if (cc_sched_steps() != steps) {
+        steps = cc_sched_steps();
+        moved = cc_now();
+      } else if (cc_now() - moved >= SIM_STALL_NS) {
+        char who[256];
+        cc_sched_holder(who, sizeof who);
+        fflush(stdout);
+        fprintf(stderr, "concur: --sim: %s has not come back to concur for %g s: it waits in "
+                        "a call that concur does not control (a socket, os.execute, a read "
+                        "from a terminal), and nothing else may run meanwhile; run this "
+                        "scenario without --sim (sim: false in a batch)\n",
+                who, SIM_STALL_NS / 1e9);
+        code = EXIT_SCRIPT;
+        cause = "stall";
+        break;
+      }
+      continue;
+    }
     if (s == CC_ETIMEDOUT) {
       fflush(stdout);
       fprintf(stderr, "concur: the run timed out after %g s "

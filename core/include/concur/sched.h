@@ -111,6 +111,10 @@ void cc_sched_halt(void);
 int cc_sched_shown_pid(int pid);
 int cc_sched_real_pid(int shown);
 
+/* Notes where the calling task's Lua is (an operation's call), for a
+ * report of a task that never came back. */
+void cc_sched_note_where(void);
+
 /* The task number of the calling thread, or -1. */
 int cc_sched_task(void);
 
@@ -124,6 +128,7 @@ typedef struct cc_sched_result {
   uint64_t decisions, preemptions, steps;
   int64_t vnow;
   int overflow; /* more picks than CC_SCHED_PICKS: the schedule is partial */
+  unsigned tasks; /* how many tasks the run made */
 } cc_sched_result;
 size_t cc_sched_result_get(cc_sched_result *r, char *buf, size_t n);
 /* The number of decisions made so far (the supervisor's watch). */
