@@ -315,6 +315,17 @@ const char *cc_proc_status(const cc_proc *p) {
     return "new";
   if (p->state == CC_PROC_REAPED)
     return "dead";
+  /* Scheduled, what the kernel says would depend on real time: a task
+   * that can run is running, one that waits is sleeping, and one whose
+   * tasks have ended is a zombie (once the kernel has finished it). */
+  int sim = cc_sched_pid_state(p->pid);
+  if (sim == 0)
+    return cc_sched_pid_waits(p->pid) ? "sleeping" : "running";
+  if (sim == 1 && p->parent_pid == getpid()) {
+    siginfo_t info;
+    while (waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+      ;
+  }
   char path[64], buf[512];
   snprintf(path, sizeof path, "/proc/%d/stat", p->pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -566,6 +566,15 @@ int cc_sched_pid_state(int pid) {
   return pid_done(pid);
 }
 
+int cc_sched_pid_waits(int pid) {
+  if (!S)
+    return 0;
+  for (uint32_t i = 0; i < S->ntasks; i++)
+    if (atomic_load(&S->tasks[i].pid) == pid && S->tasks[i].state == T_RUN)
+      return 0;
+  return 1;
+}
+
 void cc_sched_set_pid(int task_no, int pid) {
   if (S && task_no >= 0) {
     atomic_store(&S->tasks[task_no].pid, pid);

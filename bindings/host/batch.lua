@@ -960,6 +960,41 @@ local function parse_options(args, allowed)
   return o
 end
 
+-- The command that replays a run of a sim experiment (or of explore).
+local function shell_quote(s)
+  s = tostring(s)
+  if s:match("^[%w%-_./=:,]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function replay_command(rec, schedule)
+  local parts = {"concur run --sim --seed", tostring(rec.seed)}
+  if rec.strategy and rec.strategy ~= "random" then
+    parts[#parts + 1] = "--strategy " .. rec.strategy
+  end
+  parts[#parts + 1] = "--replay " .. shell_quote(schedule or rec.schedule or "")
+  parts[#parts + 1] = shell_quote(rec.script or "SCRIPT")
+  for _, k in ipairs(sorted_keys(rec.params or {})) do
+    parts[#parts + 1] = "-p " .. shell_quote(k .. "=" .. tostring(rec.params[k]))
+  end
+  return table.concat(parts, " ")
+end
+
+-- For each combination of a sim experiment whose expectation failed: its
+-- first failed seed, and how to run it again.
+local function say_replays(records)
+  local said = {}
+  for _, r in ipairs(records) do
+    local k = r.experiment .. "\0" .. (r.combo or "")
+    if r.seed and r.met == false and not said[k] then
+      said[k] = true
+      io.stderr:write(("concur: %s%s: seed %d failed (%s); replay it: %s\n"):format(
+        r.experiment, r.combo ~= "" and (" " .. r.combo) or "", r.seed,
+        (r.reasons or {})[1] or r.outcome, replay_command(r)))
+    end
+  end
+end
+
 local function cmd_batch(args)
   local o = parse_options(args, {jobs = true, out = true, format = true, filter = true, shard = true,
                                  exclude = true, ["repeat"] = true, ["keep-traces"] = "flag"})
@@ -1057,41 +1092,6 @@ local function cmd_batch(args)
     return EXIT_INTERRUPTED
   end
   return all_met and EXIT_OK or EXIT_FAILED
-end
-
--- The command that replays a run of a sim experiment (or of explore).
-local function shell_quote(s)
-  s = tostring(s)
-  if s:match("^[%w%-_./=:,]+$") then return s end
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function replay_command(rec, schedule)
-  local parts = {"concur run --sim --seed", tostring(rec.seed)}
-  if rec.strategy and rec.strategy ~= "random" then
-    parts[#parts + 1] = "--strategy " .. rec.strategy
-  end
-  parts[#parts + 1] = "--replay " .. shell_quote(schedule or rec.schedule or "")
-  parts[#parts + 1] = shell_quote(rec.script or "SCRIPT")
-  for _, k in ipairs(sorted_keys(rec.params or {})) do
-    parts[#parts + 1] = "-p " .. shell_quote(k .. "=" .. tostring(rec.params[k]))
-  end
-  return table.concat(parts, " ")
-end
-
--- For each combination of a sim experiment whose expectation failed: its
--- first failed seed, and how to run it again.
-local function say_replays(records)
-  local said = {}
-  for _, r in ipairs(records) do
-    local k = r.experiment .. "\0" .. (r.combo or "")
-    if r.seed and r.met == false and not said[k] then
-      said[k] = true
-      io.stderr:write(("concur: %s%s: seed %d failed (%s); replay it: %s\n"):format(
-        r.experiment, r.combo ~= "" and (" " .. r.combo) or "", r.seed,
-        (r.reasons or {})[1] or r.outcome, replay_command(r)))
-    end
-  end
 end
 
 local EXPLORE_USAGE = [[

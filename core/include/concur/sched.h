@@ -83,6 +83,8 @@ void cc_sched_start(int task);
 void cc_sched_unspawn(int task);
 /* pid's tasks: -1 not known (or no scheduler), 0 some still run, 1 all ended. */
 int cc_sched_pid_state(int pid);
+/* True when no task of pid can run without being woken (they all wait). */
+int cc_sched_pid_waits(int pid);
 /* The process of a task spawned before a fork is pid (told by the parent,
  * so that a join knows it before the child has run). */
 void cc_sched_set_pid(int task, int pid);
