@@ -68,7 +68,7 @@ end
 local EXPERIMENT_KEYS = {"name", "script", "command", "params", "repeat", "timeout",
                          "time_scale", "env", "expect", "outcome_of", "exclusive", "strict_locks",
                          "trace_per_outcome", "sim"}
-local SIM_KEYS = {"seeds", "strategy", "depth", "quantum"}
+local SIM_KEYS = {"seeds", "strategy", "depth", "quantum", "steps"}
 local SIM_STRATEGIES = {random = true, pct = true, first = true}
 local DEFAULT_KEYS = {"params", "repeat", "timeout", "time_scale", "env", "expect",
                       "outcome_of", "exclusive", "strict_locks", "trace_per_outcome"}
@@ -190,10 +190,12 @@ local function validate_sim(C, e, what)
   end
   C.number(v, "depth", what, 1, true)
   C.number(v, "quantum", what, 1, true)
+  C.number(v, "steps", what, 1, true)
   if e["repeat"] ~= nil then
     C.at(e, "repeat", what, "a sim experiment runs once per seed: give seeds: instead of repeat:")
   end
-  return {seeds = seeds, strategy = v.strategy or "random", depth = v.depth, quantum = v.quantum}
+  return {seeds = seeds, strategy = v.strategy or "random", depth = v.depth, quantum = v.quantum,
+          steps = v.steps}
 end
 
 local function validate_params(C, p, what)
@@ -448,6 +450,7 @@ local function argv_of(run, files)
       if run.replay then table.move({"--replay", run.replay}, 1, 2, #a + 1, a) end
       if sim.depth then table.move({"--depth", tostring(sim.depth)}, 1, 2, #a + 1, a) end
       if sim.quantum then table.move({"--quantum", tostring(sim.quantum)}, 1, 2, #a + 1, a) end
+      if sim.steps then table.move({"--steps", tostring(sim.steps)}, 1, 2, #a + 1, a) end
     end
     if run.trace then
       a[#a + 1] = "--trace"
@@ -1183,6 +1186,13 @@ local function cmd_explore(args)
   end
   local counts, seeds_of, failed = {}, {}, nil
   local t0, done, tty = host.now(), 0, host.isatty(2)
+  -- PCT's change points fall among the run's decisions: how many there
+  -- are is learned from one run in the default order.
+  if strategy == "pct" then
+    local plain = one(first, "")
+    execute({plain}, 1, tmpdir, false, true)
+    exp.sim.steps = math.max(1, plain.sim and math.tointeger(plain.sim.decisions) or 0)
+  end
   local seed = first
   local interrupted = false
   while done < runs_max and not failed do

@@ -35,6 +35,7 @@ typedef struct run_opts {
   int depth;              /* --depth (pct) */
   const char *replay;     /* --replay SCHEDULE */
   int quantum;            /* --quantum: Lua instructions between two points */
+  long long steps;        /* --steps: pct's estimate of the run's decisions */
   cc_config cfg;
 } run_opts;
 

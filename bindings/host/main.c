@@ -63,6 +63,8 @@ static const char help[] =
     "  --strategy S        random (default), pct (priorities; --depth D), first\n"
     "  --replay SCHEDULE   run the schedule a failed --sim run printed\n"
     "  --quantum K         Lua instructions between two scheduling points (1000)\n"
+    "  --steps N           pct: about how many decisions the run makes (2000);\n"
+    "                      its change points fall among them\n"
     "  --timeline          after the run, draw its trace as swimlanes (as\n"
     "                      concur timeline does), in --width N columns\n"
     "exit status: 0 ok, 1 script error (or a lock-order warning with\n"
@@ -143,7 +145,8 @@ static int parse_run(int argc, char **argv, run_opts *o) {
       o->width = argv[++i];
     } else if (!strcmp(a, "--sim")) {
       o->sim = 1;
-    } else if (!strcmp(a, "--seed") || !strcmp(a, "--depth") || !strcmp(a, "--quantum")) {
+    } else if (!strcmp(a, "--seed") || !strcmp(a, "--depth") || !strcmp(a, "--quantum") ||
+               !strcmp(a, "--steps")) {
       double v;
       if (!more)
         return bad("%s takes a whole number", a);
@@ -151,8 +154,10 @@ static int parse_run(int argc, char **argv, run_opts *o) {
         return EXIT_USAGE;
       if (v != floor(v) || v > 1.8e19)
         return bad("%s takes a whole number", a);
-      if (a[2] == 's')
+      if (a[2] == 's' && a[3] == 'e')
         o->seed = v;
+      else if (a[2] == 's')
+        o->steps = (long long)v;
       else if (a[2] == 'd')
         o->depth = (int)(v > 16 ? 16 : v);
       else

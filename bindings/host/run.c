@@ -342,6 +342,7 @@ int host_run(const run_opts *o) {
   cc_deadlock_set_supervisor(getpid());
   if (o->sim) {
     cc_sched_opts so = {.seed = (uint64_t)o->seed, .strategy = o->strategy, .depth = o->depth,
+                        .steps = o->steps,
                         .schedule = o->replay, .supervisor = getpid()};
     if ((r = cc_sched_init(&so)) != 0) {
       if (r == CC_EVALUE)
@@ -392,8 +393,9 @@ int host_run(const run_opts *o) {
   int code = -1, interrupted = 0;
   const char *cause = NULL; /* what the supervisor ended the run for */
   /* Under --sim the run's decisions are watched: a task that holds the
-   * run and makes none for a second of real time is blocked in a call
-   * concur does not control, and nothing else can run until it returns. */
+   * run, makes none and sleeps in the kernel at every look for a second of
+   * real time is blocked in a call concur does not control, and nothing
+   * else can run until it returns. */
   uint64_t steps = 0;
   int64_t moved = cc_now();
   while (code < 0) {
@@ -401,7 +403,7 @@ int host_run(const run_opts *o) {
                                                                   : deadline;
     int s = cc_wait_signal(&set, until);
     if (s == CC_ETIMEDOUT && until != deadline) {
-      if (cc_sched_steps() != steps) {
+      if (cc_sched_steps() != steps || !cc_sched_holder_asleep()) {
         steps = cc_sched_steps();
         moved = cc_now();
       } else if (cc_now() - moved >= SIM_STALL_NS) {

@@ -271,6 +271,19 @@ for _, f in ipairs(FINDS) do
   end)
 end
 
+T.test("pct: the same run for a seed, and explore --strategy pct finds the Value's lost update", function()
+  local args = "--strategy pct --depth 3 --steps 40 --seed 7 scripts/locks/counter_value.lua -p lock=false -p workers=3 -p each=2"
+  local two = sim_runs{args, args}
+  T.eq(two[1].code, 0, "exit\n" .. two[1].err)
+  same(two[1], two[2], "pct seed 7")
+  assert(two[1].sim:find('"strategy":"pct"', 1, true), two[1].sim)
+  local code, out, err = explore("scripts/locks/counter_value.lua -p lock=false -p workers=2 -p each=1 "
+    .. "--strategy pct --runs 300 --check 'metrics.lost == 0'")
+  T.eq(code, 1, "found\n" .. out .. err)
+  local pre = tonumber(out:match("%((%d+) preemptions?"))
+  assert(pre and pre <= 2, out)
+end)
+
 local ORDERED = T.script([[
 local concur = require "concur"
 local A, B = concur.Lock{name = "A"}, concur.Lock{name = "B"}

@@ -135,6 +135,9 @@ typedef struct cc_sched_result {
 size_t cc_sched_result_get(cc_sched_result *r, char *buf, size_t n);
 /* The number of decisions made so far (the supervisor's watch). */
 uint64_t cc_sched_steps(void);
+/* True when the token's holder sleeps in the kernel (not running, nor
+ * waiting for a processor: a loaded machine's delays are not a stall). */
+int cc_sched_holder_asleep(void);
 /* Writes, into buf, which task holds the token and where its Lua was at
  * its last scheduling point. */
 void cc_sched_holder(char *buf, size_t n);
