@@ -66,25 +66,30 @@ int cc__tid_alive(int tid) {
     if (a >= 0)
       return a;
   }
+  int c = cc__tid_state(tid);
+  return c == '?' || (c && c != 'Z' && c != 'X' && c != 'x');
+}
+
+int cc__tid_state(int tid) {
   char path[64], buf[256];
   snprintf(path, sizeof path, "/proc/%d/stat", tid);
   /* Only "no such task" says it is gone: out of descriptors (EMFILE), a
    * holder that lives would be taken over. */
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return errno != ENOENT && errno != ESRCH;
+    return errno != ENOENT && errno != ESRCH ? '?' : 0;
   ssize_t n = read(fd, buf, sizeof buf - 1);
   int err = errno;
   close(fd);
   if (n < 0)
-    return err != ESRCH && err != ENOENT;
+    return err != ESRCH && err != ENOENT ? '?' : 0;
   if (n == 0)
     return 0;
   buf[n] = '\0';
   /* The state follows the command name, which is in parentheses and may
    * itself contain ") ". */
   char *p = strrchr(buf, ')');
-  return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X' && p[2] != 'x';
+  return p && p[1] == ' ' ? (unsigned char)p[2] : 0;
 }
 
 void cc_life_init(cc_life *t) {

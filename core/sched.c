@@ -160,17 +160,7 @@ int cc_sched_holder_asleep(void) {
   int h = S ? S->next : -1;
   if (h < 0 || (uint32_t)h >= S->ntasks)
     return 0;
-  char path[96], buf[256];
-  snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)atomic_load(&S->tasks[h].pid),
-           (int)atomic_load(&S->tasks[h].tid));
-  FILE *f = fopen(path, "re");
-  if (!f)
-    return 0;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')');
-  return p && p[1] == ' ' && p[2] == 'S';
+  return cc__tid_state((int)atomic_load(&S->tasks[h].tid)) == 'S';
 }
 
 void cc_sched_holder(char *buf, size_t n) {

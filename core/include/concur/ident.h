@@ -22,6 +22,9 @@ void cc__tid_reset(void);
 /* True when the thread (or process) tid exists and is not a zombie (reads
  * /proc: microseconds; for what is looked at rarely). */
 int cc__tid_alive(int tid);
+/* The state letter of /proc/TID/stat ('R', 'S', 'Z', ...), 0 when the task
+ * is gone, '?' when it cannot be read (out of descriptors). */
+int cc__tid_state(int tid);
 
 /* The calling thread's name, for reports and warnings ("MainThread" until
  * set); copied, cut at CC_IDENT_NAME_MAX - 1 bytes. */

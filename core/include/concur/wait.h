@@ -129,50 +129,6 @@ static inline void cc_cpu_relax(void) {
   __builtin_ia32_pause();
 #elif defined(__aarch64__)
   __asm__ __volatile__("yield");
-/* DESIGN. The scheduler (sched.h, concur run --sim) is one more layer below
- * everything that waits: while one is set, exactly one thread of the run
- * runs, and every wait of wait.c is a decision of the scheduler instead of
- * a sleep in the kernel. A futex wait says what it waits for (a word and
- * its value, a deadline) and hands the run on; a wake marks the waiters of
- * that word; a descriptor wait polls (without sleeping) each time it is
- * given the run; time is the scheduler's. cc_wait_point is a scheduling
- * point of an operation that does not block: nothing when no scheduler is
- * set, which is one predictable branch. The hooks are set once, in a
- * process with one thread, and are inherited by its children. */
-typedef struct cc_wait_sched {
-  /* A futex wait (word NULL: a sleep). As futex_wait's returns; *woken set
-   * when a cc_futex_wake ended it. */
-  int (*block)(_Atomic uint32_t *word, uint32_t expect, int64_t deadline, int *woken);
-  /* Marks up to n waiters of word woken; returns how many. */
-  int (*wake)(_Atomic uint32_t *word, int n);
-  /* The number ready, CC_ETIMEDOUT, CC_ESYS, or 0: look around (a wait
-   * slice), then call again. */
-  int (*fds)(struct pollfd *fds, int n, int64_t deadline);
-  /* Is a switch due? If so, handoff() gives the run away and returns when
-   * it is this thread's again (the GIL let go meanwhile). */
-  int (*decide)(void);
-  void (*handoff)(void);
-  /* Waits for the child pid's tasks to end: CC_WAIT_ENDED (they have: reap
-   * it, it is about to be gone), 0 (not a task of the scheduler's),
-   * CC_WAIT_SLICE, CC_ETIMEDOUT or CC_EINTR. */
-  int (*child)(int pid, int64_t deadline);
-  /* 1, 0 (it ended), or -1 (not known: look for it). */
-  int (*tid_alive)(int tid);
-  int64_t (*now)(void);
-} cc_wait_sched;
-/* sched (kept), or NULL; in a process with one thread. */
-void cc_wait_set_sched(const cc_wait_sched *sched);
-/* True while a scheduler is set. */
-int cc_wait_simulated(void);
-
-extern const cc_wait_sched *cc__wait_sched;
-void cc__wait_point(void);
-/* A scheduling point: another thread of the run may run here. */
-static inline void cc_wait_point(void) {
-  if (__builtin_expect(cc__wait_sched != NULL, 0))
-    cc__wait_point();
-}
-
 #endif
 }
 
