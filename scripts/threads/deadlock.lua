@@ -4,13 +4,16 @@
 -- reports it: the run ends with exit 3 (outcome deadlock). With luck on
 -- its side (one thread, -p threads=1, and no sleep, -p pause=0) the run
 -- ends well, and the end of the run still warns that A and B are taken in
--- both orders.
+-- both orders. The fix, -p ordered=true: the second time too each thread
+-- takes A before B, and no run deadlocks.
 local concur = require "concur"
 io.stdout:setvbuf("line")
 
 local threads = concur.params.threads or 5
 local pause = concur.params.pause or 0.1
+local ordered = concur.params.ordered or false
 local A, B = concur.Lock{name = "A"}, concur.Lock{name = "B"}
+local locks = {A = A, B = B}
 
 local function work(i)
   do
@@ -20,11 +23,13 @@ local function work(i)
     print(i .. " has B")
   end
   do
-    local _b <close> = B:hold()
-    print(i .. " has B again")
+    local first, second = "B", "A"
+    if ordered then first, second = "A", "B" end
+    local _f <close> = locks[first]:hold()
+    print(i .. " has " .. first .. " again")
     if pause > 0 then concur.sleep(pause) end
-    local _a <close> = A:hold()
-    print(i .. " has A again")
+    local _s <close> = locks[second]:hold()
+    print(i .. " has " .. second .. " again")
   end
 end
 
