@@ -1,6 +1,8 @@
 /* test_sched - the run's scheduler: one task at a time, the same order for a seed, virtual time */
 #include "helpers.h"
 
+#include <errno.h>
+
 #include "concur/error.h"
 #include "concur/event.h"
 #include "concur/lock.h"
@@ -176,6 +178,7 @@ static void timeouts_are_virtual(void **state) {
  * run, and the deadlock detector (told by the scheduler's rounds of
  * looking around) ends one of the waits with CC_EDEADLK. */
 static cc_lock *A, *B;
+static int *other; /* the other process's pid, for the test to see it gone */
 
 static int crossed(void *arg, int i) {
   (void)arg;
@@ -195,9 +198,15 @@ static int crossed(void *arg, int i) {
     cc_proc_exit(got == CC_EDEADLK ? 3 : 0);
   }
   assert_int_equal(cc_event_wait(both, CC_FOREVER), 0);
+  *other = p.pid;
   int got = cc_lock_acquire(theirs, CC_FOREVER);
-  if (got == CC_EDEADLK)
-    _exit(3); /* the other waits on: its end is the test's kill */
+  if (got == CC_EDEADLK) {
+    /* The other waits on, and the scheduler is halted: it is killed and
+     * reaped here, as the host's supervisor would. */
+    kill(p.pid, SIGKILL);
+    waitpid(p.pid, NULL, 0);
+    _exit(3);
+  }
   cc_lock_release(theirs);
   cc_lock_release(mine);
   assert_int_equal(cc_proc_join(&p, CC_FOREVER), 0);
@@ -208,7 +217,14 @@ static void a_deadlock_is_found(void **state) {
   (void)state;
   A = cc_lock_new(0);
   B = cc_lock_new(0);
+  other = cc_arena_alloc(sizeof *other);
+  *other = 0;
   assert_int_equal(await(spawn(crossed, NULL, 0), 30), 3);
+  /* Nothing is left running: the other process was reaped. */
+  assert_true(*other > 0);
+  assert_int_equal(kill(*other, 0), -1);
+  assert_int_equal(errno, ESRCH);
+  cc_arena_free(other);
   cc_obj_unref(&A->hdr);
   cc_obj_unref(&B->hdr);
 }
