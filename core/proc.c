@@ -304,9 +304,16 @@ int cc_proc_poll(cc_proc *p) {
 
 void cc_proc_signal(cc_proc *p, int sig) {
   if (p->state == CC_PROC_STARTED && p->parent_pid == getpid()) {
-    if (sig == SIGTERM || sig == SIGKILL)
+    int ends = sig == SIGTERM || sig == SIGKILL;
+    if (ends)
       cc_sched_forget_pid(p->pid);
     kill(p->pid, sig);
+    /* Scheduled, what the run does next must not depend on how soon the
+     * kernel finishes the process: once its pidfd is readable its
+     * descriptors are closed, and its pipes' other ends see the end. One
+     * that does not die of sig is waited for 1 s at most. */
+    if (ends && cc_sched_on() && p->pidfd >= 0)
+      cc_wait_fd_plain(p->pidfd, POLLIN, cc_now_real() + 1000000000LL);
   }
 }
 

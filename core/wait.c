@@ -378,6 +378,23 @@ int cc_wait_fd(int fd, short events, int64_t deadline) {
   return r > 0 ? 0 : r;
 }
 
+int cc_wait_fd_plain(int fd, short events, int64_t real_deadline) {
+  struct pollfd p = {.fd = fd, .events = events};
+  for (;;) {
+    int64_t now = cc_now_real();
+    int ms = real_deadline == CC_FOREVER ? -1
+             : now >= real_deadline      ? 0
+                                         : (int)((real_deadline - now + 999999) / 1000000);
+    int r = poll(&p, 1, ms);
+    if (r > 0)
+      return 0;
+    if (r < 0 && errno != EINTR)
+      return CC_ESYS;
+    if (r == 0 && cc_now_real() >= real_deadline)
+      return CC_ETIMEDOUT;
+  }
+}
+
 int cc_wait_fd_soon(int fd, short events, int64_t deadline) {
   struct pollfd p = {.fd = fd, .events = events};
   int64_t until = cc_now() + CC_SPIN_NS;

@@ -194,6 +194,41 @@ print(("slept %.3f waited %.3f got %s"):format(slept, waited, tostring(got)))
   assert(wall < 2.5, "5 virtual seconds took " .. wall .. " s of real time")
 end)
 
+-- A killed process's descriptors are closed by the kernel after the kill,
+-- in its own time: under --sim terminate() returns once they are, so that
+-- what the run sees next does not depend on that time.
+T.test("a terminated process's pipes show their end at once, to the terminating task and to a waiting thread",
+  function()
+  local script = T.script([[
+local concur = require "concur"
+local r1, w1 = concur.Pipe(false)
+local r2, w2 = concur.Pipe(false)
+local p = concur.Process{target = function() concur.sleep(10) end, args = {w1, w2}}
+p:start()
+w1:close(); w2:close()
+local seen
+local t = concur.Thread{target = function()
+  local ok, e = pcall(r2.recv, r2)
+  seen = ("%s\t%s"):format(ok, concur.is(e, "EOF"))
+end}
+t:start()
+concur.sleep(0.01)
+p:terminate()
+print("poll right after terminate", r1:poll(0))
+local ok, e = pcall(r1.recv, r1)
+print("recv", ok, concur.is(e, "EOF"))
+t:join(); p:join()
+print("thread's recv", seen)
+print("exitcode", p.exitcode)
+]])
+  for seed = 1, 3 do
+    local r = sim_run(("--seed %d %s"):format(seed, script))
+    T.eq(r.code, 0, "exit\n" .. r.err)
+    T.eq(r.out, "poll right after terminate\ttrue\nrecv\tfalse\ttrue\nthread's recv\tfalse\ttrue\n"
+      .. "exitcode\t-15\n", "seed " .. seed)
+  end
+end)
+
 T.test("a task blocked outside concur ends the run after 1 s, naming it and its line", function()
   local script = T.script([[
 local concur = require "concur"

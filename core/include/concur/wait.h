@@ -71,6 +71,10 @@ int cc_wait_fd(int fd, short events, int64_t deadline);
  * a pipe): looks for about CC_SPIN_NS without sleeping first, as a wake-up
  * on another core costs tens of microseconds. */
 int cc_wait_fd_soon(int fd, short events, int64_t deadline);
+/* The same with no hook and no interrupt, on the real clock, even under the
+ * scheduler: for what the kernel finishes on its own (a killed process's
+ * end), which no task of the run does. 0, CC_ETIMEDOUT or CC_ESYS. */
+int cc_wait_fd_plain(int fd, short events, int64_t real_deadline);
 /* Waits until one of n descriptors is ready (poll's revents are filled in).
  * The number ready, CC_ETIMEDOUT, CC_EINTR, CC_ESYS or the observer's code. */
 struct pollfd;
