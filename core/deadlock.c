@@ -29,6 +29,7 @@ typedef struct party {
   _Atomic int32_t tid; /* 0: free */
   int32_t pid;
   int32_t slot; /* its process's, in the process table */
+  int32_t rank; /* who comes first in a report: see rank_of */
   char name[PARTY_NAME];
   _Atomic uint64_t seq; /* its long wait with no deadline; 0: none */
   uintptr_t obj;        /* the cc_obj waited on, or 0 */
@@ -67,6 +68,15 @@ void cc_deadlock_set_supervisor(int pid) {
     atomic_store(&D->supervisor, pid);
 }
 
+/* A thread's place in the order of reports: its tid, but under the
+ * scheduler its task number first, so that the thread that reports a
+ * deadlock, the member its cycle starts from and the order of a list are
+ * the same in every run (tids are the kernel's, and wrap). */
+static int32_t rank_of(int32_t tid) {
+  int task = cc_sched_task();
+  return task >= 0 ? task : CC_SCHED_TASKS + tid;
+}
+
 /* The calling thread's entry, taken at its first need; NULL when the table
  * is full (the thread goes unwatched, and the run is never all asleep). */
 static party *mine(void) {
@@ -83,6 +93,7 @@ static party *mine(void) {
       continue;
     p->pid = cc_pid();
     p->slot = cc_proc_self_slot();
+    p->rank = rank_of(tid);
     atomic_store(&p->seq, 0);
     atomic_store(&p->sleeps, 0);
     atomic_store(&p->mark_seq, 0);
@@ -265,13 +276,13 @@ static int tell(void) {
  * also 0 at a tid lower than x's, which reports the cycle itself. */
 static int follow(party *x, party **m, int lowest) {
   int n = 0;
-  int32_t start = atomic_load(&x->tid);
+  int32_t start = atomic_load(&x->tid), first = x->rank;
   for (;;) {
     m[n++] = x;
     int32_t next = waits_for(x);
     if (next == start)
       return n;
-    if (!next || (lowest && next < start) || n == CYCLE_MAX)
+    if (!next || n == CYCLE_MAX)
       return 0;
     for (int k = 1; k < n; k++)
       if (atomic_load(&m[k]->tid) == next)
@@ -279,6 +290,8 @@ static int follow(party *x, party **m, int lowest) {
     x = find_waiting(next);
     if (!x)
       return 0; /* not stuck: it may move */
+    if (lowest && x->rank < first)
+      return 0;
   }
 }
 
@@ -307,6 +320,11 @@ static int cycle(party *p) {
   return 1;
 }
 
+static int by_rank(const void *a, const void *b) {
+  int32_t x = (*(party *const *)a)->rank, y = (*(party *const *)b)->rank;
+  return (x > y) - (x < y);
+}
+
 /* Whether every thread of every live process of the run is asleep in a
  * long wait with no deadline, and this thread is to report it: 1 (written
  * into the report), else 0. */
@@ -314,12 +332,12 @@ static int all_asleep(void) {
   /* First what costs no system call: as many such waits as threads, and
    * this thread's tid the lowest of them. */
   uint32_t hi = atomic_load(&D->high), waiting = 0;
-  int32_t self = cc_tid();
+  int32_t self = me ? me->rank : rank_of(cc_tid());
   for (uint32_t i = 0; i < hi; i++) {
     party *p = &D->p[i];
     int32_t tid = atomic_load(&p->tid);
     if (tid > 0 && atomic_load(&p->seq)) {
-      if (tid < self && thread_alive(p->pid, tid))
+      if (p->rank < self && thread_alive(p->pid, tid))
         return 0;
       waiting++;
     }
@@ -362,6 +380,7 @@ static int all_asleep(void) {
   }
   if (n == 0 || !settled(m, n))
     goto out;
+  qsort(m, (size_t)n, sizeof *m, by_rank);
   /* A cycle among them says more than that they all sleep. */
   found = 1;
   for (int k = 0; k < n; k++) {

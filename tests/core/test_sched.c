@@ -229,11 +229,71 @@ static void a_deadlock_is_found(void **state) {
   cc_obj_unref(&B->hdr);
 }
 
+/* The same cycle, where the task numbers run against the pids: the
+ * process forked first is the later task. The deadlock is told to the
+ * lowest task (the same in every run), not to the lowest tid (the
+ * kernel's, which wraps). Each party's process exits 3 when it is the one
+ * told; the run's main task leaves the schedule and watches who ends. */
+static cc_event *flags[2];
+
+static void cross(cc_lock *mine, cc_lock *theirs, int me) {
+  assert_int_equal(cc_lock_acquire(mine, CC_FOREVER), 0);
+  cc_event_set(flags[me]);
+  assert_int_equal(cc_event_wait(flags[!me], CC_FOREVER), 0);
+  int got = cc_lock_acquire(theirs, CC_FOREVER);
+  fflush(NULL);
+  _exit(got == CC_EDEADLK ? 3 : 1);
+}
+
+static int ranked(void *arg, int i) {
+  (void)arg;
+  (void)i;
+  cc_sched_opts o = {.seed = 1, .strategy = CC_SCHED_FIRST};
+  assert_int_equal(cc_sched_init(&o), 0);
+  cc_sched_start(0);
+  int low = cc_sched_spawn(), high = cc_sched_spawn();
+  assert_true(low > 0 && high > low);
+  pid_t first = fork_counted();
+  if (first == 0) {
+    cc_sched_start(high);
+    cross(A, B, 0);
+  }
+  cc_sched_set_pid(high, first);
+  pid_t second = fork_counted();
+  if (second == 0) {
+    cc_sched_start(low);
+    cross(B, A, 1);
+  }
+  cc_sched_set_pid(low, second);
+  assert_true(first < second); /* no wrap between two forks in a row */
+  cc_sched_exit();
+  int st;
+  pid_t ended = waitpid(-1, &st, 0);
+  pid_t other = ended == first ? second : first;
+  kill(other, SIGKILL);
+  waitpid(other, NULL, 0);
+  return ended == second && WIFEXITED(st) && WEXITSTATUS(st) == 3 ? 0 : 1;
+}
+
+static void the_lowest_task_is_told_not_the_lowest_tid(void **state) {
+  (void)state;
+  A = cc_lock_new(0);
+  B = cc_lock_new(0);
+  flags[0] = cc_event_new();
+  flags[1] = cc_event_new();
+  assert_int_equal(await(spawn(ranked, NULL, 0), 30), 0);
+  for (int k = 0; k < 2; k++)
+    cc_obj_unref(&flags[k]->hdr);
+  cc_obj_unref(&A->hdr);
+  cc_obj_unref(&B->hdr);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(a_seed_gives_one_order_and_seeds_differ),
       cmocka_unit_test(timeouts_are_virtual),
       cmocka_unit_test(a_deadlock_is_found),
+      cmocka_unit_test(the_lowest_task_is_told_not_the_lowest_tid),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
