@@ -194,6 +194,37 @@ print(("slept %.3f waited %.3f got %s"):format(slept, waited, tostring(got)))
   assert(wall < 2.5, "5 virtual seconds took " .. wall .. " s of real time")
 end)
 
+-- Lua seeds its string hashes anew in each run, and next() follows them:
+-- under --sim pairs() gives one order, in the main thread, a thread and a
+-- process, whatever the run.
+T.test("pairs() visits keys in one order in every run: numbers, strings, booleans", function()
+  local script = T.script([[
+local concur = require "concur"
+local function keys(where)
+  local t = {zeta = 1, alpha = 2, eta = 3, beta = 4, [3] = 5, [1.5] = 6, [true] = 7,
+             [false] = 8, gamma = 9, delta = 10, theta = 11, eps = 12}
+  t.eta = nil
+  local o = {}
+  for k, v in pairs(t) do o[#o + 1] = tostring(k) .. "=" .. v end
+  print(where, table.concat(o, " "))
+end
+keys("main")
+local th = concur.Thread{target = keys, args = {"thread"}}
+th:start(); th:join()
+local p = concur.Process{target = keys, args = {"process"}}
+p:start(); p:join()
+]])
+  local want
+  for run = 1, 4 do
+    local r = sim_run("--seed 7 " .. script)
+    T.eq(r.code, 0, "exit\n" .. r.err)
+    want = want or r.out
+    T.eq(r.out, want, "run " .. run .. " as the first")
+  end
+  local line = "1.5=6 3=5 alpha=2 beta=4 delta=10 eps=12 gamma=9 theta=11 zeta=1 false=8 true=7"
+  T.eq(want, ("main\t%s\nthread\t%s\nprocess\t%s\n"):format(line, line, line), "the order")
+end)
+
 -- A killed process's descriptors are closed by the kernel after the kill,
 -- in its own time: under --sim terminate() returns once they are, so that
 -- what the run sees next does not depend on that time.
