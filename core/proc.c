@@ -473,8 +473,67 @@ static void collect(int pid, int ppid, void *ud) {
   pidset_add(&p->ppid, ppid);
 }
 
+/* Adds the children of pid (of each of its threads) that out does not
+ * have yet, from the kernel's lists of them: a few reads, where a look at
+ * every process of the machine costs one open and read each. */
+static void add_children(int pid, pidset *out) {
+  char path[80];
+  snprintf(path, sizeof path, "/proc/%d/task", pid);
+  DIR *d = opendir(path);
+  if (!d)
+    return; /* gone: no children */
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof path, "/proc/%d/task/%.16s/children", pid, de->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      continue;
+    char buf[4096];
+    size_t have = 0;
+    ssize_t n;
+    while ((n = read(fd, buf + have, sizeof buf - 1 - have)) > 0) {
+      have += (size_t)n;
+      buf[have] = '\0';
+      /* Every whole number so far; a cut one is kept for the next read. */
+      char *at = buf, *end;
+      for (;;) {
+        long child = strtol(at, &end, 10);
+        if (end == at || (*end == '\0' && have == sizeof buf - 1))
+          break;
+        if (child > 0 && !pidset_has(out, (int)child))
+          pidset_add(out, (int)child);
+        at = end;
+      }
+      have = strlen(at);
+      memmove(buf, at, have);
+    }
+    close(fd);
+  }
+  closedir(d);
+}
+
+/* Whether the kernel lists a thread's children (CONFIG_PROC_CHILDREN). */
+static int lists_children(void) {
+  static _Atomic int known; /* 0 not yet, 1 yes, 2 no; threads: any may ask */
+  int k = atomic_load(&known);
+  if (!k) {
+    k = access("/proc/thread-self/children", R_OK) == 0 ? 1 : 2;
+    atomic_store(&known, k);
+  }
+  return k == 1;
+}
+
 /* The descendants of root, parents before children. */
 static pidset descendants(int root) {
+  if (lists_children()) {
+    pidset out = {0};
+    pidset_add(&out, root);
+    for (size_t i = 0; i < out.n; i++)
+      add_children(out.v[i], &out);
+    return out;
+  }
   pairs all = {{0}, {0}};
   each_process(collect, &all);
   pidset out = {0};
