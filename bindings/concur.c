@@ -21,14 +21,16 @@
  * module's field. */
 static const struct chunk {
   const char *name;
-  const unsigned char *code;
-  size_t len;
+  const unsigned char *code, *bc; /* the source; its bytecode, for the host's Lua */
+  size_t len, bclen;
   const char *field;
 } chunks[] = {
-    {"class", class_lua, sizeof class_lua, "class"},
-    {"pool", pool_lua, sizeof pool_lua, "Pool"},
-    {"thread", thread_lua, sizeof thread_lua, "Thread"},
-    {"manager", manager_lua, sizeof manager_lua, "Manager"},
+#define CC__CHUNK(name, field) {#name, name##_lua, name##_lua_bc, sizeof name##_lua, sizeof name##_lua_bc, field}
+    CC__CHUNK(class, "class"),
+    CC__CHUNK(pool, "Pool"),
+    CC__CHUNK(thread, "Thread"),
+    CC__CHUNK(manager, "Manager"),
+#undef CC__CHUNK
 };
 
 /* Threads: the host's settings, written before luaopen_concur, read after. */
@@ -98,7 +100,11 @@ int luaopen_concur(lua_State *L) {
     const struct chunk *c = &chunks[i];
     char name[32];
     snprintf(name, sizeof name, "=%s", c->name);
-    if (luaL_loadbufferx(L, (const char *)c->code, c->len, name, "t"))
+    /* The host links the Lua its bytecode was made by (luadump); a stock
+     * lua5.4 may be another build: it compiles the source. */
+    int r = hosted ? luaL_loadbufferx(L, (const char *)c->bc, c->bclen, name, "b")
+                   : luaL_loadbufferx(L, (const char *)c->code, c->len, name, "t");
+    if (r)
       lua_error(L);
     lua_pushvalue(L, -2);
     cc__lpush_private(L);

@@ -1,4 +1,17 @@
-# embed.cmake - turns a Lua source into a C array: cmake -DIN=x.lua -DOUT=x.h -DNAME=sym -P embed.cmake
-file(READ "${IN}" hex HEX)
-string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," body "${hex}")
-file(WRITE "${OUT}" "/* generated from ${IN}; do not edit */\nstatic const unsigned char ${NAME}[] = {${body}};\n")
+# embed.cmake - turns a Lua chunk into C arrays: cmake -DOUT=x.h -DNAME=sym [-DIN=x.lua] [-DBC=x.luac] -P embed.cmake
+# IN gives NAME[] (the source), BC gives NAME_bc[] (its bytecode, from luadump).
+cmake_policy(VERSION 3.20)
+set(text "/* generated; do not edit */\n")
+foreach(part IN ITEMS IN BC)
+  if(DEFINED ${part})
+    file(READ "${${part}}" hex HEX)
+    string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," body "${hex}")
+    if(part STREQUAL "BC")
+      set(sym "${NAME}_bc")
+    else()
+      set(sym "${NAME}")
+    endif()
+    string(APPEND text "static const unsigned char ${sym}[] = {${body}};\n")
+  endif()
+endforeach()
+file(WRITE "${OUT}" "${text}")

@@ -19,7 +19,7 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-/* Runs an embedded chunk (its name, for messages) with
+/* Runs an embedded chunk, bytecode (its name, for messages) with
  * arg = {command, binary, options...}; returns what it returns, its exit
  * code. */
 static int run_tool(const char *name, const unsigned char *chunk, size_t len, int argc,
@@ -56,7 +56,7 @@ static int run_tool(const char *name, const unsigned char *chunk, size_t len, in
   int code = EXIT_SCRIPT;
   char chunkname[64];
   snprintf(chunkname, sizeof chunkname, "=%s", name);
-  if (luaL_loadbufferx(L, (const char *)chunk, len, chunkname, "t") ||
+  if (luaL_loadbufferx(L, (const char *)chunk, len, chunkname, "b") ||
       lua_pcall(L, 0, 1, -2)) {
     fprintf(stderr, "concur: internal error in the %s: %s\n", name, lua_tostring(L, -1));
   } else {
@@ -68,9 +68,9 @@ static int run_tool(const char *name, const unsigned char *chunk, size_t len, in
 }
 
 int host_batch(int argc, char **argv) {
-  return run_tool("batch runner", batch_lua, sizeof batch_lua, argc, argv);
+  return run_tool("batch runner", batch_lua_bc, sizeof batch_lua_bc, argc, argv);
 }
 
 int host_timeline(int argc, char **argv) {
-  return run_tool("timeline", timeline_lua, sizeof timeline_lua, argc, argv);
+  return run_tool("timeline", timeline_lua_bc, sizeof timeline_lua_bc, argc, argv);
 }
