@@ -169,7 +169,9 @@ static void push(block *b) {
                                          ((old >> 32) + 1) << 32 | off));
 }
 
-void *cc_arena_alloc(size_t n) {
+/* A block for n bytes; *fresh: cut from the untouched end, whose bytes
+ * are still the mapping's zeros. */
+static void *take(size_t n, int *fresh) {
   if (!A || n > A->size)
     return NULL;
   int c = class_of(n);
@@ -177,6 +179,7 @@ void *cc_arena_alloc(size_t n) {
     return NULL;
   size_t bs = (size_t)1 << (c + MIN_SHIFT);
   block *b = pop(c);
+  *fresh = !b;
   if (!b) {
     size_t line = bs < CC_CACHE_LINE ? 16 : CC_CACHE_LINE;
     size_t cur = atomic_load(&A->bump), start;
@@ -193,6 +196,21 @@ void *cc_arena_alloc(size_t n) {
   atomic_fetch_add(&A->used, bs);
   atomic_fetch_add(&A->live, 1);
   return (char *)b + HDR;
+}
+
+void *cc_arena_alloc(size_t n) {
+  int fresh;
+  return take(n, &fresh);
+}
+
+void *cc_arena_zalloc(size_t n) {
+  int fresh;
+  void *p = take(n, &fresh);
+  /* A fresh block is not written: its pages are touched only as it is used
+   * (a table of thousands of entries, few of them taken). */
+  if (p && !fresh)
+    memset(p, 0, n);
+  return p;
 }
 
 void cc_arena_free(void *p) {
@@ -252,10 +270,9 @@ void *cc_obj_new_sized(const cc_type *t, size_t size) {
   uint32_t tag = tag_of(t);
   if (!tag || size < sizeof(cc_obj))
     return NULL;
-  cc_obj *o = cc_arena_alloc(size);
+  cc_obj *o = cc_arena_zalloc(size);
   if (!o)
     return NULL;
-  memset(o, 0, size);
   o->type = tag;
   atomic_store(&o->refs, 1);
   o->id = atomic_fetch_add(&A->serial[tag], 1) + 1;

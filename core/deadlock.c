@@ -428,10 +428,9 @@ static const cc_wait_observer observer = {sleeping, ended};
 static void register_atfork(void) { pthread_atfork(NULL, NULL, after_fork); }
 
 int cc_deadlock_init(void) {
-  D = cc_arena_alloc(sizeof *D);
+  D = cc_arena_zalloc(sizeof *D);
   if (!D)
     return CC_EARENAFULL;
-  memset(D, 0, sizeof *D);
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, register_atfork);
   cc_wait_set_observer(&observer);

@@ -42,11 +42,8 @@ static table *T;
 _Thread_local cc__lockorder_held cc__held;
 
 int cc_lockorder_init(void) {
-  T = cc_arena_alloc(sizeof *T);
-  if (!T)
-    return CC_EARENAFULL;
-  memset(T, 0, sizeof *T);
-  return 0;
+  T = cc_arena_zalloc(sizeof *T);
+  return T ? 0 : CC_EARENAFULL;
 }
 
 void cc_lockorder_clear(void) {

@@ -43,8 +43,8 @@ int cc_proctab_init(unsigned max_processes) {
   unsigned cap = max_processes + 1;
   if (max_processes < 1 || sizeof(proctab) + cap * sizeof(cc_procent) > room)
     return CC_EVALUE;
+  /* The reserved room is the new mapping's, zero, and taken once. */
   T = p;
-  memset(T, 0, sizeof(proctab) + cap * sizeof(cc_procent));
   T->cap = cap;
   cc_procent *m = &T->ent[0];
   atomic_store(&m->state, CC_PS_RUNNING);

@@ -515,10 +515,9 @@ static const cc_wait_sched hooks = {block, wake, fds, decide, handoff, child, ti
 /* ---- Tasks ---- */
 
 int cc_sched_init(const cc_sched_opts *o) {
-  sched *s = cc_arena_alloc(sizeof *s);
+  sched *s = cc_arena_zalloc(sizeof *s);
   if (!s)
     return CC_EARENAFULL;
-  memset(s, 0, sizeof *s);
   S = s;
   S->opts = *o;
   S->opts.schedule = NULL;

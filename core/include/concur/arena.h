@@ -50,6 +50,9 @@ int cc_arena_ready(void);
  * more (n > 16, with its header) is alone in its cache lines. Returns NULL
  * when the arena is full. Safe between processes and threads; lock-free. */
 void *cc_arena_alloc(size_t n);
+/* The same, zeroed: a block never used before is left as the mapping made
+ * it (zeros, its pages not yet touched), a used one is cleared. */
+void *cc_arena_zalloc(size_t n);
 void cc_arena_free(void *p);
 /* A block's generation: it changes at every allocation of the block, so
  * that one recorded with it can be told from a later allocation at the
