@@ -273,7 +273,7 @@ static int tell(void) {
 
 /* Follows the waits from x (a lock's owner, a joined thread, ...) into m.
  * Returns the cycle's length when they come back to x, else 0; `lowest`:
- * also 0 at a tid lower than x's, which reports the cycle itself. */
+ * also 0 at a member ranked before x, which reports the cycle itself. */
 static int follow(party *x, party **m, int lowest) {
   int n = 0;
   int32_t start = atomic_load(&x->tid), first = x->rank;
@@ -330,7 +330,7 @@ static int by_rank(const void *a, const void *b) {
  * into the report), else 0. */
 static int all_asleep(void) {
   /* First what costs no system call: as many such waits as threads, and
-   * this thread's tid the lowest of them. */
+   * this thread the first of them by rank. */
   uint32_t hi = atomic_load(&D->high), waiting = 0;
   int32_t self = me ? me->rank : rank_of(cc_tid());
   for (uint32_t i = 0; i < hi; i++) {
