@@ -111,6 +111,12 @@ int luaopen_concur(lua_State *L) {
     lua_call(L, 2, 1);
     lua_setfield(L, -2, c->field);
   }
+  /* What loading left behind is collected now, once: the script's first
+   * objects then come from the memory it freed, beside the module's, as
+   * when the chunks were compiled here (whose garbage the collector took
+   * as it went). Without it two processes incrementing a Value under its
+   * Lock ran 13% slower (farm-bench, paired), with no more instructions. */
+  lua_gc(L, LUA_GCCOLLECT);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, open_private);
   lua_setfield(L, -2, "concur.private");
