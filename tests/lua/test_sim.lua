@@ -228,15 +228,29 @@ end)
 -- A killed process's descriptors are closed by the kernel after the kill,
 -- in its own time: under --sim terminate() returns once they are, so that
 -- what the run sees next does not depend on that time.
-T.test("a terminated process's pipes show their end at once, to the terminating task and to a waiting thread",
+T.test("a terminated process's pipes show their end at once: to the terminating task, a thread, a thread of another process",
   function()
   local script = T.script([[
 local concur = require "concur"
 local r1, w1 = concur.Pipe(false)
 local r2, w2 = concur.Pipe(false)
-local p = concur.Process{target = function() concur.sleep(10) end, args = {w1, w2}}
+local r3, w3 = concur.Pipe(false)
+local p = concur.Process{target = function() concur.sleep(10) end}
 p:start()
-w1:close(); w2:close()
+-- A thread of another process waits on the third pipe; that process lets
+-- go of the sending ends it inherited, so that only p holds them.
+local other = concur.Process{target = function()
+  w1:close(); w2:close(); w3:close()
+  local eof
+  local t = concur.Thread{target = function()
+    local ok, e = pcall(r3.recv, r3)
+    eof = not ok and concur.is(e, "EOF")
+  end}
+  t:start(); t:join()
+  os.exit(eof and 0 or 1)
+end}
+other:start()
+w1:close(); w2:close(); w3:close()
 local seen
 local t = concur.Thread{target = function()
   local ok, e = pcall(r2.recv, r2)
@@ -248,15 +262,16 @@ p:terminate()
 print("poll right after terminate", r1:poll(0))
 local ok, e = pcall(r1.recv, r1)
 print("recv", ok, concur.is(e, "EOF"))
-t:join(); p:join()
+t:join(); p:join(); other:join()
 print("thread's recv", seen)
+print("the other process's thread saw the end", other.exitcode == 0)
 print("exitcode", p.exitcode)
 ]])
   for seed = 1, 3 do
     local r = sim_run(("--seed %d %s"):format(seed, script))
     T.eq(r.code, 0, "exit\n" .. r.err)
     T.eq(r.out, "poll right after terminate\ttrue\nrecv\tfalse\ttrue\nthread's recv\tfalse\ttrue\n"
-      .. "exitcode\t-15\n", "seed " .. seed)
+      .. "the other process's thread saw the end\ttrue\nexitcode\t-15\n", "seed " .. seed)
   end
 end)
 
