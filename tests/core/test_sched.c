@@ -22,6 +22,26 @@ typedef struct shared {
 
 static shared *X;
 
+/* The calling process (a worker of the test's) begins a scheduled run
+ * with seed and strategy, as its main task 0. */
+static void scheduled(uint64_t seed, int strategy) {
+  cc_sched_opts o = {.seed = seed, .strategy = strategy};
+  assert_int_equal(cc_sched_init(&o), 0);
+  cc_sched_start(0);
+}
+
+/* The state a test shares with its runs, and its Lock. */
+static void shared_make(void) {
+  X = cc_arena_zalloc(sizeof *X);
+  assert_non_null(X);
+  X->lock = cc_lock_new(0);
+}
+
+static void shared_drop(void) {
+  cc_obj_unref(&X->lock->hdr);
+  cc_arena_free(X);
+}
+
 static void turns(int who) {
   for (int i = 0; i < TURNS; i++) {
     assert_int_equal(cc_lock_acquire(X->lock, CC_FOREVER), 0);
@@ -69,9 +89,7 @@ static void thread_end(pthread_t t, runner *p) {
  * each take the Lock in turn. In a process of its own (a scheduled
  * process's clock is virtual for good). */
 static void run_seed(uint64_t seed) {
-  cc_sched_opts o = {.seed = seed, .strategy = CC_SCHED_RANDOM};
-  assert_int_equal(cc_sched_init(&o), 0);
-  cc_sched_start(0);
+  scheduled(seed, CC_SCHED_RANDOM);
   cc_proc p;
   cc_proc_init(&p, "P", 0);
   int r = cc_proc_start(&p);
@@ -108,9 +126,7 @@ static void order_of(int seed, int *out) {
 
 static void a_seed_gives_one_order_and_seeds_differ(void **state) {
   (void)state;
-  X = cc_arena_alloc(sizeof *X);
-  memset(X, 0, sizeof *X);
-  X->lock = cc_lock_new(0);
+  shared_make();
   int first[PARTIES * TURNS], again[PARTIES * TURNS];
   int distinct = 0, prev[PARTIES * TURNS];
   for (int seed = 1; seed <= 6; seed++) {
@@ -128,8 +144,7 @@ static void a_seed_gives_one_order_and_seeds_differ(void **state) {
     memcpy(prev, first, sizeof first);
   }
   assert_true(distinct >= 3);
-  cc_obj_unref(&X->lock->hdr);
-  cc_arena_free(X);
+  shared_drop();
 }
 
 /* The other party holds the Lock through 10 virtual seconds of sleep;
@@ -138,9 +153,7 @@ static void a_seed_gives_one_order_and_seeds_differ(void **state) {
 static int timed(void *arg, int i) {
   (void)arg;
   (void)i;
-  cc_sched_opts o = {.seed = 1, .strategy = CC_SCHED_FIRST};
-  assert_int_equal(cc_sched_init(&o), 0);
-  cc_sched_start(0);
+  scheduled(1, CC_SCHED_FIRST);
   cc_event *held = cc_event_new();
   cc_proc p;
   cc_proc_init(&p, "holder", 0);
@@ -162,16 +175,13 @@ static int timed(void *arg, int i) {
 
 static void timeouts_are_virtual(void **state) {
   (void)state;
-  X = cc_arena_alloc(sizeof *X);
-  memset(X, 0, sizeof *X);
-  X->lock = cc_lock_new(0);
+  shared_make();
   int64_t t0 = cc_now();
   assert_int_equal(await(spawn(timed, NULL, 0), 30), 0);
   assert_true(cc_now() - t0 < 5000 * MS); /* 11 virtual seconds */
   assert_int_equal(X->timed, CC_ETIMEDOUT);
   assert_true(X->waited >= 1000 * MS && X->waited < 1010 * MS);
-  cc_obj_unref(&X->lock->hdr);
-  cc_arena_free(X);
+  shared_drop();
 }
 
 /* Two processes each hold one Lock and take the other's: nobody can
@@ -183,9 +193,7 @@ static int *other; /* the other process's pid, for the test to see it gone */
 static int crossed(void *arg, int i) {
   (void)arg;
   (void)i;
-  cc_sched_opts o = {.seed = 2, .strategy = CC_SCHED_RANDOM};
-  assert_int_equal(cc_sched_init(&o), 0);
-  cc_sched_start(0);
+  scheduled(2, CC_SCHED_RANDOM);
   cc_event *both = cc_event_new();
   cc_proc p;
   cc_proc_init(&p, "other", 0);
@@ -248,9 +256,7 @@ static void cross(cc_lock *mine, cc_lock *theirs, int me) {
 static int ranked(void *arg, int i) {
   (void)arg;
   (void)i;
-  cc_sched_opts o = {.seed = 1, .strategy = CC_SCHED_FIRST};
-  assert_int_equal(cc_sched_init(&o), 0);
-  cc_sched_start(0);
+  scheduled(1, CC_SCHED_FIRST);
   int low = cc_sched_spawn(), high = cc_sched_spawn();
   assert_true(low > 0 && high > low);
   pid_t first = fork_counted();
